@@ -1,0 +1,93 @@
+import { Schema } from "effect"
+import { Nameplate, Token, TransferId } from "./Ids.js"
+
+/** Caps on everything the signal app accepts, so a hostile client cannot make it buffer without bound. */
+export const MaxRequestBodyBytes = 4 * 1024
+export const MaxSocketMessageBytes = 64 * 1024
+/** Signaling payloads are opaque to the server (a later step seals them); this bounds one of them. */
+export const MaxSignalDataChars = 48 * 1024
+export const MinTtlSeconds = 1
+export const MaxTtlSeconds = 24 * 60 * 60
+
+export const IceServer = Schema.Struct({
+  urls: Schema.String,
+  username: Schema.optional(Schema.String),
+  credential: Schema.optional(Schema.String),
+})
+export type IceServer = typeof IceServer.Type
+
+export const CreateTransferRequest = Schema.Struct({
+  ttlSeconds: Schema.Int.pipe(Schema.between(MinTtlSeconds, MaxTtlSeconds)),
+})
+export type CreateTransferRequest = typeof CreateTransferRequest.Type
+
+export const CreateTransferResponse = Schema.Struct({
+  nameplate: Nameplate,
+  transferId: TransferId,
+  token: Token,
+  expiresAt: Schema.Number,
+  iceServers: Schema.Array(IceServer),
+})
+export type CreateTransferResponse = typeof CreateTransferResponse.Type
+
+export const JoinRequest = Schema.Struct({ nameplate: Nameplate })
+export type JoinRequest = typeof JoinRequest.Type
+
+export const JoinResponse = Schema.Struct({
+  transferId: TransferId,
+  token: Token,
+  expiresAt: Schema.Number,
+  iceServers: Schema.Array(IceServer),
+})
+export type JoinResponse = typeof JoinResponse.Type
+
+/** Machine-readable reasons in error bodies; clients map them to messages and exit codes. */
+export const ApiErrorCode = Schema.Literal(
+  "bad_request",
+  "not_found",
+  "expired",
+  "already_claimed",
+  "unauthorized",
+  "payload_too_large",
+  "unavailable",
+)
+export type ApiErrorCode = typeof ApiErrorCode.Type
+
+export const ApiErrorBody = Schema.Struct({ error: ApiErrorCode, message: Schema.String })
+export type ApiErrorBody = typeof ApiErrorBody.Type
+
+/** Relayed verbatim to the other side; the server never parses `data`. */
+export const SignalMessage = Schema.TaggedStruct("signal", {
+  data: Schema.String.pipe(Schema.maxLength(MaxSignalDataChars)),
+})
+
+export const ClientMessage = Schema.Union(
+  SignalMessage,
+  Schema.TaggedStruct("complete", {}),
+  Schema.TaggedStruct("abort", { reason: Schema.String.pipe(Schema.maxLength(512)) }),
+)
+export type ClientMessage = typeof ClientMessage.Type
+
+export const ServerMessage = Schema.Union(
+  SignalMessage,
+  /** Sent to the sender once a receiver has joined and connected its socket. */
+  Schema.TaggedStruct("peer-joined", {}),
+  Schema.TaggedStruct("peer-left", { reason: Schema.String }),
+)
+export type ServerMessage = typeof ServerMessage.Type
+
+export const ClientMessageFromJson = Schema.parseJson(ClientMessage)
+export const ServerMessageFromJson = Schema.parseJson(ServerMessage)
+
+/** WebSocket close codes the signal app uses (4000-4999 is the application range). */
+export const CloseCode = {
+  normal: 1000,
+  goingAway: 1001,
+  protocolError: 1002,
+  tooBig: 1009,
+  badMessage: 4400,
+  unauthorized: 4401,
+  notFound: 4404,
+  conflict: 4409,
+  expired: 4410,
+} as const
