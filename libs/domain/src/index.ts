@@ -1,3 +1,5 @@
 export * as Ids from "./Ids.js"
 export * as SignalApi from "./SignalApi.js"
 export * as TransferState from "./TransferState.js"
+export * as PeerSignal from "./PeerSignal.js"
+export * as Errors from "./Errors.js"

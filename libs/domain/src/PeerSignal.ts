@@ -1,0 +1,13 @@
+import { Schema } from "effect"
+
+/**
+ * What the peers tell each other through the signal app's relay to set up the WebRTC connection.
+ * The signal app relays these as opaque strings and never parses them.
+ */
+export const PeerSignal = Schema.Union(
+  Schema.TaggedStruct("description", { type: Schema.Literal("offer", "answer"), sdp: Schema.String }),
+  Schema.TaggedStruct("candidate", { candidate: Schema.String, mid: Schema.String }),
+)
+export type PeerSignal = typeof PeerSignal.Type
+
+export const PeerSignalFromJson = Schema.parseJson(PeerSignal)

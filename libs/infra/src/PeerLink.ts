@@ -1,0 +1,161 @@
+import { PeerSignal } from "@p2pal/domain"
+import { PeerFailed } from "@p2pal/domain/Errors"
+import { Context, Deferred, Duration, Effect, Layer, Queue, Runtime, Scope, Stream } from "effect"
+import * as ndc from "node-datachannel"
+
+/** How the two peers reach each other before the DataChannel exists (the signal app's relay). */
+export interface SignalPort {
+  readonly send: (signal: PeerSignal.PeerSignal) => Effect.Effect<void, PeerFailed>
+  readonly incoming: Stream.Stream<PeerSignal.PeerSignal, PeerFailed>
+}
+
+export interface ConnectOptions {
+  readonly role: "offerer" | "answerer"
+  readonly stun: ReadonlyArray<string>
+  readonly signal: SignalPort
+  readonly openTimeout: Duration.DurationInput
+}
+
+export interface ConnectedPath {
+  readonly local: string
+  readonly remote: string
+  readonly rttMs: number | undefined
+}
+
+/** One open, reliable, ordered DataChannel to the peer. */
+export interface Channel {
+  /** Sends one binary message; suspends while the send buffer is above its high-water mark. */
+  readonly send: (message: Uint8Array) => Effect.Effect<void, PeerFailed>
+  /** Incoming binary messages. Unbounded here: the transfer protocol's ack window bounds it. */
+  readonly incoming: Queue.Dequeue<Uint8Array>
+  /** Fails when the channel or the connection goes away. */
+  readonly closed: Effect.Effect<never, PeerFailed>
+  readonly path: () => ConnectedPath | undefined
+}
+
+const HighWaterMark = 4 * 1024 * 1024
+const LowWaterMark = 1024 * 1024
+const Label = "p2pal"
+
+const describe = (c: ndc.SelectedCandidateInfo) => `${c.type} ${c.address}:${c.port}`
+
+const connect = Effect.fn("PeerLink.connect")(function* (options: ConnectOptions) {
+  const runtime = yield* Effect.runtime<never>()
+  const runFork = Runtime.runFork(runtime)
+  const lost = yield* Deferred.make<never, PeerFailed>()
+  const fail = (message: string) => Deferred.unsafeDone(lost, Effect.fail(new PeerFailed({ message })))
+  const sendSignal = (signal: PeerSignal.PeerSignal) =>
+    runFork(options.signal.send(signal).pipe(Effect.catchAll((e) => Deferred.fail(lost, e))))
+
+  const pc = yield* Effect.acquireRelease(
+    Effect.sync(() => {
+      const pc = new ndc.PeerConnection(options.role, { iceServers: [...options.stun] })
+      pc.onLocalDescription((sdp, type) => {
+        if (type === "offer" || type === "answer") sendSignal({ _tag: "description", type, sdp })
+      })
+      pc.onLocalCandidate((candidate, mid) => sendSignal({ _tag: "candidate", candidate, mid }))
+      pc.onStateChange((state) => {
+        if (state === "failed" || state === "closed" || state === "disconnected")
+          fail(`the connection to the peer was lost (${state})`)
+      })
+      pc.onGatheringStateChange(() => {})
+      pc.onSignalingStateChange(() => {})
+      pc.onIceStateChange(() => {})
+      return pc
+    }),
+    (pc) => Effect.sync(() => pc.close()),
+  )
+
+  yield* options.signal.incoming.pipe(
+    Stream.runForEach((signal) =>
+      Effect.try({
+        try: () =>
+          signal._tag === "description"
+            ? pc.setRemoteDescription(signal.sdp, signal.type)
+            : pc.addRemoteCandidate(signal.candidate, signal.mid),
+        catch: (e) => new PeerFailed({ message: `the peer sent an unusable connection offer: ${String(e)}` }),
+      }),
+    ),
+    Effect.catchAll((e) => Deferred.fail(lost, e)),
+    Effect.forkScoped,
+  )
+
+  const opened = yield* Deferred.make<ndc.DataChannel>()
+  const incoming = yield* Effect.acquireRelease(Queue.unbounded<Uint8Array>(), Queue.shutdown)
+  let lowWater: (() => void) | undefined
+  // Every wrapper we hold must stay referenced until closed: node-datachannel closes collected channels.
+  const channels: Array<ndc.DataChannel> = []
+  const adopt = (dc: ndc.DataChannel) => {
+    channels.push(dc)
+    dc.setBufferedAmountLowThreshold(LowWaterMark)
+    dc.onOpen(() => Deferred.unsafeDone(opened, Effect.succeed(dc)))
+    dc.onClosed(() => fail("the peer closed the connection"))
+    dc.onError((err) => fail(`data channel error: ${err}`))
+    dc.onBufferedAmountLow(() => {
+      const wake = lowWater
+      lowWater = undefined
+      wake?.()
+    })
+    dc.onMessage((msg) => {
+      if (typeof msg !== "string") Queue.unsafeOffer(incoming, msg instanceof ArrayBuffer ? new Uint8Array(msg) : msg)
+    })
+    if (dc.isOpen()) Deferred.unsafeDone(opened, Effect.succeed(dc))
+  }
+  yield* Effect.addFinalizer(() => Effect.sync(() => channels.forEach((dc) => dc.close())))
+  if (options.role === "offerer") adopt(pc.createDataChannel(Label))
+  else pc.onDataChannel(adopt)
+
+  const dc = yield* Deferred.await(opened).pipe(
+    Effect.raceFirst(Deferred.await(lost)),
+    Effect.timeoutFail({
+      duration: options.openTimeout,
+      onTimeout: () =>
+        new PeerFailed({
+          message: `could not reach the peer within ${Duration.format(options.openTimeout)}; a firewall or NAT may block a direct connection`,
+        }),
+    }),
+  )
+
+  const waitForRoom = Effect.async<void>((resume) => {
+    lowWater = () => resume(Effect.void)
+    // The event only fires after the amount rose above the threshold; re-check in case it already drained.
+    if (dc.bufferedAmount() <= LowWaterMark) {
+      lowWater = undefined
+      resume(Effect.void)
+    }
+    return Effect.sync(() => {
+      lowWater = undefined
+    })
+  })
+
+  const channel: Channel = {
+    send: (message) =>
+      Effect.suspend(() => {
+        if (!dc.isOpen()) return Deferred.await(lost)
+        dc.sendMessageBinary(message)
+        return dc.bufferedAmount() > HighWaterMark
+          ? waitForRoom.pipe(Effect.raceFirst(Deferred.await(lost)))
+          : Effect.void
+      }),
+    incoming,
+    closed: Deferred.await(lost),
+    path: () => {
+      const pair = pc.getSelectedCandidatePair()
+      if (pair === null) return undefined
+      const rtt = pc.rtt()
+      return { local: describe(pair.local), remote: describe(pair.remote), rttMs: rtt >= 0 ? rtt : undefined }
+    },
+  }
+  return channel
+})
+
+/** The node-datachannel runtime. `cleanup()` tears down every connection in the process, so it runs once, at exit. */
+export class PeerLink extends Context.Tag("@p2pal/infra/PeerLink")<
+  PeerLink,
+  { readonly connect: (options: ConnectOptions) => Effect.Effect<Channel, PeerFailed, Scope.Scope> }
+>() {
+  static readonly layer = Layer.scoped(
+    PeerLink,
+    Effect.acquireRelease(Effect.succeed({ connect }), () => Effect.sync(() => ndc.cleanup())),
+  )
+}
