@@ -1,0 +1,110 @@
+import type { Ids, TransferState } from "@p2pal/domain"
+import { Context, Data } from "effect"
+import type { Effect, Stream } from "effect"
+
+/** At most this many undelivered messages wait in one direction; a peer that stops reading cannot grow it. */
+export const MailboxCapacity = 256
+
+/**
+ * How long a transfer is remembered after it expired or ended, so a late client hears "expired" rather
+ * than "not found". After that the record, its tokens, its mailboxes and its nameplate are gone.
+ */
+export const RetentionMs = 5 * 60 * 1000
+
+export class TransferNotFound extends Data.TaggedError("TransferNotFound")<{}> {}
+export class TransferExpired extends Data.TaggedError("TransferExpired")<{}> {}
+export class TransferEnded extends Data.TaggedError("TransferEnded")<{
+  readonly status: TransferState.Status
+}> {}
+export class AlreadyClaimed extends Data.TaggedError("AlreadyClaimed")<{}> {}
+export class Unauthorized extends Data.TaggedError("Unauthorized")<{}> {}
+export class TransitionNotAllowed extends Data.TaggedError("TransitionNotAllowed")<{
+  readonly status: TransferState.Status
+  readonly event: TransferState.Event["_tag"]
+}> {}
+export class MailboxFull extends Data.TaggedError("MailboxFull")<{}> {}
+export class NameplatesExhausted extends Data.TaggedError("NameplatesExhausted")<{}> {}
+/** The backing store did not answer (Redis down or restarting); the memory store never fails with it. */
+export class StoreUnavailable extends Data.TaggedError("StoreUnavailable")<{ readonly cause: unknown }> {}
+
+/** A refusal from `TransferState.step`. */
+export type Rejected = TransferExpired | AlreadyClaimed | TransferEnded | TransitionNotAllowed
+
+/** Why `TransferState.step` refused `event`, as the store's error; `status` is the state as of the event. */
+export const rejectionError = (
+  rejection: TransferState.Rejection,
+  status: TransferState.Status,
+  event: TransferState.Event["_tag"],
+): Rejected => {
+  switch (rejection) {
+    case "expired":
+      return new TransferExpired()
+    case "already_claimed":
+      return new AlreadyClaimed()
+    case "final":
+      return new TransferEnded({ status })
+    case "not_allowed":
+      return new TransitionNotAllowed({ status, event })
+  }
+}
+
+export interface Created {
+  readonly nameplate: Ids.Nameplate
+  readonly transferId: Ids.TransferId
+  readonly senderToken: Ids.Token
+  readonly expiresAt: number
+}
+
+export interface Joined {
+  readonly transferId: Ids.TransferId
+  readonly receiverToken: Ids.Token
+  readonly expiresAt: number
+}
+
+export interface Authenticated {
+  readonly transferId: Ids.TransferId
+  readonly side: Ids.Side
+}
+
+/** The events a client may cause; the store stamps them with its Clock. */
+export type Transition =
+  | { readonly _tag: "Activate"; readonly leaseMs: number }
+  | { readonly _tag: "Complete" }
+  | { readonly _tag: "Abort" }
+
+export interface Service {
+  /** Issues a fresh nameplate (2 digits while they are plentiful, then 3, 4, ...) and the sender's token. */
+  readonly create: (ttlMs: number) => Effect.Effect<Created, NameplatesExhausted | StoreUnavailable>
+  /** Claims a nameplate for the receiver; succeeds at most once per transfer. */
+  readonly join: (
+    nameplate: Ids.Nameplate,
+  ) => Effect.Effect<Joined, TransferNotFound | Rejected | StoreUnavailable>
+  readonly authenticate: (
+    token: Ids.Token,
+  ) => Effect.Effect<Authenticated, Unauthorized | TransferExpired | TransferEnded | StoreUnavailable>
+  readonly transition: (
+    transferId: Ids.TransferId,
+    transition: Transition,
+  ) => Effect.Effect<TransferState.TransferState, TransferNotFound | Rejected | StoreUnavailable>
+  /** Queues a message for `to`; only while the transfer is neither expired nor ended. */
+  readonly post: (
+    transferId: Ids.TransferId,
+    to: Ids.Side,
+    message: string,
+  ) => Effect.Effect<
+    void,
+    TransferNotFound | TransferExpired | TransferEnded | MailboxFull | StoreUnavailable
+  >
+  /**
+   * The messages for `side`, oldest first, including those posted before the call. Each message is taken
+   * by one subscriber. The stream ends when the transfer is forgotten.
+   */
+  readonly inbox: (
+    transferId: Ids.TransferId,
+    side: Ids.Side,
+  ) => Stream.Stream<string, TransferNotFound | StoreUnavailable>
+  /** Succeeds when the store can serve requests (readiness). */
+  readonly ping: Effect.Effect<void, StoreUnavailable>
+}
+
+export class TransferStore extends Context.Tag("@p2pal/infra/TransferStore")<TransferStore, Service>() {}
