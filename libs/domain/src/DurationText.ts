@@ -17,7 +17,11 @@ export const parse = (text: string): Option.Option<Duration.Duration> => {
 export const format = (duration: Duration.Duration): string => {
   let ms = Math.round(Duration.toMillis(duration))
   const parts: Array<string> = []
-  for (const [unit, size] of [["h", 3_600_000], ["m", 60_000], ["s", 1000]] as const) {
+  for (const [unit, size] of [
+    ["h", 3_600_000],
+    ["m", 60_000],
+    ["s", 1000],
+  ] as const) {
     if (ms >= size) {
       parts.push(`${Math.floor(ms / size)}${unit}`)
       ms %= size

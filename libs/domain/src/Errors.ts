@@ -35,12 +35,15 @@ export class LocalIoFailed extends Schema.TaggedError<LocalIoFailed>()("LocalIoF
 
 export class Declined extends Schema.TaggedError<Declined>()("Declined", {}) {}
 
-export type TransferError =
-  | UsageError
-  | CodeRejected
-  | ServerUnreachable
-  | ServerFailed
-  | PeerFailed
-  | IntegrityFailed
-  | LocalIoFailed
-  | Declined
+export const TransferError = Schema.Union(
+  UsageError,
+  CodeRejected,
+  ServerUnreachable,
+  ServerFailed,
+  PeerFailed,
+  IntegrityFailed,
+  LocalIoFailed,
+  Declined,
+)
+export type TransferError = typeof TransferError.Type
+export const isTransferError = Schema.is(TransferError)

@@ -97,7 +97,8 @@ const connect = Effect.fn("PeerLink.connect")(function* (options: ConnectOptions
       wake?.()
     })
     dc.onMessage((msg) => {
-      if (typeof msg !== "string") Queue.unsafeOffer(incoming, msg instanceof ArrayBuffer ? new Uint8Array(msg) : msg)
+      if (typeof msg !== "string")
+        Queue.unsafeOffer(incoming, msg instanceof ArrayBuffer ? new Uint8Array(msg) : msg)
     })
     if (dc.isOpen()) Deferred.unsafeDone(opened, Effect.succeed(dc))
   }

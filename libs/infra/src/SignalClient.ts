@@ -35,10 +35,14 @@ const post = <A, I>(server: string, path: string, body: unknown, response: Schem
     const json = Schema.decodeUnknownOption(Schema.parseJson())(text)
     if (res.ok) {
       return yield* Schema.decodeUnknown(response)(json._tag === "Some" ? json.value : undefined).pipe(
-        Effect.mapError(() => new ServerFailed({ server, detail: "the server sent a response p2pal does not understand" })),
+        Effect.mapError(
+          () => new ServerFailed({ server, detail: "the server sent a response p2pal does not understand" }),
+        ),
       )
     }
-    const error = Schema.decodeUnknownOption(SignalApi.ApiErrorBody)(json._tag === "Some" ? json.value : undefined)
+    const error = Schema.decodeUnknownOption(SignalApi.ApiErrorBody)(
+      json._tag === "Some" ? json.value : undefined,
+    )
     if (error._tag === "Some") {
       const code = error.value.error
       if (code === "not_found" || code === "expired" || code === "already_claimed")
@@ -61,11 +65,18 @@ const open = (server: string, token: Token) =>
     const inbox = yield* Mailbox.make<SignalApi.ServerMessage>()
     const ws = yield* Effect.acquireRelease(
       Effect.async<WebSocket, ServerUnreachable>((resume) => {
-        const ws = new WebSocket(url, { maxPayload: SignalApi.MaxSocketMessageBytes, handshakeTimeout: RequestTimeoutMs })
+        const ws = new WebSocket(url, {
+          maxPayload: SignalApi.MaxSocketMessageBytes,
+          handshakeTimeout: RequestTimeoutMs,
+        })
         ws.once("open", () => resume(Effect.succeed(ws)))
         ws.once("error", (e) => resume(Effect.fail(new ServerUnreachable({ server, detail: e.message }))))
         ws.once("unexpected-response", (_req, res) =>
-          resume(Effect.fail(new ServerUnreachable({ server, detail: `WebSocket refused (HTTP ${res.statusCode})` }))),
+          resume(
+            Effect.fail(
+              new ServerUnreachable({ server, detail: `WebSocket refused (HTTP ${res.statusCode})` }),
+            ),
+          ),
         )
       }),
       (ws) => Effect.sync(() => ws.close(1000)),
@@ -82,7 +93,9 @@ const open = (server: string, token: Token) =>
         Effect.async<void, PeerFailed>((resume) => {
           ws.send(Schema.encodeSync(SignalApi.ClientMessageFromJson)(message), (err) =>
             resume(
-              err ? Effect.fail(new PeerFailed({ message: `lost the signal server: ${err.message}` })) : Effect.void,
+              err
+                ? Effect.fail(new PeerFailed({ message: `lost the signal server: ${err.message}` }))
+                : Effect.void,
             ),
           )
         }),
@@ -98,7 +111,10 @@ export class SignalClient extends Context.Tag("@p2pal/infra/SignalClient")<
       server: string,
       request: SignalApi.CreateTransferRequest,
     ) => Effect.Effect<SignalApi.CreateTransferResponse, ApiError>
-    readonly join: (server: string, request: SignalApi.JoinRequest) => Effect.Effect<SignalApi.JoinResponse, ApiError>
+    readonly join: (
+      server: string,
+      request: SignalApi.JoinRequest,
+    ) => Effect.Effect<SignalApi.JoinResponse, ApiError>
     readonly open: (server: string, token: Token) => Effect.Effect<Session, ServerUnreachable, Scope.Scope>
   }
 >() {

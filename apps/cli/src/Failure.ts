@@ -1,0 +1,54 @@
+import type { TransferError } from "@p2pal/domain/Errors"
+import { escapeForDisplay } from "@p2pal/domain/ManifestPolicy"
+
+/** Stable exit codes: scripts tell a wrong code from a network problem from a disk problem. */
+export const ExitCode = {
+  ok: 0,
+  internal: 1,
+  usage: 2,
+  codeRejected: 3,
+  serverUnreachable: 4,
+  peerFailed: 5,
+  integrity: 6,
+  localIo: 7,
+  declined: 8,
+  interrupted: 130,
+} as const
+
+/** The one place that turns a failure into what the user reads and the code the shell sees. */
+export const describe = (error: TransferError): { readonly message: string; readonly exitCode: number } => {
+  switch (error._tag) {
+    case "UsageError":
+      return { message: error.message, exitCode: ExitCode.usage }
+    case "CodeRejected":
+      return {
+        message: {
+          not_found: "no transfer has that code; check it for typos or ask the sender for a new one",
+          expired: "the code has expired; ask the sender to start again (see --ttl)",
+          already_claimed: "that code was already used by another receiver; ask the sender for a new one",
+        }[error.reason],
+        exitCode: ExitCode.codeRejected,
+      }
+    case "ServerUnreachable":
+      return {
+        message: `cannot reach the signal server at ${error.server} (${error.detail}); check --server and your network`,
+        exitCode: ExitCode.serverUnreachable,
+      }
+    case "ServerFailed":
+      return {
+        message: `the signal server at ${error.server} failed: ${error.detail}`,
+        exitCode: ExitCode.serverUnreachable,
+      }
+    case "PeerFailed":
+      return { message: error.message, exitCode: ExitCode.peerFailed }
+    case "IntegrityFailed":
+      return {
+        message: `${escapeForDisplay(error.path)} did not arrive intact (SHA-256 mismatch); it was not saved — send it again`,
+        exitCode: ExitCode.integrity,
+      }
+    case "LocalIoFailed":
+      return { message: `${escapeForDisplay(error.path)}: ${error.message}`, exitCode: ExitCode.localIo }
+    case "Declined":
+      return { message: "transfer declined; nothing was written", exitCode: ExitCode.declined }
+  }
+}

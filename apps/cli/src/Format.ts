@@ -1,0 +1,20 @@
+const Units = ["B", "kB", "MB", "GB", "TB"]
+
+/** Sizes as the product sheet prints them: decimal units, one decimal ("2.3 MB"). */
+export const bytes = (n: number): string => {
+  let value = n
+  let unit = 0
+  while (value >= 1000 && unit < Units.length - 1) {
+    value /= 1000
+    unit++
+  }
+  return unit === 0 ? `${n} B` : `${value.toFixed(1)} ${Units[unit]}`
+}
+
+export const count = (n: number, noun: string) => `${n} ${noun}${n === 1 ? "" : "s"}`
+
+export const seconds = (s: number): string => {
+  if (!Number.isFinite(s)) return "--"
+  const whole = Math.round(s)
+  return whole < 60 ? `${whole}s` : `${Math.floor(whole / 60)}m${String(whole % 60).padStart(2, "0")}s`
+}

@@ -1,0 +1,67 @@
+import { Args, Command } from "@effect/cli"
+import { JoinCode, Manifest } from "@p2pal/domain"
+import { UsageError } from "@p2pal/domain/Errors"
+import { escapeForDisplay } from "@p2pal/domain/ManifestPolicy"
+import * as Session from "@p2pal/transfer/Session"
+import { Effect, Either } from "effect"
+import * as path from "node:path"
+import * as Flags from "./Flags.js"
+import * as Format from "./Format.js"
+import { Ui } from "./Ui.js"
+
+const code = Args.text({ name: "code" }).pipe(
+  Args.withDescription("the join code the sender printed, e.g. zebra-luna-47"),
+)
+
+/** The whole manifest, names escaped, so nothing can hide behind a count. */
+const describeManifest = (manifest: Manifest.Manifest) => {
+  const files = manifest.entries.filter((e) => e._tag === "file")
+  const total = Format.bytes(Manifest.totalBytes(manifest))
+  if (manifest.entries.length === 1 && files.length === 1)
+    return [`Receiving: ${escapeForDisplay(files[0]!.path)} (${total})`]
+  return [
+    `Receiving ${Format.count(files.length, "file")} (${total}):`,
+    ...manifest.entries.map((e) =>
+      e._tag === "file"
+        ? `  ${escapeForDisplay(e.path)}  ${Format.bytes(e.size)}`
+        : `  ${escapeForDisplay(e.path)}/`,
+    ),
+  ]
+}
+
+export const recv = Command.make(
+  "recv",
+  {
+    server: Flags.server,
+    out: Flags.out,
+    overwrite: Flags.overwrite,
+    yes: Flags.yes,
+    quiet: Flags.quiet,
+    stun: Flags.stun,
+    code,
+  },
+  (flags) =>
+    Effect.gen(function* () {
+      const ui = yield* Ui
+      const joinCode = yield* Either.mapLeft(
+        JoinCode.parse(flags.code),
+        (e) => new UsageError({ message: e.message }),
+      )
+      const out = path.resolve(flags.out)
+      yield* ui.info("Joining transfer...")
+      yield* Session.receive({
+        server: flags.server,
+        stun: Flags.stunServers(flags.stun),
+        code: joinCode,
+        out,
+        overwrite: flags.overwrite,
+        confirm: (manifest) =>
+          Effect.gen(function* () {
+            for (const line of describeManifest(manifest)) yield* ui.info(line)
+            return flags.yes || (yield* ui.confirm(`Save into ${escapeForDisplay(out)}?`))
+          }),
+        onStart: ui.showProgress,
+      })
+      yield* ui.verified()
+    }).pipe(Effect.scoped, Effect.provide(Ui.layer(flags.quiet))),
+).pipe(Command.withDescription("receive what a sender offers under a join code"))

@@ -1,0 +1,65 @@
+import { Args, Command } from "@effect/cli"
+import { DurationText, Manifest } from "@p2pal/domain"
+import { escapeForDisplay } from "@p2pal/domain/ManifestPolicy"
+import * as Session from "@p2pal/transfer/Session"
+import * as Sources from "@p2pal/transfer/Sources"
+import { Effect } from "effect"
+import * as Flags from "./Flags.js"
+import * as Format from "./Format.js"
+import { Ui } from "./Ui.js"
+
+const files = Args.text({ name: "file" }).pipe(
+  Args.atLeast(1),
+  Args.withDescription("files (or, with -r, directories) to send"),
+)
+
+const summary = (sources: Sources.Sources, ttl: string) => {
+  const { entries } = sources.manifest
+  const fileCount = entries.filter((e) => e._tag === "file").length
+  const top = entries.filter((e) => !e.path.includes("/"))
+  const what =
+    top.length === 1
+      ? `${top[0]!._tag === "dir" ? "directory" : "file"}: ${escapeForDisplay(top[0]!.path)}`
+      : `${top.length} items: ${top.map((e) => escapeForDisplay(e.path)).join(", ")}`
+  return `Sending ${what} (${Format.count(fileCount, "file")}, ${Format.bytes(Manifest.totalBytes(sources.manifest))}) — TTL: ${ttl}`
+}
+
+export const send = Command.make(
+  "send",
+  {
+    server: Flags.server,
+    ttl: Flags.ttl,
+    recursive: Flags.recursive,
+    yes: Flags.yes,
+    quiet: Flags.quiet,
+    chunkSize: Flags.chunkSize,
+    stun: Flags.stun,
+    files,
+  },
+  (flags) =>
+    Effect.gen(function* () {
+      const ui = yield* Ui
+      const ttl = yield* Flags.parseTtl(flags.ttl)
+      const chunkSize = yield* Flags.chunkBytes(flags.chunkSize)
+      const sources = yield* Sources.collect(flags.files, flags.recursive)
+      yield* ui.info(summary(sources, DurationText.format(ttl)))
+      for (const skipped of sources.skipped)
+        yield* ui.info(`skipping ${escapeForDisplay(skipped)}: not a regular file or directory`)
+      yield* ui.info("Creating transfer...")
+      const result = yield* Session.send({
+        server: flags.server,
+        stun: Flags.stunServers(flags.stun),
+        ttl,
+        chunkSize,
+        sources,
+        onCode: (code) =>
+          ui.quiet
+            ? ui.result(code)
+            : Effect.zipRight(ui.info(`Join code: ${code}`), ui.info("Waiting for receiver...")),
+        onConnected: (progress) => ui.showProgress(progress, sources.manifest),
+      })
+      yield* ui.verified()
+      if (result.path !== undefined)
+        yield* ui.info(`Connected directly: ${result.path.local} <-> ${result.path.remote}`)
+    }).pipe(Effect.scoped, Effect.provide(Ui.layer(flags.quiet))),
+).pipe(Command.withDescription("send files or directories; prints a join code for the receiver"))

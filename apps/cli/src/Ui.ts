@@ -1,0 +1,84 @@
+import type { Manifest } from "@p2pal/domain"
+import { escapeForDisplay } from "@p2pal/domain/ManifestPolicy"
+import type { Progress } from "@p2pal/transfer/Progress"
+import { Clock, Context, Effect, Layer, Schedule, type Scope } from "effect"
+import * as readline from "node:readline/promises"
+import * as Format from "./Format.js"
+
+const BarWidth = 20
+
+const bar = (done: number, total: number) => {
+  const ratio = total === 0 ? 1 : Math.min(1, done / total)
+  const filled = Math.round(ratio * BarWidth)
+  return `[${"=".repeat(filled)}${" ".repeat(BarWidth - filled)}] ${String(Math.floor(ratio * 100)).padStart(3)}%`
+}
+
+/**
+ * Everything the CLI shows a person. Human text goes to stderr so stdout carries only what a script
+ * consumes; quiet mode keeps only that and errors.
+ */
+export class Ui extends Context.Tag("@p2pal/cli/Ui")<
+  Ui,
+  {
+    readonly quiet: boolean
+    readonly info: (line: string) => Effect.Effect<void>
+    /** For scripts: printed on stdout even in quiet mode. */
+    readonly result: (line: string) => Effect.Effect<void>
+    readonly confirm: (question: string) => Effect.Effect<boolean>
+    /** Redraws per-file and total bars while the scope is open (TTY only); prints the verified line after. */
+    readonly showProgress: (
+      progress: Progress,
+      manifest: Manifest.Manifest,
+    ) => Effect.Effect<void, never, Scope.Scope>
+    readonly verified: () => Effect.Effect<void>
+  }
+>() {
+  static readonly layer = (quiet: boolean) =>
+    Layer.succeed(Ui, {
+      quiet,
+      info: (line) => (quiet ? Effect.void : Effect.sync(() => process.stderr.write(`${line}\n`))),
+      result: (line) => Effect.sync(() => process.stdout.write(`${line}\n`)),
+      confirm: (question) =>
+        Effect.promise(async () => {
+          const rl = readline.createInterface({ input: process.stdin, output: process.stderr })
+          // End of input counts as "no": a closed stdin must never accept a transfer.
+          const answer = await new Promise<string>((resolve) => {
+            rl.once("close", () => resolve(""))
+            rl.question(`${question} [y/N] `).then(resolve, () => resolve(""))
+          })
+          rl.close()
+          return /^y(es)?$/i.test(answer.trim())
+        }),
+      showProgress: (progress, manifest) => {
+        if (quiet || !process.stderr.isTTY) return Effect.void
+        return Effect.gen(function* () {
+          const started = yield* Clock.currentTimeMillis
+          let drawn = false
+          const draw = Effect.gen(function* () {
+            const elapsed = ((yield* Clock.currentTimeMillis) - started) / 1000
+            const rate = elapsed > 0 ? progress.bytes / elapsed : 0
+            const eta = rate > 0 ? (progress.totalBytes - progress.bytes) / rate : Infinity
+            const entry = manifest.entries[progress.file]
+            const size = entry?._tag === "file" ? entry.size : 0
+            const name = entry === undefined ? "" : escapeForDisplay(entry.path)
+            const lines = [
+              `${bar(progress.fileBytes, size)}  ${name}`,
+              `${bar(progress.bytes, progress.totalBytes)}  ${Format.bytes(progress.bytes)} / ${Format.bytes(progress.totalBytes)}  ${Format.bytes(rate)}/s  ETA ${Format.seconds(eta)}`,
+            ]
+            process.stderr.write(`${drawn ? "\x1b[2A" : ""}${lines.map((l) => `\x1b[2K${l}\n`).join("")}`)
+            drawn = true
+          })
+          yield* Effect.addFinalizer(() =>
+            Effect.sync(() => {
+              if (drawn) process.stderr.write("\x1b[2A\x1b[2K\n\x1b[2K\x1b[1A")
+            }),
+          )
+          yield* draw.pipe(Effect.repeat(Schedule.spaced("200 millis")), Effect.forkScoped)
+        })
+      },
+      verified: () =>
+        quiet
+          ? Effect.void
+          : Effect.sync(() => process.stderr.write(`[${"=".repeat(BarWidth)}] 100% — SHA-256 verified\n`)),
+    })
+}

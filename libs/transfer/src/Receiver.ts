@@ -1,0 +1,170 @@
+import { Frames, Manifest } from "@p2pal/domain"
+import { Declined, IntegrityFailed, LocalIoFailed, PeerFailed } from "@p2pal/domain/Errors"
+import type { Channel } from "@p2pal/infra/PeerLink"
+import { Effect, Either, Exit, type Scope } from "effect"
+import { randomBytes } from "node:crypto"
+import * as fs from "node:fs/promises"
+import * as path from "node:path"
+import { Progress } from "./Progress.js"
+import * as Sha256 from "./Sha256.js"
+import { nextFrame, sendFrame, unexpected, WriteBatchBytes } from "./Wire.js"
+
+export interface ReceiveOptions {
+  readonly out: string
+  readonly overwrite: boolean
+  /** Shows the manifest to the user; false declines the transfer. */
+  readonly confirm: (manifest: Manifest.Manifest) => Effect.Effect<boolean>
+  /** Called once the transfer is accepted, with the counters the caller may render. */
+  readonly onStart: (
+    progress: Progress,
+    manifest: Manifest.Manifest,
+  ) => Effect.Effect<void, never, Scope.Scope>
+}
+
+const ioError = (p: string) => (e: unknown) =>
+  new LocalIoFailed({ path: p, message: e instanceof Error ? e.message : String(e) })
+
+const receiveManifest = (channel: Channel) =>
+  Effect.gen(function* () {
+    let buffer: Uint8Array | undefined
+    let received = 0
+    do {
+      const frame = yield* nextFrame(channel)
+      if (frame._tag !== "ManifestPart") return yield* unexpected(frame, "the manifest")
+      buffer ??= new Uint8Array(frame.total)
+      if (frame.total !== buffer.length || frame.offset !== received)
+        return yield* new PeerFailed({ message: "protocol error: manifest parts out of order" })
+      buffer.set(frame.bytes, received)
+      received += frame.bytes.length
+    } while (received < buffer.length)
+    return Manifest.decodeManifest(buffer)
+  })
+
+/** Where each entry lands under `out`; the manifest policy has already ruled out anything escaping it. */
+const targetOf = (out: string, entry: Manifest.Entry) => path.join(out, ...entry.path.split("/"))
+
+/** Refuses, before anything is written, to replace what is already on disk unless asked to. */
+const checkTargets = (out: string, manifest: Manifest.Manifest, overwrite: boolean) =>
+  Effect.forEach(manifest.entries, (entry) =>
+    Effect.gen(function* () {
+      const target = targetOf(out, entry)
+      const stat = yield* Effect.promise(() => fs.lstat(target).catch(() => undefined))
+      if (stat === undefined) return
+      if (entry._tag === "dir" && stat.isDirectory()) return
+      if (entry._tag === "file" && stat.isFile() && overwrite) return
+      return yield* new LocalIoFailed({
+        path: target,
+        message:
+          entry._tag === "file" && stat.isFile()
+            ? "already exists; nothing was written (use --overwrite to replace it)"
+            : "already exists and is not a " + (entry._tag === "dir" ? "directory" : "regular file"),
+      })
+    }),
+  )
+
+/**
+ * Writes one file to a temporary name next to its target and moves it into place only once its
+ * SHA-256 matches the sender's; on any failure the temporary file is removed.
+ */
+const receiveFile = (
+  channel: Channel,
+  index: number,
+  entry: Manifest.Entry & { _tag: "file" },
+  target: string,
+  overwrite: boolean,
+  progress: Progress,
+) =>
+  Effect.gen(function* () {
+    progress.file = index
+    progress.fileBytes = 0
+    const temp = path.join(
+      path.dirname(target),
+      `.${path.basename(target)}.${randomBytes(4).toString("hex")}.p2pal-part`,
+    )
+    const handle = yield* Effect.acquireRelease(
+      Effect.tryPromise({ try: () => fs.open(temp, "wx", 0o644), catch: ioError(temp) }),
+      (h, exit) =>
+        Effect.promise(async () => {
+          await h.close()
+          if (Exit.isFailure(exit)) await fs.rm(temp, { force: true })
+        }),
+    )
+    const hash = Sha256.start()
+    let received = 0
+    let written = 0
+    let batch: Array<Uint8Array> = []
+    const flush = Effect.gen(function* () {
+      if (batch.length === 0) return
+      const buffers = batch
+      batch = []
+      yield* Effect.tryPromise({ try: () => handle.writev(buffers, written), catch: ioError(target) })
+      for (const b of buffers) written += b.length
+      progress.bytes += written - progress.fileBytes
+      progress.fileBytes = written
+      yield* sendFrame(channel, { _tag: "Ack", bytes: progress.bytes })
+    })
+    while (true) {
+      const frame = yield* nextFrame(channel)
+      if (frame._tag === "Chunk") {
+        if (frame.file !== index || frame.offset !== received)
+          return yield* new PeerFailed({
+            message: `protocol error: chunk for file ${frame.file} at ${frame.offset} out of order`,
+          })
+        if (received + frame.bytes.length > entry.size)
+          return yield* new PeerFailed({
+            message: `the sender sent more bytes than declared for ${entry.path}`,
+          })
+        hash.update(frame.bytes)
+        batch.push(frame.bytes)
+        received += frame.bytes.length
+        if (received - written >= WriteBatchBytes) yield* flush
+      } else if (frame._tag === "FileEnd") {
+        if (frame.file !== index || frame.size !== entry.size || received !== entry.size)
+          return yield* new PeerFailed({ message: `the sender ended ${entry.path} at the wrong size` })
+        yield* flush
+        if (!Sha256.equal(hash.digest(), frame.sha256)) {
+          yield* sendFrame(channel, { _tag: "Error", message: `SHA-256 mismatch for ${entry.path}` })
+          return yield* new IntegrityFailed({ path: entry.path })
+        }
+        yield* Effect.tryPromise({ try: () => handle.sync(), catch: ioError(target) })
+        yield* Effect.tryPromise({
+          // link() refuses an existing target, so a file that appeared meanwhile is never clobbered.
+          try: () => (overwrite ? fs.rename(temp, target) : fs.link(temp, target).then(() => fs.rm(temp))),
+          catch: ioError(target),
+        })
+        return
+      } else return yield* unexpected(frame, `data for ${entry.path}`)
+    }
+  }).pipe(Effect.scoped)
+
+/**
+ * The receiving side of one transfer: takes the manifest, refuses it if it is hostile or would
+ * overwrite something, asks the user, then writes and verifies every file under `out`.
+ */
+export const receive = Effect.fn("Receiver.receive")(function* (channel: Channel, options: ReceiveOptions) {
+  const decoded = yield* receiveManifest(channel)
+  if (Either.isLeft(decoded)) {
+    yield* sendFrame(channel, { _tag: "Reject", reason: "the manifest was refused" })
+    return yield* new PeerFailed({ message: `refused the sender's file list: ${decoded.left.message}` })
+  }
+  const manifest = decoded.right
+  const refuse = (reason: string) => sendFrame(channel, { _tag: "Reject", reason })
+  yield* checkTargets(options.out, manifest, options.overwrite).pipe(
+    Effect.tapError((e) => refuse(`the receiver already has ${path.relative(options.out, e.path)}`)),
+  )
+  if (!(yield* options.confirm(manifest))) {
+    yield* refuse("the receiver said no")
+    return yield* new Declined()
+  }
+  yield* sendFrame(channel, { _tag: "Accept" })
+  const progress = new Progress(Manifest.totalBytes(manifest))
+  yield* options.onStart(progress, manifest)
+  for (const [index, entry] of manifest.entries.entries()) {
+    const target = targetOf(options.out, entry)
+    const dir = entry._tag === "dir" ? target : path.dirname(target)
+    yield* Effect.tryPromise({ try: () => fs.mkdir(dir, { recursive: true }), catch: ioError(dir) })
+    if (entry._tag === "file") yield* receiveFile(channel, index, entry, target, options.overwrite, progress)
+  }
+  yield* sendFrame(channel, { _tag: "Done" })
+  return { manifest, progress }
+})

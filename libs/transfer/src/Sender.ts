@@ -1,0 +1,127 @@
+import { Frames, Manifest } from "@p2pal/domain"
+import { LocalIoFailed, PeerFailed } from "@p2pal/domain/Errors"
+import type { Channel } from "@p2pal/infra/PeerLink"
+import { Deferred, Effect, Fiber } from "effect"
+import * as fs from "node:fs/promises"
+import type { Progress } from "./Progress.js"
+import * as Sha256 from "./Sha256.js"
+import type { Sources } from "./Sources.js"
+import { AckWindowBytes, nextFrame, sendFrame, unexpected } from "./Wire.js"
+
+export interface SendOptions {
+  /** Payload bytes per chunk frame (at most Frames.MaxChunkBytes). */
+  readonly chunkSize: number
+  readonly progress: Progress
+}
+
+/** Chunks read from disk per read call: large reads keep the disk from idling the pump. */
+const ChunksPerRead = 16
+
+const ioError = (path: string) => (e: unknown) =>
+  new LocalIoFailed({ path, message: e instanceof Error ? e.message : String(e) })
+
+/**
+ * The sending side of one transfer: offers the manifest, then streams every file in manifest order,
+ * never more than AckWindowBytes ahead of what the receiver has written, and returns once the receiver
+ * reports every file verified.
+ */
+export const send = Effect.fn("Sender.send")(function* (
+  channel: Channel,
+  sources: Sources,
+  options: SendOptions,
+) {
+  const manifestBytes = Manifest.encodeManifest(sources.manifest)
+  for (let offset = 0; offset < manifestBytes.length; offset += Frames.MaxChunkBytes) {
+    const bytes = manifestBytes.subarray(offset, offset + Frames.MaxChunkBytes)
+    yield* sendFrame(channel, { _tag: "ManifestPart", total: manifestBytes.length, offset, bytes })
+  }
+  const reply = yield* nextFrame(channel)
+  if (reply._tag === "Reject")
+    return yield* new PeerFailed({ message: `the receiver declined: ${reply.reason}` })
+  if (reply._tag === "Error")
+    return yield* new PeerFailed({ message: `the receiver failed: ${reply.message}` })
+  if (reply._tag !== "Accept") return yield* unexpected(reply, "Accept")
+
+  const { progress } = options
+  const verified = yield* Deferred.make<void, PeerFailed>()
+  let acked = 0
+  let wake: (() => void) | undefined
+  const ackLoop = Effect.gen(function* () {
+    while (true) {
+      const frame = yield* nextFrame(channel)
+      if (frame._tag === "Ack") {
+        acked = frame.bytes
+        progress.bytes = acked
+        wake?.()
+      } else if (frame._tag === "Done") return
+      else if (frame._tag === "Error")
+        return yield* new PeerFailed({ message: `the receiver stopped: ${frame.message}` })
+      else return yield* unexpected(frame, "Ack or Done")
+    }
+  })
+  yield* ackLoop.pipe(
+    Effect.exit,
+    Effect.flatMap((exit) => Deferred.done(verified, exit)),
+    Effect.forkScoped,
+  )
+  let sent = 0
+  const roomInWindow = Effect.async<void>((resume) => {
+    wake = () => {
+      if (sent - acked <= AckWindowBytes) {
+        wake = undefined
+        resume(Effect.void)
+      }
+    }
+    wake()
+  })
+
+  const sendFile = (index: number, entry: Manifest.Entry & { _tag: "file" }, source: string) =>
+    Effect.gen(function* () {
+      progress.file = index
+      progress.fileBytes = 0
+      const hash = Sha256.start()
+      const handle = yield* Effect.acquireRelease(
+        Effect.tryPromise({ try: () => fs.open(source, "r"), catch: ioError(source) }),
+        (h) => Effect.promise(() => h.close()),
+      )
+      const readBlock = (position: number) =>
+        Effect.tryPromise({
+          try: async () => {
+            const length = Math.min(options.chunkSize * ChunksPerRead, entry.size - position)
+            const buffer = Buffer.allocUnsafe(length)
+            const { bytesRead } = await handle.read(buffer, 0, length, position)
+            if (bytesRead !== length) throw new Error("the file changed while it was being sent")
+            return buffer
+          },
+          catch: ioError(source),
+        })
+      let position = 0
+      let pending = entry.size > 0 ? yield* Effect.fork(readBlock(0)) : undefined
+      while (pending !== undefined) {
+        const block = yield* Fiber.join(pending)
+        const blockStart = position
+        position += block.length
+        pending = position < entry.size ? yield* Effect.fork(readBlock(position)) : undefined
+        for (let at = 0; at < block.length; at += options.chunkSize) {
+          const piece = block.subarray(at, at + options.chunkSize)
+          const frame = Frames.allocChunk(index, blockStart + at, piece.length)
+          frame.set(piece, Frames.HeaderBytes)
+          hash.update(piece)
+          if (sent - acked > AckWindowBytes) yield* roomInWindow
+          yield* channel.send(frame)
+          sent += piece.length
+          progress.fileBytes += piece.length
+        }
+      }
+      yield* sendFrame(channel, { _tag: "FileEnd", file: index, size: entry.size, sha256: hash.digest() })
+    }).pipe(Effect.scoped)
+
+  const entries = sources.manifest.entries
+  for (let index = 0; index < entries.length; index++) {
+    const entry = entries[index]!
+    const source = sources.files.get(index)
+    if (entry._tag === "file" && source !== undefined) yield* sendFile(index, entry, source)
+  }
+  yield* Deferred.await(verified).pipe(Effect.raceFirst(channel.closed))
+  progress.bytes = progress.totalBytes
+})

@@ -1,0 +1,78 @@
+import type { Manifest } from "@p2pal/domain/Manifest"
+import { LocalIoFailed, UsageError } from "@p2pal/domain/Errors"
+import { Effect } from "effect"
+import * as fs from "node:fs/promises"
+import * as path from "node:path"
+
+/** What the sender offers: the manifest, and where on disk each file entry comes from (by entry index). */
+export interface Sources {
+  readonly manifest: Manifest
+  readonly files: ReadonlyMap<number, string>
+  /** Entries left out because they are neither regular files nor directories (symlinks, devices, sockets). */
+  readonly skipped: ReadonlyArray<string>
+}
+
+type Entry = Manifest["entries"][number]
+
+const ioError = (p: string) => (e: unknown) =>
+  new LocalIoFailed({ path: p, message: e instanceof Error ? e.message : String(e) })
+
+/**
+ * Builds the manifest for `send`: plain files go in by base name; with `recursive`, a directory goes in
+ * under its own name with its whole tree. Symlinks are not followed, so nothing outside what the user
+ * named can leak into a transfer.
+ */
+export const collect = (paths: ReadonlyArray<string>, recursive: boolean) =>
+  Effect.gen(function* () {
+    const entries: Array<Entry> = []
+    const files = new Map<number, string>()
+    const skipped: Array<string> = []
+    const seen = new Set<string>()
+
+    const add = (entry: Entry, source?: string) =>
+      Effect.gen(function* () {
+        if (seen.has(entry.path))
+          return yield* new UsageError({
+            message: `two inputs would both arrive as "${entry.path}"; rename one`,
+          })
+        seen.add(entry.path)
+        if (source !== undefined) files.set(entries.length, source)
+        entries.push(entry)
+      })
+
+    const walk = (dir: string, rel: string): Effect.Effect<void, LocalIoFailed | UsageError> =>
+      Effect.gen(function* () {
+        yield* add({ _tag: "dir", path: rel })
+        const children = yield* Effect.tryPromise({
+          try: () => fs.readdir(dir, { withFileTypes: true }),
+          catch: ioError(dir),
+        })
+        children.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0))
+        for (const child of children) {
+          const abs = path.join(dir, child.name)
+          const childRel = `${rel}/${child.name}`
+          if (child.isDirectory()) yield* walk(abs, childRel)
+          else if (child.isFile()) yield* addFile(abs, childRel)
+          else skipped.push(abs)
+        }
+      })
+
+    const addFile = (abs: string, rel: string) =>
+      Effect.gen(function* () {
+        const stat = yield* Effect.tryPromise({ try: () => fs.stat(abs), catch: ioError(abs) })
+        yield* add({ _tag: "file", path: rel, size: stat.size }, abs)
+      })
+
+    for (const input of paths) {
+      const abs = path.resolve(input)
+      const stat = yield* Effect.tryPromise({ try: () => fs.lstat(abs), catch: ioError(input) })
+      const name = path.basename(abs)
+      if (stat.isDirectory()) {
+        if (!recursive) return yield* new UsageError({ message: `${input} is a directory; send it with -r` })
+        yield* walk(abs, name)
+      } else if (stat.isFile()) yield* addFile(abs, name)
+      else return yield* new UsageError({ message: `${input} is not a regular file or directory` })
+    }
+    if (entries.length === 0) return yield* new UsageError({ message: "nothing to send" })
+    return { manifest: { version: 1, entries }, files, skipped } satisfies Sources
+  })
