@@ -1,0 +1,223 @@
+import { Data, Either } from "effect"
+
+/**
+ * Binary frames of the peer DataChannel. Every frame is a 17-byte big-endian header
+ * (type u8 | a u32 | b u64 | len u32) followed by exactly `len` payload bytes.
+ * What `a` and `b` mean depends on the type; a field a type does not use must be zero,
+ * so every frame has exactly one encoding.
+ */
+export const HeaderBytes = 17
+/** Largest chunk payload. */
+export const MaxChunkBytes = 63 * 1024
+/** No frame may exceed this. */
+export const MaxFrameBytes = HeaderBytes + 64 * 1024
+/** Largest Reject / Error payload (UTF-8 bytes); longer texts are cut on encode. */
+export const MaxTextBytes = 1024
+export const MaxManifestBytes = 16 * 1024 * 1024
+
+export type Frame =
+  /** One slice of the UTF-8 JSON manifest: a = total manifest bytes, b = offset of this slice. */
+  | {
+      readonly _tag: "ManifestPart"
+      readonly total: number
+      readonly offset: number
+      readonly bytes: Uint8Array
+    }
+  /** The receiver accepts the manifest. */
+  | { readonly _tag: "Accept" }
+  | { readonly _tag: "Reject"; readonly reason: string }
+  /** a = file index (in manifest entries), b = byte offset in that file. */
+  | { readonly _tag: "Chunk"; readonly file: number; readonly offset: number; readonly bytes: Uint8Array }
+  /** a = file index, b = file size, payload = SHA-256 of the file (32 bytes). */
+  | { readonly _tag: "FileEnd"; readonly file: number; readonly size: number; readonly sha256: Uint8Array }
+  /** b = cumulative bytes durably written by the receiver. */
+  | { readonly _tag: "Ack"; readonly bytes: number }
+  /** The receiver verified every file. */
+  | { readonly _tag: "Done" }
+  | { readonly _tag: "Error"; readonly message: string }
+
+export class FrameError extends Data.TaggedError("FrameError")<{ readonly reason: string }> {}
+
+type Tag = Frame["_tag"]
+type FrameOf<T extends Tag> = Extract<Frame, { readonly _tag: T }>
+
+/** A frame as it sits on the wire, before its type-specific meaning is applied. */
+interface Wire {
+  readonly a: number
+  readonly b: number
+  readonly payload: Uint8Array
+}
+
+interface Codec<T extends Tag> {
+  readonly type: number
+  /** Header fields this type gives a meaning to; the others must be zero. */
+  readonly uses: "" | "a" | "b" | "ab"
+  /** Inclusive bounds on the payload length. */
+  readonly payload: readonly [min: number, max: number]
+  toWire(frame: FrameOf<T>): Wire
+  /** The frame, or why the wire form is invalid (header ranges and payload bounds already hold). */
+  fromWire(wire: Wire): FrameOf<T> | string
+}
+
+const encoder = new TextEncoder()
+/** fatal: reject invalid UTF-8; ignoreBOM: keep a leading U+FEFF so decode/encode round-trips exactly. */
+const decoder = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true })
+const noPayload = new Uint8Array(0)
+
+/** UTF-8 of `text`, cut at a character boundary to at most MaxTextBytes. */
+const utf8Capped = (text: string): Uint8Array => {
+  const bytes = encoder.encode(text)
+  if (bytes.length <= MaxTextBytes) return bytes
+  let end = MaxTextBytes
+  while (end > 0 && (bytes[end]! & 0xc0) === 0x80) end--
+  return bytes.subarray(0, end)
+}
+
+const bare = <T extends "Accept" | "Done">(tag: T, type: number): Codec<T> => ({
+  type,
+  uses: "",
+  payload: [0, 0],
+  toWire: () => ({ a: 0, b: 0, payload: noPayload }),
+  fromWire: () => ({ _tag: tag }) as FrameOf<T>,
+})
+
+const text = <T extends "Reject" | "Error">(
+  tag: T,
+  type: number,
+  field: T extends "Reject" ? "reason" : "message",
+): Codec<T> => ({
+  type,
+  uses: "",
+  payload: [0, MaxTextBytes],
+  toWire: (frame) => ({ a: 0, b: 0, payload: utf8Capped((frame as Record<string, string>)[field]!) }),
+  fromWire: ({ payload }) => {
+    try {
+      return { _tag: tag, [field]: decoder.decode(payload) } as FrameOf<T>
+    } catch {
+      return "text is not valid UTF-8"
+    }
+  },
+})
+
+const codecs: { readonly [T in Tag]: Codec<T> } = {
+  ManifestPart: {
+    type: 1,
+    uses: "ab",
+    payload: [1, MaxFrameBytes - HeaderBytes],
+    toWire: (f) => ({ a: f.total, b: f.offset, payload: f.bytes }),
+    fromWire: ({ a: total, b: offset, payload: bytes }) =>
+      total < 1 || total > MaxManifestBytes
+        ? `manifest size ${total} is outside 1..${MaxManifestBytes}`
+        : offset + bytes.length > total
+          ? `manifest bytes ${offset}..${offset + bytes.length} run past its size ${total}`
+          : { _tag: "ManifestPart", total, offset, bytes },
+  },
+  Accept: bare("Accept", 2),
+  Reject: text("Reject", 3, "reason"),
+  Chunk: {
+    type: 4,
+    uses: "ab",
+    payload: [1, MaxChunkBytes],
+    toWire: (f) => ({ a: f.file, b: f.offset, payload: f.bytes }),
+    // Whether offset + length fits the file is the receiver's check: it knows the declared size.
+    fromWire: ({ a: file, b: offset, payload: bytes }) => ({ _tag: "Chunk", file, offset, bytes }),
+  },
+  FileEnd: {
+    type: 5,
+    uses: "ab",
+    payload: [32, 32],
+    toWire: (f) => ({ a: f.file, b: f.size, payload: f.sha256 }),
+    fromWire: ({ a: file, b: size, payload }) => ({ _tag: "FileEnd", file, size, sha256: payload.slice() }),
+  },
+  Ack: {
+    type: 6,
+    uses: "b",
+    payload: [0, 0],
+    toWire: (f) => ({ a: 0, b: f.bytes, payload: noPayload }),
+    fromWire: ({ b: bytes }) => ({ _tag: "Ack", bytes }),
+  },
+  Done: bare("Done", 7),
+  Error: text("Error", 8, "message"),
+}
+
+/** The table is typed per tag; code working on any frame sees the erased form. */
+const codecOf = (tag: Tag): Codec<Tag> => codecs[tag] as Codec<any>
+
+const byType = new Map<number, readonly [Tag, Codec<Tag>]>(
+  (Object.keys(codecs) as Array<Tag>).map((tag) => [codecs[tag].type, [tag, codecOf(tag)]]),
+)
+
+const U32Max = 0xffff_ffff
+const TwoPow32 = 0x1_0000_0000
+
+/** The type-independent rules: header ranges, unused fields zero, payload length in bounds. */
+const checkFields = (codec: Codec<Tag>, a: number, b: number, length: number): string | undefined => {
+  if (!Number.isInteger(a) || a < 0 || a > U32Max) return `field a ${a} is not a u32`
+  if (!Number.isSafeInteger(b) || b < 0) return `field b ${b} is not a safe non-negative integer`
+  if (!codec.uses.includes("a") && a !== 0) return `field a must be 0, got ${a}`
+  if (!codec.uses.includes("b") && b !== 0) return `field b must be 0, got ${b}`
+  const [min, max] = codec.payload
+  if (!Number.isInteger(length) || length < min || length > max)
+    return `payload of ${length} bytes is outside ${min}..${max}`
+  return undefined
+}
+
+/** Everything decode checks after the header; encode runs it too, so it never emits a frame decode refuses. */
+const validate = (codec: Codec<Tag>, wire: Wire): Frame | string =>
+  checkFields(codec, wire.a, wire.b, wire.payload.length) ?? codec.fromWire(wire)
+
+const writeHeader = (out: Uint8Array, type: number, a: number, b: number, len: number): void => {
+  const view = new DataView(out.buffer, out.byteOffset, HeaderBytes)
+  view.setUint8(0, type)
+  view.setUint32(1, a)
+  view.setUint32(5, Math.floor(b / TwoPow32))
+  view.setUint32(9, b % TwoPow32)
+  view.setUint32(13, len)
+}
+
+/** Encodes a frame; throws a RangeError (a defect) for a frame that `decode` would reject. */
+export const encode = (frame: Frame): Uint8Array => {
+  const codec = codecOf(frame._tag)
+  const wire = codec.toWire(frame)
+  const problem = validate(codec, wire)
+  if (typeof problem === "string") throw new RangeError(`cannot encode ${frame._tag}: ${problem}`)
+  const out = new Uint8Array(HeaderBytes + wire.payload.length)
+  writeHeader(out, codec.type, wire.a, wire.b, wire.payload.length)
+  out.set(wire.payload, HeaderBytes)
+  return out
+}
+
+/**
+ * Hot path for the sender: one allocation holding a Chunk header and room for `length` payload
+ * bytes at HeaderBytes; the caller fills the payload (e.g. reads the file straight into it).
+ */
+export const allocChunk = (file: number, offset: number, length: number): Uint8Array => {
+  const problem = checkFields(codecOf("Chunk"), file, offset, length)
+  if (problem !== undefined) throw new RangeError(`cannot allocate Chunk: ${problem}`)
+  const out = new Uint8Array(HeaderBytes + length)
+  writeHeader(out, codecs.Chunk.type, file, offset, length)
+  return out
+}
+
+const fail = (reason: string) => Either.left(new FrameError({ reason }))
+
+/** Decodes one DataChannel message. Chunk and ManifestPart bytes are views into `message`, not copies. */
+export const decode = (message: Uint8Array): Either.Either<Frame, FrameError> => {
+  if (message.length < HeaderBytes)
+    return fail(`frame of ${message.length} bytes is shorter than the ${HeaderBytes}-byte header`)
+  if (message.length > MaxFrameBytes)
+    return fail(`frame of ${message.length} bytes is larger than the ${MaxFrameBytes}-byte limit`)
+  const view = new DataView(message.buffer, message.byteOffset, message.byteLength)
+  const entry = byType.get(view.getUint8(0))
+  if (entry === undefined) return fail(`unknown frame type ${view.getUint8(0)}`)
+  const [tag, codec] = entry
+  const high = view.getUint32(5)
+  if (high > Math.floor(Number.MAX_SAFE_INTEGER / TwoPow32))
+    return fail(`${tag}: field b exceeds Number.MAX_SAFE_INTEGER`)
+  const len = view.getUint32(13)
+  const payload = message.subarray(HeaderBytes)
+  if (len !== payload.length)
+    return fail(`${tag}: length field says ${len} payload bytes but the frame carries ${payload.length}`)
+  const frame = validate(codec, { a: view.getUint32(1), b: high * TwoPow32 + view.getUint32(9), payload })
+  return typeof frame === "string" ? fail(`${tag}: ${frame}`) : Either.right(frame)
+}

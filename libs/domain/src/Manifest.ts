@@ -1,0 +1,63 @@
+import { Either, ParseResult, Schema } from "effect"
+import { MaxManifestBytes } from "./Frames.js"
+import { check, escapeForDisplay, ManifestError } from "./ManifestPolicy.js"
+
+export { ManifestError }
+
+/**
+ * What the sender offers: relative "/"-separated paths. Chunk and FileEnd frames name a file by its
+ * index in `entries` (dirs included). Parents of a file are implied; a "dir" entry is for an empty
+ * directory (listing an implied one too is allowed).
+ */
+export const Entry = Schema.Union(
+  Schema.TaggedStruct("file", { path: Schema.String, size: Schema.NonNegativeInt }),
+  Schema.TaggedStruct("dir", { path: Schema.String }),
+)
+export type Entry = typeof Entry.Type
+
+export const Manifest = Schema.Struct({ version: Schema.Literal(1), entries: Schema.Array(Entry) })
+export type Manifest = typeof Manifest.Type
+
+const encoder = new TextEncoder()
+const decoder = new TextDecoder("utf-8", { fatal: true })
+const decodeSchema = Schema.decodeUnknownEither(Manifest, { onExcessProperty: "error" })
+const encodeSchema = Schema.encodeSync(Manifest)
+
+/** UTF-8 JSON. Properties outside the schema are dropped, so the receiver will not refuse them. */
+export const encodeManifest = (m: Manifest): Uint8Array => encoder.encode(JSON.stringify(encodeSchema(m)))
+
+const failure = (rule: string, message: string) => new ManifestError({ entry: undefined, rule, message })
+
+/** The first schema issue, located and cut short: the value quoted in it is hostile and may be huge. */
+const describe = (error: ParseResult.ParseError): string => {
+  const [issue] = ParseResult.ArrayFormatter.formatErrorSync(error)
+  const where =
+    issue === undefined || issue.path.length === 0 ? "" : ` at ${issue.path.map(String).join(".")}`
+  const what = issue?.message ?? ""
+  return escapeForDisplay(
+    `the manifest is malformed${where}: ${what.length > 200 ? `${what.slice(0, 200)}...` : what}`,
+  )
+}
+
+/** Decodes received manifest bytes and applies ManifestPolicy; treats them as hostile throughout. */
+export const decodeManifest = (bytes: Uint8Array): Either.Either<Manifest, ManifestError> =>
+  bytes.length > MaxManifestBytes
+    ? Either.left(
+        failure("too-large", `the manifest is ${bytes.length} bytes, over the ${MaxManifestBytes} limit`),
+      )
+    : Either.try({
+        try: () => decoder.decode(bytes),
+        catch: () => failure("invalid-utf8", "the manifest is not valid UTF-8"),
+      }).pipe(
+        Either.flatMap((text) =>
+          Either.try({
+            try: (): unknown => JSON.parse(text),
+            catch: () => failure("json", "the manifest is not valid JSON"),
+          }),
+        ),
+        Either.flatMap((json) => Either.mapLeft(decodeSchema(json), (e) => failure("schema", describe(e)))),
+        Either.flatMap(check),
+      )
+
+export const totalBytes = (m: Manifest): number =>
+  m.entries.reduce((sum, entry) => sum + (entry._tag === "file" ? entry.size : 0), 0)

@@ -1,0 +1,256 @@
+import { describe, expect, it } from "@effect/vitest"
+import { Either, FastCheck as fc } from "effect"
+import { MaxManifestBytes } from "../src/Frames.js"
+import { decodeManifest, type Entry, encodeManifest, type Manifest, totalBytes } from "../src/Manifest.js"
+import { check, escapeForDisplay, MaxEntries } from "../src/ManifestPolicy.js"
+
+const encoder = new TextEncoder()
+const manifest = (...entries: ReadonlyArray<Entry>): Manifest => ({ version: 1, entries })
+const file = (path: string, size = 1): Entry => ({ _tag: "file", path, size })
+const dir = (path: string): Entry => ({ _tag: "dir", path })
+const json = (value: unknown): Uint8Array => encoder.encode(JSON.stringify(value))
+
+const ruleOf = (bytes: Uint8Array): string =>
+  Either.match(decodeManifest(bytes), { onLeft: (e) => e.rule, onRight: () => "accepted" })
+
+/** Printable and unambiguous: nothing that steers a terminal, no lone surrogates. */
+const unprintable =
+  /[\p{Cc}\p{Cf}\p{Zl}\p{Zp}]|[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/u
+
+const benignNames = [
+  "my file.txt",
+  "ünïcødé",
+  "naïve café.md",
+  "🎉 party",
+  "😀.png",
+  "日本語",
+  ".hidden",
+  "a..b",
+  "COM0",
+]
+/** Valid manifests: unique names by construction (index prefixes), files optionally inside listed or implied dirs. */
+const validManifest: fc.Arbitrary<Manifest> = fc
+  .array(
+    fc.record({
+      isDir: fc.boolean(),
+      parent: fc.option(fc.nat(20), { nil: undefined }),
+      name: fc.constantFrom(...benignNames),
+      size: fc.oneof(fc.nat(), fc.integer({ min: 0, max: 2 ** 40 })),
+    }),
+    { maxLength: 40 },
+  )
+  .map((specs) =>
+    manifest(
+      ...specs.map(({ isDir, parent, name, size }, i): Entry => {
+        if (isDir) return dir(`d${i}`)
+        const path = `${parent === undefined ? "" : `d${parent}/`}f${i} ${name}`
+        return file(path, size)
+      }),
+    ),
+  )
+
+describe("Manifest", () => {
+  it.prop("decodeManifest(encodeManifest(m)) equals m", [validManifest], ([m]) => {
+    expect(decodeManifest(encodeManifest(m))).toEqual(Either.right(m))
+    expect(totalBytes(m)).toBe(m.entries.reduce((n, e) => n + (e._tag === "file" ? e.size : 0), 0))
+  })
+
+  it("accepts benign unicode names, nesting and explicit parents", () => {
+    const m = manifest(
+      dir("empty"),
+      dir("ünïcødé"),
+      file("ünïcødé/naïve café.txt", 10),
+      file("🎉 party/😀 face.png", 20),
+      file("日本語/ファイル.txt", 30),
+      file("a/b/c/d/e.txt", 0),
+      file(`${"x/".repeat(31)}deep`),
+      file("é".repeat(127)),
+      file(Array.from({ length: 4 }, () => "n".repeat(255)).join("/")),
+    )
+    expect(decodeManifest(encodeManifest(m))).toEqual(Either.right(m))
+    expect(totalBytes(m)).toBe(61 + 2)
+  })
+
+  it("accepts exactly the entry limit", () => {
+    const m = manifest(...Array.from({ length: MaxEntries }, (_, i) => dir(`d${i}`)))
+    expect(Either.isRight(check(m))).toBe(true)
+  })
+
+  it("drops properties outside the schema when encoding", () => {
+    const withExtras = {
+      version: 1,
+      entries: [{ _tag: "file", path: "a", size: 1, mode: 0o4755 }],
+      extra: true,
+    } as const
+    const m: Manifest = withExtras
+    expect(JSON.parse(new TextDecoder().decode(encodeManifest(m)))).toEqual(manifest(file("a")))
+  })
+
+  const garbage: ReadonlyArray<readonly [string, Uint8Array, string]> = [
+    ["over the size cap", new Uint8Array(MaxManifestBytes + 1).fill(0x20), "too-large"],
+    ["invalid UTF-8", new Uint8Array([0x7b, 0xff, 0x7d]), "invalid-utf8"],
+    ["not JSON", encoder.encode("version: 1"), "json"],
+    ["empty input", new Uint8Array(0), "json"],
+    ["JSON null", json(null), "schema"],
+    ["version 2", json({ version: 2, entries: [] }), "schema"],
+    ["no entries", json({ version: 1 }), "schema"],
+    ["excess top-level property", json({ version: 1, entries: [], x: 1 }), "schema"],
+    ["excess entry property", json({ version: 1, entries: [{ ...file("a"), mode: 0o4755 }] }), "schema"],
+    [
+      "symlink entry",
+      json({ version: 1, entries: [{ _tag: "symlink", path: "a", target: "/etc" }] }),
+      "schema",
+    ],
+    ["negative size", json(manifest(file("a", -1))), "schema"],
+    ["fractional size", json(manifest(file("a", 1.5))), "schema"],
+    [
+      "unsafe size",
+      encoder.encode('{"version":1,"entries":[{"_tag":"file","path":"a","size":1e16}]}'),
+      "schema",
+    ],
+    [
+      "infinite size",
+      encoder.encode('{"version":1,"entries":[{"_tag":"file","path":"a","size":1e999}]}'),
+      "schema",
+    ],
+    ["numeric path", json({ version: 1, entries: [{ _tag: "dir", path: 7 }] }), "schema"],
+  ]
+  it.each(garbage)("rejects %s", (_, bytes, rule) => {
+    expect(ruleOf(bytes)).toBe(rule)
+  })
+
+  it("escapes hostile values quoted in schema errors", () => {
+    const bytes = json({ version: 1, entries: [{ _tag: "\u202eexe.txt\u0007", path: "a" }] })
+    const error = Either.getOrThrow(Either.flip(decodeManifest(bytes)))
+    expect(error.rule).toBe("schema")
+    expect(error.message).toContain("\\u{202e}")
+    expect(error.message).not.toMatch(unprintable)
+  })
+
+  /** One hostile manifest per rule; several rules get a few variants. */
+  const hostile: ReadonlyArray<readonly [rule: string, m: Manifest]> = [
+    ["empty-path", manifest(file(""))],
+    ["backslash", manifest(file("a\\b"))],
+    ["backslash", manifest(file("\\\\server\\share\\x"))],
+    ["backslash", manifest(file("a\\..\\..\\etc"))],
+    ["absolute", manifest(file("/etc/passwd"))],
+    ["absolute", manifest(dir("//server/share"))],
+    ["drive-letter", manifest(file("C:/Windows/system.ini"))],
+    ["drive-letter", manifest(file("c:evil"))],
+    ["lone-surrogate", manifest(file("a\ud800b"))],
+    ["lone-surrogate", manifest(file("\udc00"))],
+    ["control-char", manifest(file("a\nb"))],
+    ["control-char", manifest(file("nul\u0000byte"))],
+    ["control-char", manifest(file("del\u007f"))],
+    ["control-char", manifest(file("c1\u0085"))],
+    ["control-char", manifest(file("esc\u001b[31m"))],
+    ["invisible-char", manifest(file("invoice\u202efdp.exe"))],
+    ["invisible-char", manifest(file("zero\u200bwidth"))],
+    ["invisible-char", manifest(file("\ufeffbom"))],
+    ["invisible-char", manifest(file("isolate\u2066x\u2069"))],
+    ["path-too-long", manifest(file(Array.from({ length: 5 }, () => "p".repeat(250)).join("/")))],
+    ["too-deep", manifest(file(`${"a/".repeat(32)}f`))],
+    ["empty-component", manifest(file("a//b"))],
+    ["empty-component", manifest(dir("a/"))],
+    ["traversal", manifest(file("../outside"))],
+    ["traversal", manifest(file("a/../../outside"))],
+    ["traversal", manifest(dir(".."))],
+    ["dot-component", manifest(file("./a"))],
+    ["dot-component", manifest(file("a/./b"))],
+    ["reserved-name", manifest(file("CON"))],
+    ["reserved-name", manifest(file("nul.txt"))],
+    ["reserved-name", manifest(file("logs/Com1.log"))],
+    ["reserved-name", manifest(dir("LPT9"))],
+    ["trailing-dot-space", manifest(file("name."))],
+    ["trailing-dot-space", manifest(file("name "))],
+    ["trailing-dot-space", manifest(file("dir./x"))],
+    ["forbidden-char", manifest(file("x/a:b"))],
+    ["forbidden-char", manifest(file("what?"))],
+    ["forbidden-char", manifest(file("a*b"))],
+    ["forbidden-char", manifest(file("<x>"))],
+    ["forbidden-char", manifest(file('say"hi'))],
+    ["forbidden-char", manifest(file("a|b"))],
+    ["component-too-long", manifest(file("n".repeat(256)))],
+    ["component-too-long", manifest(file("é".repeat(128)))],
+    ["too-many-entries", manifest(...Array.from({ length: MaxEntries + 1 }, (_, i) => dir(`d${i}`)))],
+    ["duplicate", manifest(file("a.txt"), file("a.txt"))],
+    ["duplicate", manifest(dir("d"), dir("d"))],
+    ["collision", manifest(file("Readme"), file("README"))],
+    ["collision", manifest(file("caf\u00e9"), file("cafe\u0301"))],
+    ["collision", manifest(file("A/x"), file("a/y"))],
+    ["file-dir-clash", manifest(file("a"), file("a/b"))],
+    ["file-dir-clash", manifest(file("a/b"), file("a"))],
+    ["file-dir-clash", manifest(file("a"), dir("a"))],
+    ["file-dir-clash", manifest(dir("x/a"), file("x/a"))],
+    ["total-too-large", manifest(file("a", Number.MAX_SAFE_INTEGER), file("b", 1))],
+  ]
+
+  it.each(hostile)("rejects %s (case %#)", (rule, m) => {
+    const error = Either.getOrThrow(Either.flip(check(m)))
+    expect(error.rule).toBe(rule)
+    expect(error.message).not.toMatch(unprintable)
+    if (error.entry !== undefined) expect(error.entry).not.toMatch(unprintable)
+    // The same verdict when the manifest arrives as bytes.
+    expect(ruleOf(encodeManifest(m))).toBe(rule)
+  })
+
+  it("covers every rule in the policy with a hostile example", () => {
+    expect([...new Set(hostile.map(([rule]) => rule))].sort()).toEqual([
+      "absolute",
+      "backslash",
+      "collision",
+      "component-too-long",
+      "control-char",
+      "dot-component",
+      "drive-letter",
+      "duplicate",
+      "empty-component",
+      "empty-path",
+      "file-dir-clash",
+      "forbidden-char",
+      "invisible-char",
+      "lone-surrogate",
+      "path-too-long",
+      "reserved-name",
+      "too-deep",
+      "too-many-entries",
+      "total-too-large",
+      "trailing-dot-space",
+      "traversal",
+    ])
+  })
+
+  it("names the offending entry, escaped", () => {
+    const error = Either.getOrThrow(Either.flip(check(manifest(file("ok"), file("invoice\u202efdp.exe")))))
+    expect(error.entry).toBe("invoice\\u{202e}fdp.exe")
+    expect(error.message).toContain("invoice\\u{202e}fdp.exe")
+    const long = Either.getOrThrow(Either.flip(check(manifest(file("n".repeat(5_000))))))
+    expect(long.entry!.length).toBeLessThan(300)
+  })
+})
+
+describe("escapeForDisplay", () => {
+  it("escapes control, bidi, zero-width characters and lone surrogates", () => {
+    expect(escapeForDisplay("a\u202eb")).toBe("a\\u{202e}b")
+    expect(escapeForDisplay("line\nbreak\u0000")).toBe("line\\u{000a}break\\u{0000}")
+    expect(escapeForDisplay("zw\u200bj\ufeff")).toBe("zw\\u{200b}j\\u{feff}")
+    expect(escapeForDisplay("\ud800")).toBe("\\u{d800}")
+    expect(escapeForDisplay("back\\slash")).toBe("back\\\\slash")
+  })
+
+  it("leaves printable text alone", () => {
+    for (const s of ["ünïcødé", "🎉 party", "日本語", "a b.txt", "👍🏽"]) expect(escapeForDisplay(s)).toBe(s)
+  })
+
+  it.prop("never lets an unprintable character through", [fc.string({ unit: "binary" })], ([s]) => {
+    expect(escapeForDisplay(s)).not.toMatch(unprintable)
+  })
+
+  it.prop(
+    "never lets an unprintable character through (UTF-16 units, lone surrogates included)",
+    [fc.string({ unit: fc.integer({ min: 0, max: 0xffff }).map((n) => String.fromCharCode(n)) })],
+    ([s]) => {
+      expect(escapeForDisplay(s)).not.toMatch(unprintable)
+    },
+  )
+})
