@@ -4,6 +4,7 @@ import { NodeContext, NodeRuntime } from "@effect/platform-node"
 import { isTransferError } from "@p2pal/domain/Errors"
 import { PeerLink } from "@p2pal/infra/PeerLink"
 import { SignalClient } from "@p2pal/infra/SignalClient"
+import { Hasher } from "@p2pal/transfer/Hasher"
 import { Cause, Console, Effect, Exit, Layer } from "effect"
 import { describe, ExitCode } from "./Failure.js"
 import { recv } from "./Recv.js"
@@ -16,7 +17,7 @@ const p2pal = Command.make("p2pal").pipe(
 
 const cli = Command.run(p2pal, { name: "p2pal", version: "0.1.0" })
 
-const MainLive = Layer.mergeAll(NodeContext.layer, PeerLink.layer, SignalClient.layer)
+const MainLive = Layer.mergeAll(NodeContext.layer, PeerLink.layer, SignalClient.layer, Hasher.layer)
 
 const program = cli(process.argv).pipe(
   Effect.provide(MainLive),

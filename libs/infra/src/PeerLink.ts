@@ -1,6 +1,6 @@
 import { PeerSignal } from "@p2pal/domain"
 import { PeerFailed } from "@p2pal/domain/Errors"
-import { Context, Deferred, Duration, Effect, Layer, Queue, Runtime, Scope, Stream } from "effect"
+import { Context, Deferred, Duration, Effect, Layer, Queue, Scope, Stream } from "effect"
 import * as ndc from "node-datachannel"
 
 /** How the two peers reach each other before the DataChannel exists (the signal app's relay). */
@@ -40,20 +40,26 @@ const Label = "p2pal"
 const describe = (c: ndc.SelectedCandidateInfo) => `${c.type} ${c.address}:${c.port}`
 
 const connect = Effect.fn("PeerLink.connect")(function* (options: ConnectOptions) {
-  const runtime = yield* Effect.runtime<never>()
-  const runFork = Runtime.runFork(runtime)
   const lost = yield* Deferred.make<never, PeerFailed>()
+  /** Signaling only matters until the channel is open: after that the peers talk directly. */
+  const signalingFailed = yield* Deferred.make<never, PeerFailed>()
   const fail = (message: string) => Deferred.unsafeDone(lost, Effect.fail(new PeerFailed({ message })))
-  const sendSignal = (signal: PeerSignal.PeerSignal) =>
-    runFork(options.signal.send(signal).pipe(Effect.catchAll((e) => Deferred.fail(lost, e))))
+  // One queue and one sending fiber keep our signals in the order libdatachannel produced them.
+  const outbox = yield* Queue.unbounded<PeerSignal.PeerSignal>()
+  yield* Queue.take(outbox).pipe(
+    Effect.flatMap(options.signal.send),
+    Effect.forever,
+    Effect.catchAll((e) => Deferred.fail(signalingFailed, e)),
+    Effect.forkScoped,
+  )
 
   const pc = yield* Effect.acquireRelease(
     Effect.sync(() => {
       const pc = new ndc.PeerConnection(options.role, { iceServers: [...options.stun] })
       pc.onLocalDescription((sdp, type) => {
-        if (type === "offer" || type === "answer") sendSignal({ _tag: "description", type, sdp })
+        if (type === "offer" || type === "answer") Queue.unsafeOffer(outbox, { _tag: "description", type, sdp })
       })
-      pc.onLocalCandidate((candidate, mid) => sendSignal({ _tag: "candidate", candidate, mid }))
+      pc.onLocalCandidate((candidate, mid) => Queue.unsafeOffer(outbox, { _tag: "candidate", candidate, mid }))
       pc.onStateChange((state) => {
         if (state === "failed" || state === "closed" || state === "disconnected")
           fail(`the connection to the peer was lost (${state})`)
@@ -66,17 +72,23 @@ const connect = Effect.fn("PeerLink.connect")(function* (options: ConnectOptions
     (pc) => Effect.sync(() => pc.close()),
   )
 
+  // libdatachannel refuses candidates before the remote description; a relay may still deliver them first.
+  const early: Array<PeerSignal.PeerSignal & { _tag: "candidate" }> = []
+  const apply = (signal: PeerSignal.PeerSignal) => {
+    if (signal._tag === "description") {
+      pc.setRemoteDescription(signal.sdp, signal.type)
+      early.splice(0).forEach((c) => pc.addRemoteCandidate(c.candidate, c.mid))
+    } else if (pc.remoteDescription() === null) early.push(signal)
+    else pc.addRemoteCandidate(signal.candidate, signal.mid)
+  }
   yield* options.signal.incoming.pipe(
     Stream.runForEach((signal) =>
       Effect.try({
-        try: () =>
-          signal._tag === "description"
-            ? pc.setRemoteDescription(signal.sdp, signal.type)
-            : pc.addRemoteCandidate(signal.candidate, signal.mid),
+        try: () => apply(signal),
         catch: (e) => new PeerFailed({ message: `the peer sent an unusable connection offer: ${String(e)}` }),
       }),
     ),
-    Effect.catchAll((e) => Deferred.fail(lost, e)),
+    Effect.catchAll((e) => Deferred.fail(signalingFailed, e)),
     Effect.forkScoped,
   )
 
@@ -108,6 +120,7 @@ const connect = Effect.fn("PeerLink.connect")(function* (options: ConnectOptions
 
   const dc = yield* Deferred.await(opened).pipe(
     Effect.raceFirst(Deferred.await(lost)),
+    Effect.raceFirst(Deferred.await(signalingFailed)),
     Effect.timeoutFail({
       duration: options.openTimeout,
       onTimeout: () =>

@@ -6,7 +6,7 @@ import { randomBytes } from "node:crypto"
 import * as fs from "node:fs/promises"
 import * as path from "node:path"
 import { Progress } from "./Progress.js"
-import * as Sha256 from "./Sha256.js"
+import { equal, Hasher } from "./Hasher.js"
 import { nextFrame, sendFrame, unexpected, WriteBatchBytes } from "./Wire.js"
 
 export interface ReceiveOptions {
@@ -89,7 +89,7 @@ const receiveFile = (
           if (Exit.isFailure(exit)) await fs.rm(temp, { force: true })
         }),
     )
-    const hash = Sha256.start()
+    const hash = (yield* Hasher).start()
     let received = 0
     let written = 0
     let batch: Array<Uint8Array> = []
@@ -99,6 +99,7 @@ const receiveFile = (
       batch = []
       yield* Effect.tryPromise({ try: () => handle.writev(buffers, written), catch: ioError(target) })
       for (const b of buffers) written += b.length
+      hash.absorb(buffers)
       progress.bytes += written - progress.fileBytes
       progress.fileBytes = written
       yield* sendFrame(channel, { _tag: "Ack", bytes: progress.bytes })
@@ -114,7 +115,6 @@ const receiveFile = (
           return yield* new PeerFailed({
             message: `the sender sent more bytes than declared for ${entry.path}`,
           })
-        hash.update(frame.bytes)
         batch.push(frame.bytes)
         received += frame.bytes.length
         if (received - written >= WriteBatchBytes) yield* flush
@@ -122,7 +122,7 @@ const receiveFile = (
         if (frame.file !== index || frame.size !== entry.size || received !== entry.size)
           return yield* new PeerFailed({ message: `the sender ended ${entry.path} at the wrong size` })
         yield* flush
-        if (!Sha256.equal(hash.digest(), frame.sha256)) {
+        if (!equal(yield* hash.digest, frame.sha256)) {
           yield* sendFrame(channel, { _tag: "Error", message: `SHA-256 mismatch for ${entry.path}` })
           return yield* new IntegrityFailed({ path: entry.path })
         }

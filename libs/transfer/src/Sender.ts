@@ -4,7 +4,7 @@ import type { Channel } from "@p2pal/infra/PeerLink"
 import { Deferred, Effect, Fiber } from "effect"
 import * as fs from "node:fs/promises"
 import type { Progress } from "./Progress.js"
-import * as Sha256 from "./Sha256.js"
+import { Hasher } from "./Hasher.js"
 import type { Sources } from "./Sources.js"
 import { AckWindowBytes, nextFrame, sendFrame, unexpected } from "./Wire.js"
 
@@ -43,6 +43,7 @@ export const send = Effect.fn("Sender.send")(function* (
   if (reply._tag !== "Accept") return yield* unexpected(reply, "Accept")
 
   const { progress } = options
+  const hasher = yield* Hasher
   const verified = yield* Deferred.make<void, PeerFailed>()
   let acked = 0
   let wake: (() => void) | undefined
@@ -79,41 +80,48 @@ export const send = Effect.fn("Sender.send")(function* (
     Effect.gen(function* () {
       progress.file = index
       progress.fileBytes = 0
-      const hash = Sha256.start()
+      const hash = hasher.start()
       const handle = yield* Effect.acquireRelease(
         Effect.tryPromise({ try: () => fs.open(source, "r"), catch: ioError(source) }),
         (h) => Effect.promise(() => h.close()),
       )
+      // One readv fills several chunk frames in place, so file bytes are never copied into frames.
       const readBlock = (position: number) =>
         Effect.tryPromise({
           try: async () => {
-            const length = Math.min(options.chunkSize * ChunksPerRead, entry.size - position)
-            const buffer = Buffer.allocUnsafe(length)
-            const { bytesRead } = await handle.read(buffer, 0, length, position)
-            if (bytesRead !== length) throw new Error("the file changed while it was being sent")
-            return buffer
+            const end = Math.min(position + options.chunkSize * ChunksPerRead, entry.size)
+            const frames: Array<Uint8Array> = []
+            for (let at = position; at < end; at += options.chunkSize)
+              frames.push(Frames.allocChunk(index, at, Math.min(options.chunkSize, end - at)))
+            const payloads = frames.map((f) => f.subarray(Frames.HeaderBytes))
+            const { bytesRead } = await handle.readv(payloads, position)
+            if (bytesRead !== end - position) throw new Error("the file changed while it was being sent")
+            return { frames, payloads }
           },
           catch: ioError(source),
         })
       let position = 0
       let pending = entry.size > 0 ? yield* Effect.fork(readBlock(0)) : undefined
       while (pending !== undefined) {
-        const block = yield* Fiber.join(pending)
-        const blockStart = position
-        position += block.length
+        const { frames, payloads } = yield* Fiber.join(pending)
+        for (const p of payloads) position += p.length
         pending = position < entry.size ? yield* Effect.fork(readBlock(position)) : undefined
-        for (let at = 0; at < block.length; at += options.chunkSize) {
-          const piece = block.subarray(at, at + options.chunkSize)
-          const frame = Frames.allocChunk(index, blockStart + at, piece.length)
-          frame.set(piece, Frames.HeaderBytes)
-          hash.update(piece)
+        for (const frame of frames) {
           if (sent - acked > AckWindowBytes) yield* roomInWindow
           yield* channel.send(frame)
-          sent += piece.length
-          progress.fileBytes += piece.length
+          const length = frame.length - Frames.HeaderBytes
+          sent += length
+          progress.fileBytes += length
         }
+        // node-datachannel copied each frame on send, so the bytes can move to the hashing thread now.
+        hash.absorb(payloads)
       }
-      yield* sendFrame(channel, { _tag: "FileEnd", file: index, size: entry.size, sha256: hash.digest() })
+      yield* sendFrame(channel, {
+        _tag: "FileEnd",
+        file: index,
+        size: entry.size,
+        sha256: yield* hash.digest,
+      })
     }).pipe(Effect.scoped)
 
   const entries = sources.manifest.entries

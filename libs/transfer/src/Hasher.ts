@@ -1,0 +1,79 @@
+import { Context, Deferred, Effect, Layer } from "effect"
+import { Worker } from "node:worker_threads"
+
+export type Request =
+  | {
+      readonly kind: "update"
+      readonly id: number
+      readonly parts: ReadonlyArray<{ buffer: ArrayBuffer; offset: number; length: number }>
+    }
+  | { readonly kind: "digest"; readonly id: number }
+
+export interface Response {
+  readonly id: number
+  readonly digest: Uint8Array
+}
+
+/** SHA-256 of one file, fed in order as its bytes stream past. */
+export interface FileHash {
+  /**
+   * Hands the bytes to the hashing thread. Their memory moves there: the caller must not touch these
+   * views, or anything else sharing their ArrayBuffers, afterwards.
+   */
+  readonly absorb: (views: ReadonlyArray<Uint8Array>) => void
+  readonly digest: Effect.Effect<Uint8Array>
+}
+
+export class Hasher extends Context.Tag("@p2pal/transfer/Hasher")<
+  Hasher,
+  { readonly start: () => FileHash }
+>() {
+  static readonly layer = Layer.scoped(
+    Hasher,
+    Effect.gen(function* () {
+      const worker = yield* Effect.acquireRelease(
+        Effect.sync(() => new Worker(new URL("./HashWorker.js", import.meta.url))),
+        (w) => Effect.promise(() => w.terminate()),
+      )
+      worker.unref()
+      const waiting = new Map<number, Deferred.Deferred<Uint8Array>>()
+      worker.on("message", (response: Response) => {
+        const deferred = waiting.get(response.id)
+        waiting.delete(response.id)
+        if (deferred !== undefined) Deferred.unsafeDone(deferred, Effect.succeed(response.digest))
+      })
+      worker.on("error", (error) => {
+        for (const deferred of waiting.values()) Deferred.unsafeDone(deferred, Effect.die(error))
+        waiting.clear()
+      })
+      let nextId = 0
+      return {
+        start: (): FileHash => {
+          const id = nextId++
+          return {
+            absorb: (views) => {
+              const request: Request = {
+                kind: "update",
+                id,
+                parts: views.map((v) => ({
+                  buffer: v.buffer as ArrayBuffer,
+                  offset: v.byteOffset,
+                  length: v.byteLength,
+                })),
+              }
+              worker.postMessage(request, [...new Set(views.map((v) => v.buffer as ArrayBuffer))])
+            },
+            digest: Effect.gen(function* () {
+              const deferred = yield* Deferred.make<Uint8Array>()
+              waiting.set(id, deferred)
+              worker.postMessage({ kind: "digest", id } satisfies Request)
+              return yield* Deferred.await(deferred)
+            }),
+          }
+        },
+      }
+    }),
+  )
+}
+
+export const equal = (a: Uint8Array, b: Uint8Array) => a.length === b.length && a.every((x, i) => x === b[i])

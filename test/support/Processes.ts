@@ -1,0 +1,106 @@
+import { type ChildProcess, spawn } from "node:child_process"
+import { rmSync } from "node:fs"
+import * as fs from "node:fs/promises"
+import * as os from "node:os"
+import * as path from "node:path"
+import { createInterface } from "node:readline"
+
+export const repo = path.resolve(import.meta.dirname, "../..")
+export const bin = (name: "p2pal" | "p2pal-signal") => path.join(repo, "bin", name)
+
+export interface Finished {
+  readonly code: number | null
+  readonly signal: NodeJS.Signals | null
+  readonly stdout: string
+  readonly stderr: string
+}
+
+const live = new Set<ChildProcess>()
+process.on("exit", () => live.forEach((p) => p.kill("SIGKILL")))
+
+export interface Running {
+  readonly child: ChildProcess
+  readonly finished: Promise<Finished>
+  /** Resolves with the first stdout line that matches, or rejects when the process exits first. */
+  readonly line: (pattern: RegExp) => Promise<RegExpMatchArray>
+}
+
+export const start = (command: string, args: ReadonlyArray<string>, options: { stdin?: string; env?: NodeJS.ProcessEnv } = {}): Running => {
+  const child = spawn(command, args, {
+    stdio: ["pipe", "pipe", "pipe"],
+    env: { ...process.env, ...options.env },
+  })
+  live.add(child)
+  let stdout = ""
+  let stderr = ""
+  child.stdout!.setEncoding("utf8").on("data", (d: string) => (stdout += d))
+  child.stderr!.setEncoding("utf8").on("data", (d: string) => (stderr += d))
+  if (options.stdin === undefined) child.stdin!.end()
+  else child.stdin!.end(options.stdin)
+  const finished = new Promise<Finished>((resolve) =>
+    child.on("close", (code, signal) => {
+      live.delete(child)
+      resolve({ code, signal, stdout, stderr })
+    }),
+  )
+  const lines = createInterface({ input: child.stdout! })
+  const line = (pattern: RegExp) =>
+    new Promise<RegExpMatchArray>((resolve, reject) => {
+      const onLine = (l: string) => {
+        const m = l.match(pattern)
+        if (m) {
+          lines.off("line", onLine)
+          resolve(m)
+        }
+      }
+      lines.on("line", onLine)
+      void finished.then((f) => reject(new Error(`exited (${f.code}) before printing ${pattern}: ${f.stderr}`)))
+    })
+  return { child, finished, line }
+}
+
+export const run = (command: string, args: ReadonlyArray<string>, options: { stdin?: string } = {}) =>
+  start(command, args, options).finished
+
+export interface Signal {
+  readonly url: string
+  readonly stop: () => Promise<void>
+}
+
+/** The real signal app as a child process on a free loopback port. */
+export const startSignal = async (): Promise<Signal> => {
+  const proc = start(bin("p2pal-signal"), ["--port", "0", "--host", "127.0.0.1"])
+  const [, url] = await proc.line(/listening on (http:\/\/\S+)/)
+  return {
+    url: url!,
+    stop: async () => {
+      proc.child.kill("SIGTERM")
+      await proc.finished
+    },
+  }
+}
+
+const temps: Array<string> = []
+process.on("exit", () => temps.forEach((dir) => rmSync(dir, { recursive: true, force: true })))
+
+export const tempDir = async () => {
+  const dir = await fs.mkdtemp(path.join(os.tmpdir(), "p2pal-e2e-"))
+  temps.push(dir)
+  return dir
+}
+
+/** Every file under `dir`, relative, with its contents; directories end with "/". */
+export const snapshot = async (dir: string): Promise<Map<string, Buffer | null>> => {
+  const result = new Map<string, Buffer | null>()
+  const walk = async (rel: string) => {
+    for (const entry of await fs.readdir(path.join(dir, rel), { withFileTypes: true })) {
+      const child = rel === "" ? entry.name : `${rel}/${entry.name}`
+      if (entry.isDirectory()) {
+        result.set(`${child}/`, null)
+        await walk(child)
+      } else result.set(child, await fs.readFile(path.join(dir, child)))
+    }
+  }
+  await walk("")
+  return result
+}
