@@ -1,0 +1,345 @@
+// Loopback throughput of p2pal against a bare node-datachannel pair (the stack's ceiling), in one run on
+// one machine, as DESIGN.md section 7 asks. Prints one table row per run and the best run of each mode.
+//
+//   npm run bench -- [--size 1GiB] [--runs N] [--only raw|p2pal]
+//
+// Wall time runs from the receiver's start to its exit, with the sender already up and waiting, so both
+// modes include process start, connection setup and teardown around the same bytes.
+import { spawn } from "node:child_process"
+import { createHash, randomFillSync } from "node:crypto"
+import { createReadStream, createWriteStream, readFileSync } from "node:fs"
+import { mkdir, mkdtemp, readFile, readdir, rename, rm, stat, writeFile } from "node:fs/promises"
+import { basename, join } from "node:path"
+import { performance } from "node:perf_hooks"
+import { createInterface } from "node:readline"
+import { pipeline } from "node:stream/promises"
+import { setTimeout as sleep } from "node:timers/promises"
+import { fileURLToPath } from "node:url"
+import { parseArgs } from "node:util"
+
+const root = fileURLToPath(new URL("..", import.meta.url))
+const benchDir = join(root, ".bench")
+const MiB = 1024 * 1024
+
+const { values: flags } = parseArgs({
+  options: {
+    size: { type: "string", default: "1GiB" },
+    runs: { type: "string", default: "1" },
+    only: { type: "string" },
+  },
+})
+const bytes = parseSize(flags.size)
+const runs = Number(flags.runs)
+if (!Number.isInteger(runs) || runs < 1) usage(`--runs must be a positive integer, got ${flags.runs}`)
+if (flags.only !== undefined && flags.only !== "raw" && flags.only !== "p2pal") {
+  usage(`--only must be raw or p2pal, got ${flags.only}`)
+}
+// Generous enough for a slow machine (5 MB/s) yet bounded, so a stalled transfer fails instead of hanging.
+const transferTimeoutMs = 60_000 + bytes / 5_000
+
+function usage(message) {
+  process.stderr.write(`${message}\nusage: npm run bench -- [--size 1GiB] [--runs N] [--only raw|p2pal]\n`)
+  process.exit(2)
+}
+
+function parseSize(text) {
+  const match = /^(\d+)\s*(B|KiB|MiB|GiB)?$/i.exec(text.trim())
+  if (!match) usage(`--size takes bytes or a KiB/MiB/GiB amount (e.g. 256MiB), got ${text}`)
+  const unit = { b: 1, kib: 1024, mib: MiB, gib: 1024 * MiB }[(match[2] ?? "b").toLowerCase()]
+  const size = Number(match[1]) * unit
+  if (!Number.isSafeInteger(size) || size <= 0) usage(`--size out of range: ${text}`)
+  return size
+}
+
+// Every child we start, so a failure or Ctrl+C never leaves one running.
+const children = new Set()
+process.on("exit", () => children.forEach((proc) => proc.child.kill("SIGKILL")))
+process.on("SIGINT", () => process.exit(130))
+process.on("SIGTERM", () => process.exit(143))
+
+// Starts a child with piped stdout/stderr, tracks its peak RSS and keeps the tail of its stderr for errors.
+function start(command, args, { stdin = "ignore" } = {}) {
+  const child = spawn(command, args, { cwd: root, stdio: [stdin, "pipe", "pipe"] })
+  const proc = { child, name: `${basename(command)} ${args[0]}`, stderr: "", peakRss: 0 }
+  children.add(proc)
+  child.stderr.setEncoding("utf8").on("data", (text) => (proc.stderr = (proc.stderr + text).slice(-4000)))
+  // The bin/p2pal* wrappers `exec node`, so this PID becomes the node process itself.
+  const readPeak = () => {
+    try {
+      const match = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${child.pid}/status`, "utf8"))
+      if (match) proc.peakRss = Math.max(proc.peakRss, Number(match[1]) * 1024)
+    } catch {
+      // Already reaped: the last reading stands.
+    }
+  }
+  const poll = setInterval(readPeak, 50)
+  proc.exited = new Promise((resolve) => {
+    child.once("error", (error) => resolve({ code: null, error, at: performance.now() }))
+    child.once("exit", (code, signal) => resolve({ code, signal, at: performance.now() }))
+  }).then((result) => {
+    clearInterval(poll)
+    children.delete(proc)
+    return result
+  })
+  readPeak()
+  proc.lines = createInterface({ input: child.stdout })
+  return proc
+}
+
+function describeExit(proc, result) {
+  const how = result.error
+    ? result.error.message
+    : result.signal
+      ? `signal ${result.signal}`
+      : `code ${result.code}`
+  // The bin/p2pal* wrappers run the built dist files; a missing one means nobody ran the build yet.
+  const hint = /Cannot find module|ENOENT/.test(`${proc.stderr} ${how}`)
+    ? "\n(is p2pal built? run `npm run build`, or pass --only raw)"
+    : ""
+  return `${proc.name} failed (${how})${proc.stderr ? `:\n${proc.stderr.trimEnd()}` : ""}${hint}`
+}
+
+async function expectSuccess(proc, timeoutMs) {
+  const result = await withTimeout(proc.exited, timeoutMs, `${proc.name} did not exit`)
+  if (result.code !== 0) throw new Error(describeExit(proc, result))
+  return result
+}
+
+// Stops a child that is still running: SIGTERM first so it can clean up, SIGKILL if it does not.
+async function stop(proc) {
+  if (!children.has(proc)) return
+  proc.child.kill("SIGTERM")
+  const timer = setTimeout(() => proc.child.kill("SIGKILL"), 2000)
+  await proc.exited
+  clearTimeout(timer)
+}
+
+async function withTimeout(promise, ms, message) {
+  let timer
+  const timeout = new Promise((_, reject) => (timer = setTimeout(() => reject(new Error(message)), ms)))
+  try {
+    return await Promise.race([promise, timeout])
+  } finally {
+    clearTimeout(timer)
+  }
+}
+
+// Resolves with the first stdout line that `pick` maps to a value; rejects if the child exits first.
+function waitForLine(proc, pick, timeoutMs, what) {
+  return withTimeout(
+    new Promise((resolve, reject) => {
+      proc.lines.on("line", (line) => {
+        const value = pick(line)
+        if (value !== undefined) resolve(value)
+      })
+      proc.exited.then((result) =>
+        reject(new Error(`${describeExit(proc, result)}\n(while waiting for ${what})`)),
+      )
+    }),
+    timeoutMs,
+    `${proc.name} did not print ${what}`,
+  )
+}
+
+async function runRaw() {
+  const peer = fileURLToPath(new URL("raw-peer.mjs", import.meta.url))
+  const sender = start(process.execPath, [peer, "sender", String(bytes)], { stdin: "pipe" })
+  let receiver
+  let done
+  // Signals from the sender queue up until the receiver exists; pipes keep them in order.
+  const toReceiver = []
+  const relay = (from, send) =>
+    from.lines.on("line", (line) => {
+      const message = JSON.parse(line)
+      if (message.signal) send(line)
+      if (message.error) from.stderr += `${message.error}\n`
+      if (message.done) {
+        done = message.done
+        sender.child.stdin.write(JSON.stringify({ finish: true }) + "\n")
+      }
+    })
+  relay(sender, (line) => (receiver ? receiver.child.stdin.write(line + "\n") : toReceiver.push(line)))
+  try {
+    await waitForLine(sender, (line) => (JSON.parse(line).ready ? true : undefined), 10_000, "ready")
+    const startedAt = performance.now()
+    receiver = start(process.execPath, [peer, "receiver", String(bytes)], { stdin: "pipe" })
+    relay(receiver, (line) => sender.child.stdin.write(line + "\n"))
+    for (const line of toReceiver) receiver.child.stdin.write(line + "\n")
+    const finished = await expectSuccess(receiver, transferTimeoutMs)
+    await expectSuccess(sender, 10_000)
+    if (done?.bytes !== bytes) throw new Error(`raw receiver got ${done?.bytes ?? 0} of ${bytes} bytes`)
+    return {
+      wallMs: finished.at - startedAt,
+      senderRss: sender.peakRss,
+      receiverRss: receiver.peakRss,
+      firstByteMs: done.firstByteMs,
+    }
+  } finally {
+    await Promise.all([sender, receiver].filter(Boolean).map(stop))
+  }
+}
+
+// The test file lives under .bench/ (gitignored) and is reused by later runs of the same size. It is
+// written under a temporary name and renamed last, so a half-written file is never mistaken for one.
+async function sourceFile() {
+  const file = join(benchDir, `data-${bytes}.bin`)
+  const hashFile = `${file}.sha256`
+  try {
+    const [info, hash] = await Promise.all([stat(file), readFile(hashFile, "utf8")])
+    if (info.size === bytes) return { file, hash: hash.trim() }
+  } catch {
+    // Not generated yet.
+  }
+  process.stderr.write(`generating ${bytes} random bytes in ${file}\n`)
+  await mkdir(benchDir, { recursive: true })
+  const hash = createHash("sha256")
+  // Random bytes, so compression anywhere on the path cannot flatter the result.
+  await pipeline(
+    async function* () {
+      for (let written = 0; written < bytes; written += 4 * MiB) {
+        const block = randomFillSync(Buffer.allocUnsafe(Math.min(4 * MiB, bytes - written)))
+        hash.update(block)
+        yield block
+      }
+    },
+    createWriteStream(`${file}.tmp`),
+  )
+  const digest = hash.digest("hex")
+  await writeFile(hashFile, digest)
+  await rename(`${file}.tmp`, file)
+  return { file, hash: digest }
+}
+
+async function sha256(file) {
+  const hash = createHash("sha256")
+  await pipeline(createReadStream(file, { highWaterMark: MiB }), hash)
+  return hash.digest("hex")
+}
+
+// The receiver writes to a temporary name first, so any non-empty file anywhere under `dir` counts.
+// Resolves with the ms from `since` to that moment, or undefined if `until` settles first.
+async function watchFirstByte(dir, since, until) {
+  let over = false
+  until.then(() => (over = true))
+  const anyBytes = async () => {
+    const entries = await readdir(dir, { recursive: true, withFileTypes: true }).catch(() => [])
+    for (const entry of entries) {
+      if (!entry.isFile()) continue
+      const info = await stat(join(entry.parentPath, entry.name)).catch(() => undefined)
+      if (info?.size > 0) return true
+    }
+    return false
+  }
+  while (!over) {
+    if (await anyBytes()) return performance.now() - since
+    await sleep(5)
+  }
+}
+
+async function startSignal() {
+  const server = start(join(root, "bin/p2pal-signal"), ["--port", "0", "--host", "127.0.0.1"])
+  const url = await waitForLine(
+    server,
+    (line) => /^p2pal-signal listening on (http:\/\/\S+)/.exec(line)?.[1],
+    15_000,
+    "its listening line",
+  )
+  return { server, url }
+}
+
+async function runP2pal(server, source) {
+  const bin = join(root, "bin/p2pal")
+  const runDir = await mkdtemp(join(benchDir, "run-"))
+  const outDir = join(runDir, "out")
+  await mkdir(outDir)
+  let sender
+  let receiver
+  try {
+    sender = start(bin, ["send", "-q", "--stun", "", "--server", server, source.file])
+    const code = await waitForLine(sender, (line) => line.trim() || undefined, 30_000, "a join code")
+    const startedAt = performance.now()
+    receiver = start(bin, ["recv", "-y", "-q", "--stun", "", "--server", server, "--out", outDir, code])
+    const firstByte = watchFirstByte(outDir, startedAt, receiver.exited)
+    const finished = await expectSuccess(receiver, transferTimeoutMs)
+    await expectSuccess(sender, 30_000)
+    const firstByteMs = await firstByte
+
+    const received = join(outDir, basename(source.file))
+    const info = await stat(received).catch(() => undefined)
+    if (info?.size !== bytes)
+      throw new Error(`${received} has ${info?.size ?? "no"} bytes, expected ${bytes}`)
+    if ((await sha256(received)) !== source.hash) throw new Error(`${received} differs from ${source.file}`)
+    return {
+      wallMs: finished.at - startedAt,
+      senderRss: sender.peakRss,
+      receiverRss: receiver.peakRss,
+      firstByteMs,
+    }
+  } finally {
+    await Promise.all([sender, receiver].filter(Boolean).map(stop))
+    await rm(runDir, { recursive: true, force: true })
+  }
+}
+
+function printTable(results) {
+  const best = (mode) =>
+    results.filter((r) => r.mode === mode).reduce((a, b) => (a && a.wallMs <= b.wallMs ? a : b), undefined)
+  const rawBest = best("raw")
+  const rows = [
+    ["mode", "bytes", "wall s", "MB/s", "Mbit/s", "vs raw", "send RSS MiB", "recv RSS MiB", "1st byte ms"],
+  ]
+  const row = (label, r) => {
+    const seconds = r.wallMs / 1000
+    rows.push([
+      label,
+      String(bytes),
+      seconds.toFixed(2),
+      (bytes / 1e6 / seconds).toFixed(1),
+      ((bytes * 8) / 1e6 / seconds).toFixed(0),
+      rawBest ? (rawBest.wallMs / r.wallMs).toFixed(2) : "-",
+      (r.senderRss / MiB).toFixed(0),
+      (r.receiverRss / MiB).toFixed(0),
+      r.firstByteMs === undefined ? "-" : r.firstByteMs.toFixed(0),
+    ])
+  }
+  for (const mode of ["raw", "p2pal"]) {
+    const ofMode = results.filter((r) => r.mode === mode)
+    ofMode.forEach((r, i) => row(`${mode} #${i + 1}`, r))
+    if (ofMode.length > 1) row(`${mode} best`, best(mode))
+  }
+  const widths = rows[0].map((_, col) => Math.max(...rows.map((r) => r[col].length)))
+  for (const r of rows) {
+    console.log(
+      r.map((cell, col) => (col === 0 ? cell.padEnd(widths[col]) : cell.padStart(widths[col]))).join("  "),
+    )
+  }
+}
+
+async function main() {
+  const results = []
+  if (flags.only !== "p2pal") {
+    for (let i = 1; i <= runs; i++) {
+      process.stderr.write(`raw run ${i}/${runs}...\n`)
+      results.push({ mode: "raw", ...(await runRaw()) })
+    }
+  }
+  if (flags.only !== "raw") {
+    // The server first: it fails fast when p2pal is not built, before a large file is generated.
+    const { server, url } = await startSignal()
+    try {
+      const source = await sourceFile()
+      for (let i = 1; i <= runs; i++) {
+        process.stderr.write(`p2pal run ${i}/${runs}...\n`)
+        results.push({ mode: "p2pal", ...(await runP2pal(url, source)) })
+      }
+    } finally {
+      await stop(server)
+    }
+  }
+  printTable(results)
+}
+
+main().catch((error) => {
+  process.stderr.write(`bench failed: ${error.message}\n`)
+  process.exit(1)
+})
