@@ -57,9 +57,12 @@ const connect = Effect.fn("PeerLink.connect")(function* (options: ConnectOptions
     Effect.sync(() => {
       const pc = new ndc.PeerConnection(options.role, { iceServers: [...options.stun] })
       pc.onLocalDescription((sdp, type) => {
-        if (type === "offer" || type === "answer") Queue.unsafeOffer(outbox, { _tag: "description", type, sdp })
+        if (type === "offer" || type === "answer")
+          Queue.unsafeOffer(outbox, { _tag: "description", type, sdp })
       })
-      pc.onLocalCandidate((candidate, mid) => Queue.unsafeOffer(outbox, { _tag: "candidate", candidate, mid }))
+      pc.onLocalCandidate((candidate, mid) =>
+        Queue.unsafeOffer(outbox, { _tag: "candidate", candidate, mid }),
+      )
       pc.onStateChange((state) => {
         if (state === "failed" || state === "closed" || state === "disconnected")
           fail(`the connection to the peer was lost (${state})`)
@@ -72,14 +75,28 @@ const connect = Effect.fn("PeerLink.connect")(function* (options: ConnectOptions
     (pc) => Effect.sync(() => pc.close()),
   )
 
-  // libdatachannel refuses candidates before the remote description; a relay may still deliver them first.
-  const early: Array<PeerSignal.PeerSignal & { _tag: "candidate" }> = []
+  // Candidates wait until they are safe to use: libdatachannel refuses them before the remote
+  // description, and the answerer must not start connecting before the offerer holds the answer.
+  const held: Array<PeerSignal.PeerSignal & { _tag: "candidate" }> = []
+  let canConnect = false
+  const release = () => {
+    canConnect = true
+    held.splice(0).forEach((c) => pc.addRemoteCandidate(c.candidate, c.mid))
+  }
   const apply = (signal: PeerSignal.PeerSignal) => {
-    if (signal._tag === "description") {
-      pc.setRemoteDescription(signal.sdp, signal.type)
-      early.splice(0).forEach((c) => pc.addRemoteCandidate(c.candidate, c.mid))
-    } else if (pc.remoteDescription() === null) early.push(signal)
-    else pc.addRemoteCandidate(signal.candidate, signal.mid)
+    switch (signal._tag) {
+      case "description":
+        pc.setRemoteDescription(signal.sdp, signal.type)
+        if (signal.type === "answer") {
+          Queue.unsafeOffer(outbox, { _tag: "answered" })
+          release()
+        }
+        return
+      case "answered":
+        return release()
+      case "candidate":
+        return canConnect ? pc.addRemoteCandidate(signal.candidate, signal.mid) : void held.push(signal)
+    }
   }
   yield* options.signal.incoming.pipe(
     Stream.runForEach((signal) =>

@@ -43,12 +43,26 @@ const receiveManifest = (channel: Channel) =>
 /** Where each entry lands under `out`; the manifest policy has already ruled out anything escaping it. */
 const targetOf = (out: string, entry: Manifest.Entry) => path.join(out, ...entry.path.split("/"))
 
-/** Refuses, before anything is written, to replace what is already on disk unless asked to. */
+const lstat = (p: string) => Effect.promise(() => fs.lstat(p).catch(() => undefined))
+
+/**
+ * Refuses, before anything is written, to replace what is already on disk unless asked to, or to
+ * write through a symlink that already sits inside `out` (it could point anywhere).
+ */
 const checkTargets = (out: string, manifest: Manifest.Manifest, overwrite: boolean) =>
   Effect.forEach(manifest.entries, (entry) =>
     Effect.gen(function* () {
       const target = targetOf(out, entry)
-      const stat = yield* Effect.promise(() => fs.lstat(target).catch(() => undefined))
+      const parts = entry.path.split("/")
+      for (let depth = 1; depth < parts.length; depth++) {
+        const parent = path.join(out, ...parts.slice(0, depth))
+        if ((yield* lstat(parent))?.isSymbolicLink())
+          return yield* new LocalIoFailed({
+            path: parent,
+            message: "is a symlink; refusing to write through it",
+          })
+      }
+      const stat = yield* lstat(target)
       if (stat === undefined) return
       if (entry._tag === "dir" && stat.isDirectory()) return
       if (entry._tag === "file" && stat.isFile() && overwrite) return
@@ -57,7 +71,7 @@ const checkTargets = (out: string, manifest: Manifest.Manifest, overwrite: boole
         message:
           entry._tag === "file" && stat.isFile()
             ? "already exists; nothing was written (use --overwrite to replace it)"
-            : "already exists and is not a " + (entry._tag === "dir" ? "directory" : "regular file"),
+            : `already exists and is not a ${entry._tag === "dir" ? "directory" : "regular file"}; nothing was written`,
       })
     }),
   )
