@@ -61,7 +61,8 @@ describe("p2pal send / recv through the real signal app", () => {
     expect(received.stderr).toContain("Receiving 3 files")
     expect(received.stderr).toContain("one.txt")
     expect(received.stderr).toContain("100% — SHA-256 verified")
-    for (const f of files) expect(await fs.readFile(path.join(out, path.basename(f)))).toEqual(await fs.readFile(f))
+    for (const f of files)
+      expect(await fs.readFile(path.join(out, path.basename(f)))).toEqual(await fs.readFile(f))
   })
 
   it("sends a single file and prints the seed's lines", async () => {
@@ -198,7 +199,14 @@ describe("codes and servers that do not work", () => {
     await fs.writeFile(file, "a")
     const down = ["--server", "http://127.0.0.1:9", "--stun", ""]
     const sent = await run(p2pal, ["send", ...down, file])
-    const received = await run(p2pal, ["recv", ...down, "-y", "--out", path.join(root, "out"), "zebra-luna-42"])
+    const received = await run(p2pal, [
+      "recv",
+      ...down,
+      "-y",
+      "--out",
+      path.join(root, "out"),
+      "zebra-luna-42",
+    ])
     for (const r of [sent, received]) {
       expect(r.code).toBe(4)
       expect(r.stderr).toContain("cannot reach the signal server at http://127.0.0.1:9")

@@ -25,7 +25,11 @@ export interface Running {
   readonly line: (pattern: RegExp) => Promise<RegExpMatchArray>
 }
 
-export const start = (command: string, args: ReadonlyArray<string>, options: { stdin?: string; env?: NodeJS.ProcessEnv } = {}): Running => {
+export const start = (
+  command: string,
+  args: ReadonlyArray<string>,
+  options: { stdin?: string; env?: NodeJS.ProcessEnv } = {},
+): Running => {
   const child = spawn(command, args, {
     stdio: ["pipe", "pipe", "pipe"],
     env: { ...process.env, ...options.env },
@@ -54,7 +58,9 @@ export const start = (command: string, args: ReadonlyArray<string>, options: { s
         }
       }
       lines.on("line", onLine)
-      void finished.then((f) => reject(new Error(`exited (${f.code}) before printing ${pattern}: ${f.stderr}`)))
+      void finished.then((f) =>
+        reject(new Error(`exited (${f.code}) before printing ${pattern}: ${f.stderr}`)),
+      )
     })
   return { child, finished, line }
 }

@@ -4,7 +4,10 @@ import { Schema } from "effect"
 export const Nameplate = Schema.String.pipe(Schema.pattern(/^[0-9]{2,6}$/), Schema.brand("Nameplate"))
 export type Nameplate = typeof Nameplate.Type
 
-export const TransferId = Schema.String.pipe(Schema.pattern(/^[A-Za-z0-9_-]{16,64}$/), Schema.brand("TransferId"))
+export const TransferId = Schema.String.pipe(
+  Schema.pattern(/^[A-Za-z0-9_-]{16,64}$/),
+  Schema.brand("TransferId"),
+)
 export type TransferId = typeof TransferId.Type
 
 /** A bearer token scoped to one side of one transfer. */

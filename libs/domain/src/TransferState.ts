@@ -53,13 +53,17 @@ export const step = (state: TransferState, event: Event): Either.Either<Transfer
   if (isFinal(now.status)) return Either.left("final")
   switch (event._tag) {
     case "Join":
-      return now.status === "pending" ? Either.right({ ...now, status: "ready" }) : Either.left("already_claimed")
+      return now.status === "pending"
+        ? Either.right({ ...now, status: "ready" })
+        : Either.left("already_claimed")
     case "Activate":
       return now.status === "ready" || now.status === "active"
         ? Either.right({ status: "active", expiresAt: Math.max(now.expiresAt, event.at + event.leaseMs) })
         : Either.left("not_allowed")
     case "Complete":
-      return now.status === "active" ? Either.right({ ...now, status: "completed" }) : Either.left("not_allowed")
+      return now.status === "active"
+        ? Either.right({ ...now, status: "completed" })
+        : Either.left("not_allowed")
     case "Abort":
       return Either.right({ ...now, status: "aborted" })
   }
