@@ -7,7 +7,7 @@
 // modes include process start, connection setup and teardown around the same bytes.
 import { spawn } from "node:child_process"
 import { createHash, randomFillSync } from "node:crypto"
-import { createReadStream, createWriteStream, readFileSync } from "node:fs"
+import { createReadStream, createWriteStream, readFileSync, rmSync } from "node:fs"
 import { mkdir, mkdtemp, readFile, readdir, rename, rm, stat, writeFile } from "node:fs/promises"
 import { basename, join } from "node:path"
 import { performance } from "node:perf_hooks"
@@ -51,16 +51,20 @@ function parseSize(text) {
   return size
 }
 
-// Every child we start, so a failure or Ctrl+C never leaves one running.
+// Every child and run directory we create, so a failure or Ctrl+C leaves neither behind.
 const children = new Set()
-process.on("exit", () => children.forEach((proc) => proc.child.kill("SIGKILL")))
+const runDirs = new Set()
+process.on("exit", () => {
+  children.forEach((proc) => proc.child.kill("SIGKILL"))
+  runDirs.forEach((dir) => rmSync(dir, { recursive: true, force: true }))
+})
 process.on("SIGINT", () => process.exit(130))
 process.on("SIGTERM", () => process.exit(143))
 
 // Starts a child with piped stdout/stderr, tracks its peak RSS and keeps the tail of its stderr for errors.
-function start(command, args, { stdin = "ignore" } = {}) {
+function start(name, command, args, { stdin = "ignore" } = {}) {
   const child = spawn(command, args, { cwd: root, stdio: [stdin, "pipe", "pipe"] })
-  const proc = { child, name: `${basename(command)} ${args[0]}`, stderr: "", peakRss: 0 }
+  const proc = { child, name, stderr: "", peakRss: 0 }
   children.add(proc)
   child.stderr.setEncoding("utf8").on("data", (text) => (proc.stderr = (proc.stderr + text).slice(-4000)))
   // The bin/p2pal* wrappers `exec node`, so this PID becomes the node process itself.
@@ -143,7 +147,7 @@ function waitForLine(proc, pick, timeoutMs, what) {
 
 async function runRaw() {
   const peer = fileURLToPath(new URL("raw-peer.mjs", import.meta.url))
-  const sender = start(process.execPath, [peer, "sender", String(bytes)], { stdin: "pipe" })
+  const sender = start("raw sender", process.execPath, [peer, "sender", String(bytes)], { stdin: "pipe" })
   let receiver
   let done
   // Signals from the sender queue up until the receiver exists; pipes keep them in order.
@@ -162,7 +166,7 @@ async function runRaw() {
   try {
     await waitForLine(sender, (line) => (JSON.parse(line).ready ? true : undefined), 10_000, "ready")
     const startedAt = performance.now()
-    receiver = start(process.execPath, [peer, "receiver", String(bytes)], { stdin: "pipe" })
+    receiver = start("raw receiver", process.execPath, [peer, "receiver", String(bytes)], { stdin: "pipe" })
     relay(receiver, (line) => sender.child.stdin.write(line + "\n"))
     for (const line of toReceiver) receiver.child.stdin.write(line + "\n")
     const finished = await expectSuccess(receiver, transferTimeoutMs)
@@ -237,7 +241,7 @@ async function watchFirstByte(dir, since, until) {
 }
 
 async function startSignal() {
-  const server = start(join(root, "bin/p2pal-signal"), ["--port", "0", "--host", "127.0.0.1"])
+  const server = start("p2pal-signal", join(root, "bin/p2pal-signal"), ["--port", "0", "--host", "127.0.0.1"])
   const url = await waitForLine(
     server,
     (line) => /^p2pal-signal listening on (http:\/\/\S+)/.exec(line)?.[1],
@@ -250,15 +254,17 @@ async function startSignal() {
 async function runP2pal(server, source) {
   const bin = join(root, "bin/p2pal")
   const runDir = await mkdtemp(join(benchDir, "run-"))
+  runDirs.add(runDir)
   const outDir = join(runDir, "out")
   await mkdir(outDir)
   let sender
   let receiver
   try {
-    sender = start(bin, ["send", "-q", "--stun", "", "--server", server, source.file])
+    sender = start("p2pal send", bin, ["send", "-q", "--stun", "", "--server", server, source.file])
     const code = await waitForLine(sender, (line) => line.trim() || undefined, 30_000, "a join code")
     const startedAt = performance.now()
-    receiver = start(bin, ["recv", "-y", "-q", "--stun", "", "--server", server, "--out", outDir, code])
+    const recvArgs = ["recv", "-y", "-q", "--stun", "", "--server", server, "--out", outDir, code]
+    receiver = start("p2pal recv", bin, recvArgs)
     const firstByte = watchFirstByte(outDir, startedAt, receiver.exited)
     const finished = await expectSuccess(receiver, transferTimeoutMs)
     await expectSuccess(sender, 30_000)
@@ -266,8 +272,9 @@ async function runP2pal(server, source) {
 
     const received = join(outDir, basename(source.file))
     const info = await stat(received).catch(() => undefined)
-    if (info?.size !== bytes)
+    if (info?.size !== bytes) {
       throw new Error(`${received} has ${info?.size ?? "no"} bytes, expected ${bytes}`)
+    }
     if ((await sha256(received)) !== source.hash) throw new Error(`${received} differs from ${source.file}`)
     return {
       wallMs: finished.at - startedAt,
@@ -278,6 +285,7 @@ async function runP2pal(server, source) {
   } finally {
     await Promise.all([sender, receiver].filter(Boolean).map(stop))
     await rm(runDir, { recursive: true, force: true })
+    runDirs.delete(runDir)
   }
 }
 
