@@ -89,7 +89,7 @@ describe("p2pal send / recv through the real signal app", () => {
     expect(sent.code).toBe(0)
     expect(received.stderr).toContain("Joining transfer...\nReceiving: report.pdf (2.3 MB)")
     expect(received.stderr).toContain("[====================] 100% — SHA-256 verified")
-    expect(await fs.readFile(path.join(out, "report.pdf"))).toEqual(await fs.readFile(file))
+    expect(await snapshot(out)).toEqual(new Map([["report.pdf", (await snapshot(root)).get("report.pdf")]]))
   })
 
   it("refuses to overwrite without --overwrite, leaving the existing file untouched", async () => {
@@ -123,7 +123,7 @@ describe("p2pal send / recv through the real signal app", () => {
     const out = path.join(root, "out")
     expect((await recv(sender.code, ["-y", "-q", "--out", out])).code).toBe(0)
     expect((await sender.finished).code).toBe(0)
-    expect(await fs.readFile(path.join(out, "data.bin"))).toEqual(await fs.readFile(file))
+    expect((await snapshot(out)).get("data.bin")).toBe((await snapshot(root)).get("data.bin"))
   })
 
   it("refuses --chunk-size 64 with a usage error", async () => {

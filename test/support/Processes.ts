@@ -1,4 +1,5 @@
 import { type ChildProcess, spawn } from "node:child_process"
+import { createHash } from "node:crypto"
 import { rmSync } from "node:fs"
 import * as fs from "node:fs/promises"
 import * as os from "node:os"
@@ -95,16 +96,21 @@ export const tempDir = async () => {
   return dir
 }
 
-/** Every file under `dir`, relative, with its contents; directories end with "/". */
-export const snapshot = async (dir: string): Promise<Map<string, Buffer | null>> => {
-  const result = new Map<string, Buffer | null>()
+const sha256 = (bytes: Buffer) => createHash("sha256").update(bytes).digest("hex")
+
+/** Every entry under `dir`, relative: files with their size and SHA-256, directories ending with "/". */
+export const snapshot = async (dir: string): Promise<Map<string, string | null>> => {
+  const result = new Map<string, string | null>()
   const walk = async (rel: string) => {
     for (const entry of await fs.readdir(path.join(dir, rel), { withFileTypes: true })) {
       const child = rel === "" ? entry.name : `${rel}/${entry.name}`
       if (entry.isDirectory()) {
         result.set(`${child}/`, null)
         await walk(child)
-      } else result.set(child, await fs.readFile(path.join(dir, child)))
+      } else {
+        const bytes = await fs.readFile(path.join(dir, child))
+        result.set(child, `${bytes.length} ${sha256(bytes)}`)
+      }
     }
   }
   await walk("")
