@@ -188,15 +188,16 @@ export const encode = (frame: Frame): Uint8Array => {
 }
 
 /**
- * Hot path for the sender: one allocation holding a Chunk header and room for `length` payload
- * bytes at HeaderBytes; the caller fills the payload (e.g. reads the file straight into it).
+ * Hot path for the sender: writes a Chunk header at the start of `frame`, whose remaining
+ * `frame.length - HeaderBytes` bytes are the payload the caller fills (e.g. reads the file straight
+ * into). The caller owns the memory, so many frames can share one buffer.
  */
-export const allocChunk = (file: number, offset: number, length: number): Uint8Array => {
+export const chunkInto = (frame: Uint8Array, file: number, offset: number): Uint8Array => {
+  const length = frame.length - HeaderBytes
   const problem = checkFields(codecOf("Chunk"), file, offset, length)
-  if (problem !== undefined) throw new RangeError(`cannot allocate Chunk: ${problem}`)
-  const out = new Uint8Array(HeaderBytes + length)
-  writeHeader(out, codecs.Chunk.type, file, offset, length)
-  return out
+  if (problem !== undefined) throw new RangeError(`cannot write a Chunk header: ${problem}`)
+  writeHeader(frame, codecs.Chunk.type, file, offset, length)
+  return frame
 }
 
 const fail = (reason: string) => Either.left(new FrameError({ reason }))

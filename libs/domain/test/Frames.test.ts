@@ -1,7 +1,7 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Either, FastCheck as fc } from "effect"
 import {
-  allocChunk,
+  chunkInto,
   decode,
   encode,
   type Frame,
@@ -125,15 +125,20 @@ describe("Frames", () => {
     expect(f._tag === "Chunk" && f.bytes.byteOffset).toBe(HeaderBytes)
   })
 
-  it("allocChunk lays out the same bytes as encode, with the payload left to the caller", () => {
+  it("chunkInto lays out the same bytes as encode, with the payload left to the caller", () => {
     const bytes = new Uint8Array([9, 8, 7, 6])
-    const frame = allocChunk(3, 2 ** 40 + 5, bytes.length)
+    const frame = chunkInto(new Uint8Array(HeaderBytes + bytes.length), 3, 2 ** 40 + 5)
     frame.set(bytes, HeaderBytes)
     expect(frame).toEqual(encode({ _tag: "Chunk", file: 3, offset: 2 ** 40 + 5, bytes }))
-    expect(() => allocChunk(0, 0, 0)).toThrow(RangeError)
-    expect(() => allocChunk(0, 0, MaxChunkBytes + 1)).toThrow(RangeError)
-    expect(() => allocChunk(-1, 0, 1)).toThrow(RangeError)
-    expect(() => allocChunk(0, Number.MAX_SAFE_INTEGER + 1, 1)).toThrow(RangeError)
+    const shared = new Uint8Array(2 * (HeaderBytes + 2))
+    chunkInto(shared.subarray(HeaderBytes + 2), 1, 7)
+    expect(shared.subarray(0, HeaderBytes + 2).every((b) => b === 0)).toBe(true)
+    expect(() => chunkInto(new Uint8Array(HeaderBytes), 0, 0)).toThrow(RangeError)
+    expect(() => chunkInto(new Uint8Array(HeaderBytes + MaxChunkBytes + 1), 0, 0)).toThrow(RangeError)
+    expect(() => chunkInto(new Uint8Array(HeaderBytes + 1), -1, 0)).toThrow(RangeError)
+    expect(() => chunkInto(new Uint8Array(HeaderBytes + 1), 0, Number.MAX_SAFE_INTEGER + 1)).toThrow(
+      RangeError,
+    )
   })
 
   it("encode refuses frames decode would reject", () => {

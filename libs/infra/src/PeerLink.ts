@@ -1,6 +1,6 @@
 import { PeerSignal } from "@p2pal/domain"
 import { PeerFailed } from "@p2pal/domain/Errors"
-import { Context, Deferred, Duration, Effect, Layer, Queue, Scope, Stream } from "effect"
+import { Context, Deferred, Duration, Effect, Exit, Layer, Mailbox, Queue, Scope, Stream } from "effect"
 import * as ndc from "node-datachannel"
 
 /** How the two peers reach each other before the DataChannel exists (the signal app's relay). */
@@ -26,15 +26,18 @@ export interface ConnectedPath {
 export interface Channel {
   /** Sends one binary message; suspends while the send buffer is above its high-water mark. */
   readonly send: (message: Uint8Array) => Effect.Effect<void, PeerFailed>
-  /** Incoming binary messages. Unbounded here: the transfer protocol's ack window bounds it. */
-  readonly incoming: Queue.Dequeue<Uint8Array>
+  /**
+   * Incoming binary messages in order; once the connection is gone, and everything that arrived before
+   * was taken, it fails. Unbounded here: the transfer protocol's ack window bounds it.
+   */
+  readonly incoming: Mailbox.ReadonlyMailbox<Uint8Array, PeerFailed>
   /** Fails when the channel or the connection goes away. */
   readonly closed: Effect.Effect<never, PeerFailed>
   readonly path: () => ConnectedPath | undefined
 }
 
-const HighWaterMark = 4 * 1024 * 1024
-const LowWaterMark = 1024 * 1024
+const HighWaterMark = 8 * 1024 * 1024
+const LowWaterMark = 4 * 1024 * 1024
 const Label = "p2pal"
 
 const describe = (c: ndc.SelectedCandidateInfo) => `${c.type} ${c.address}:${c.port}`
@@ -43,7 +46,12 @@ const connect = Effect.fn("PeerLink.connect")(function* (options: ConnectOptions
   const lost = yield* Deferred.make<never, PeerFailed>()
   /** Signaling only matters until the channel is open: after that the peers talk directly. */
   const signalingFailed = yield* Deferred.make<never, PeerFailed>()
-  const fail = (message: string) => Deferred.unsafeDone(lost, Effect.fail(new PeerFailed({ message })))
+  const incoming = yield* Effect.acquireRelease(Mailbox.make<Uint8Array, PeerFailed>(), (m) => m.shutdown)
+  const fail = (message: string) => {
+    const error = new PeerFailed({ message })
+    Deferred.unsafeDone(lost, Effect.fail(error))
+    incoming.unsafeDone(Exit.fail(error))
+  }
   // One queue and one sending fiber keep our signals in the order libdatachannel produced them.
   const outbox = yield* Queue.unbounded<PeerSignal.PeerSignal>()
   yield* Queue.take(outbox).pipe(
@@ -110,7 +118,6 @@ const connect = Effect.fn("PeerLink.connect")(function* (options: ConnectOptions
   )
 
   const opened = yield* Deferred.make<ndc.DataChannel>()
-  const incoming = yield* Effect.acquireRelease(Queue.unbounded<Uint8Array>(), Queue.shutdown)
   let lowWater: (() => void) | undefined
   // Every wrapper we hold must stay referenced until closed: node-datachannel closes collected channels.
   const channels: Array<ndc.DataChannel> = []
@@ -127,7 +134,7 @@ const connect = Effect.fn("PeerLink.connect")(function* (options: ConnectOptions
     })
     dc.onMessage((msg) => {
       if (typeof msg !== "string")
-        Queue.unsafeOffer(incoming, msg instanceof ArrayBuffer ? new Uint8Array(msg) : msg)
+        incoming.unsafeOffer(msg instanceof ArrayBuffer ? new Uint8Array(msg) : msg)
     })
     if (dc.isOpen()) Deferred.unsafeDone(opened, Effect.succeed(dc))
   }

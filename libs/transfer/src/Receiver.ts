@@ -7,7 +7,7 @@ import * as fs from "node:fs/promises"
 import * as path from "node:path"
 import { Progress } from "./Progress.js"
 import { equal, Hasher } from "./Hasher.js"
-import { nextFrame, sendFrame, unexpected, WriteBatchBytes } from "./Wire.js"
+import { frameReader, sendFrame, unexpected, WriteBatchBytes } from "./Wire.js"
 
 export interface ReceiveOptions {
   readonly out: string
@@ -24,12 +24,12 @@ export interface ReceiveOptions {
 const ioError = (p: string) => (e: unknown) =>
   new LocalIoFailed({ path: p, message: e instanceof Error ? e.message : String(e) })
 
-const receiveManifest = (channel: Channel) =>
+const receiveManifest = (nextFrame: Effect.Effect<Frames.Frame, PeerFailed>) =>
   Effect.gen(function* () {
     let buffer: Uint8Array | undefined
     let received = 0
     do {
-      const frame = yield* nextFrame(channel)
+      const frame = yield* nextFrame
       if (frame._tag !== "ManifestPart") return yield* unexpected(frame, "the manifest")
       buffer ??= new Uint8Array(frame.total)
       if (frame.total !== buffer.length || frame.offset !== received)
@@ -82,6 +82,7 @@ const checkTargets = (out: string, manifest: Manifest.Manifest, overwrite: boole
  */
 const receiveFile = (
   channel: Channel,
+  nextFrame: Effect.Effect<Frames.Frame, PeerFailed>,
   index: number,
   entry: Manifest.Entry & { _tag: "file" },
   target: string,
@@ -109,17 +110,26 @@ const receiveFile = (
     let batch: Array<Uint8Array> = []
     const flush = Effect.gen(function* () {
       if (batch.length === 0) return
-      const buffers = batch
+      // One contiguous copy: a single write, and a single buffer handed to the hashing thread.
+      const block = Buffer.allocUnsafeSlow(received - written)
+      let at = 0
+      for (const b of batch) {
+        block.set(b, at)
+        at += b.length
+      }
       batch = []
-      yield* Effect.tryPromise({ try: () => handle.writev(buffers, written), catch: ioError(target) })
-      for (const b of buffers) written += b.length
-      hash.absorb(buffers)
+      yield* Effect.tryPromise({
+        try: () => handle.write(block, 0, block.length, written),
+        catch: ioError(target),
+      })
+      written += block.length
+      hash.absorb([block])
       progress.bytes += written - progress.fileBytes
       progress.fileBytes = written
       yield* sendFrame(channel, { _tag: "Ack", bytes: progress.bytes })
     })
     while (true) {
-      const frame = yield* nextFrame(channel)
+      const frame = yield* nextFrame
       if (frame._tag === "Chunk") {
         if (frame.file !== index || frame.offset !== received)
           return yield* new PeerFailed({
@@ -156,7 +166,8 @@ const receiveFile = (
  * overwrite something, asks the user, then writes and verifies every file under `out`.
  */
 export const receive = Effect.fn("Receiver.receive")(function* (channel: Channel, options: ReceiveOptions) {
-  const decoded = yield* receiveManifest(channel)
+  const nextFrame = frameReader(channel)
+  const decoded = yield* receiveManifest(nextFrame)
   if (Either.isLeft(decoded)) {
     yield* sendFrame(channel, { _tag: "Reject", reason: "the manifest was refused" })
     return yield* new PeerFailed({ message: `refused the sender's file list: ${decoded.left.message}` })
@@ -177,7 +188,8 @@ export const receive = Effect.fn("Receiver.receive")(function* (channel: Channel
     const target = targetOf(options.out, entry)
     const dir = entry._tag === "dir" ? target : path.dirname(target)
     yield* Effect.tryPromise({ try: () => fs.mkdir(dir, { recursive: true }), catch: ioError(dir) })
-    if (entry._tag === "file") yield* receiveFile(channel, index, entry, target, options.overwrite, progress)
+    if (entry._tag === "file")
+      yield* receiveFile(channel, nextFrame, index, entry, target, options.overwrite, progress)
   }
   yield* sendFrame(channel, { _tag: "Done" })
   return { manifest, progress }

@@ -6,7 +6,7 @@ import * as fs from "node:fs/promises"
 import type { Progress } from "./Progress.js"
 import { Hasher } from "./Hasher.js"
 import type { Sources } from "./Sources.js"
-import { AckWindowBytes, nextFrame, sendFrame, unexpected } from "./Wire.js"
+import { AckWindowBytes, frameReader, sendFrame, unexpected } from "./Wire.js"
 
 export interface SendOptions {
   /** Payload bytes per chunk frame (at most Frames.MaxChunkBytes). */
@@ -35,7 +35,8 @@ export const send = Effect.fn("Sender.send")(function* (
     const bytes = manifestBytes.subarray(offset, offset + Frames.MaxChunkBytes)
     yield* sendFrame(channel, { _tag: "ManifestPart", total: manifestBytes.length, offset, bytes })
   }
-  const reply = yield* nextFrame(channel)
+  const nextFrame = frameReader(channel)
+  const reply = yield* nextFrame
   if (reply._tag === "Reject")
     return yield* new PeerFailed({ message: `the receiver declined: ${reply.reason}` })
   if (reply._tag === "Error")
@@ -49,7 +50,7 @@ export const send = Effect.fn("Sender.send")(function* (
   let wake: (() => void) | undefined
   const ackLoop = Effect.gen(function* () {
     while (true) {
-      const frame = yield* nextFrame(channel)
+      const frame = yield* nextFrame
       if (frame._tag === "Ack") {
         acked = frame.bytes
         progress.bytes = acked
@@ -85,14 +86,22 @@ export const send = Effect.fn("Sender.send")(function* (
         Effect.tryPromise({ try: () => fs.open(source, "r"), catch: ioError(source) }),
         (h) => Effect.promise(() => h.close()),
       )
-      // One readv fills several chunk frames in place, so file bytes are never copied into frames.
+      // One buffer holds a run of chunk frames back to back, and one readv fills their payloads in
+      // place: file bytes are never copied into frames, and the run moves to the hashing thread whole.
       const readBlock = (position: number) =>
         Effect.tryPromise({
           try: async () => {
             const end = Math.min(position + options.chunkSize * ChunksPerRead, entry.size)
+            const count = Math.ceil((end - position) / options.chunkSize)
+            const block = Buffer.allocUnsafeSlow(end - position + count * Frames.HeaderBytes)
             const frames: Array<Uint8Array> = []
-            for (let at = position; at < end; at += options.chunkSize)
-              frames.push(Frames.allocChunk(index, at, Math.min(options.chunkSize, end - at)))
+            for (let at = position, base = 0; at < end; at += options.chunkSize) {
+              const length = Math.min(options.chunkSize, end - at)
+              frames.push(
+                Frames.chunkInto(block.subarray(base, base + Frames.HeaderBytes + length), index, at),
+              )
+              base += Frames.HeaderBytes + length
+            }
             const payloads = frames.map((f) => f.subarray(Frames.HeaderBytes))
             const { bytesRead } = await handle.readv(payloads, position)
             if (bytesRead !== end - position) throw new Error("the file changed while it was being sent")

@@ -12,7 +12,7 @@ import * as os from "node:os"
 import * as path from "node:path"
 import { expect } from "vitest"
 import { connectPair } from "./Loopback.js"
-import { nextFrame, sendFrame } from "@p2pal/transfer/Wire"
+import { frameReader, sendFrame } from "@p2pal/transfer/Wire"
 import { Manifest } from "@p2pal/domain"
 
 const tempDir = Effect.acquireRelease(
@@ -115,7 +115,8 @@ layer(Layer.merge(PeerLink.layer, Hasher.layer), { excludeTestServices: true })(
             offset: 0,
             bytes: manifest,
           })
-          expect((yield* nextFrame(offerer))._tag).toBe("Accept")
+          const nextFrame = frameReader(offerer)
+          expect((yield* nextFrame)._tag).toBe("Accept")
           yield* sendFrame(offerer, {
             _tag: "Chunk",
             file: 0,
@@ -123,7 +124,7 @@ layer(Layer.merge(PeerLink.layer, Hasher.layer), { excludeTestServices: true })(
             bytes: new Uint8Array([1, 2, 3, 4]),
           })
           yield* sendFrame(offerer, { _tag: "FileEnd", file: 0, size: 4, sha256: new Uint8Array(32) })
-          return yield* nextFrame(offerer).pipe(Effect.repeat({ while: (frame) => frame._tag === "Ack" }))
+          return yield* nextFrame.pipe(Effect.repeat({ while: (frame) => frame._tag === "Ack" }))
         })
         const [reply, received] = yield* Effect.all(
           [rogue, Effect.exit(Receiver.receive(answerer, receiveOptions(out)))],
