@@ -1,5 +1,6 @@
 import { randomBytes } from "node:crypto"
 import * as fs from "node:fs/promises"
+import * as net from "node:net"
 import * as path from "node:path"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { bin, run, type Signal, snapshot, start, startSignal, tempDir } from "../support/Processes.js"
@@ -11,6 +12,15 @@ beforeAll(async () => {
 afterAll(() => signal?.stop())
 
 const p2pal = bin("p2pal")
+
+/** A loopback port nothing listens on: bound by the OS, then released. */
+const closedPort = () =>
+  new Promise<number>((resolve) => {
+    const server = net.createServer().listen(0, "127.0.0.1", () => {
+      const { port } = server.address() as net.AddressInfo
+      server.close(() => resolve(port))
+    })
+  })
 const common = () => ["--server", signal.url, "--stun", ""]
 
 /** `p2pal send -q`: its stdout carries only the join code. */
@@ -197,7 +207,8 @@ describe("codes and servers that do not work", () => {
     const root = await tempDir()
     const file = path.join(root, "a.txt")
     await fs.writeFile(file, "a")
-    const down = ["--server", "http://127.0.0.1:9", "--stun", ""]
+    const port = await closedPort()
+    const down = ["--server", `http://127.0.0.1:${port}`, "--stun", ""]
     const sent = await run(p2pal, ["send", ...down, file])
     const received = await run(p2pal, [
       "recv",
@@ -209,7 +220,8 @@ describe("codes and servers that do not work", () => {
     ])
     for (const r of [sent, received]) {
       expect(r.code).toBe(4)
-      expect(r.stderr).toContain("cannot reach the signal server at http://127.0.0.1:9")
+      expect(r.stderr).toContain(`cannot reach the signal server at http://127.0.0.1:${port}`)
+      expect(r.stderr).toContain("ECONNREFUSED")
     }
     await expect(fs.readdir(path.join(root, "out"))).rejects.toThrow()
   })
