@@ -116,3 +116,58 @@ export const snapshot = async (dir: string): Promise<Map<string, string | null>>
   await walk("")
   return result
 }
+
+/**
+ * Polls `probe` until it returns something other than undefined, at most `timeoutMs`: for conditions
+ * no process announces (a file appearing on disk). The probe may throw to give up early.
+ */
+export const waitFor = async <A>(
+  what: string,
+  probe: () => Promise<A | undefined>,
+  timeoutMs = 20_000,
+): Promise<A> => {
+  const deadline = Date.now() + timeoutMs
+  while (true) {
+    const value = await probe()
+    if (value !== undefined) return value
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`)
+    await new Promise((resolve) => setTimeout(resolve, 20))
+  }
+}
+
+/** Resolves with the first match of `pattern` in what the process writes to stderr from now on. */
+export const stderrMatch = (running: Running, pattern: RegExp) =>
+  new Promise<RegExpMatchArray>((resolve, reject) => {
+    let text = ""
+    const onData = (d: Buffer | string) => {
+      text += d.toString()
+      const m = text.match(pattern)
+      if (m) {
+        running.child.stderr!.off("data", onData)
+        resolve(m)
+      }
+    }
+    running.child.stderr!.on("data", onData)
+    void running.finished.then((f) =>
+      reject(new Error(`exited (${f.code}) before printing ${pattern} on stderr: ${f.stderr}`)),
+    )
+  })
+
+/** Quotes one argument for `sh -c`. */
+export const shellQuote = (arg: string) => `'${arg.replace(/'/g, `'\\''`)}'`
+
+/**
+ * Runs a command on a pseudo-terminal through util-linux `script` (Debian: bsdutils), so it sees a TTY
+ * on stdin, stdout and stderr. Everything it writes arrives merged on the returned process's stdout,
+ * and the exit code is the command's (-e).
+ */
+export const startOnTty = (command: string, args: ReadonlyArray<string>) =>
+  start("script", ["-qfec", [command, ...args].map(shellQuote).join(" "), "/dev/null"])
+
+/**
+ * Removes every directory `tempDir` made in this test file so far. Call it from `afterAll`: vitest's
+ * workers do not always reach the process "exit" handler above, and received files are real bytes.
+ */
+export const removeTempDirs = async () => {
+  for (const dir of temps.splice(0)) await fs.rm(dir, { recursive: true, force: true })
+}

@@ -1,0 +1,220 @@
+import { spawnSync } from "node:child_process"
+import { randomBytes } from "node:crypto"
+import * as fs from "node:fs/promises"
+import * as path from "node:path"
+import { afterAll, beforeAll, describe, expect, it } from "vitest"
+import {
+  bin,
+  type Finished,
+  removeTempDirs,
+  run,
+  type Running,
+  type Signal,
+  start,
+  startSignal,
+  tempDir,
+  waitFor,
+} from "../support/Processes.js"
+
+let signal: Signal
+beforeAll(async () => {
+  signal = await startSignal()
+})
+afterAll(() => Promise.all([signal?.stop(), removeTempDirs()]))
+
+const p2pal = bin("p2pal")
+const MiB = 1024 * 1024
+const common = () => ["--server", signal.url, "--stun", ""]
+const joinCode = /^[a-z]+-[a-z]+-\d+$/
+/** What the surviving side may say when the other one vanishes mid-transfer. */
+const peerWentAway = /the peer closed the connection|the connection to the peer was lost|the peer left/
+/** How long the surviving side may take to notice that its peer is gone. */
+const NoticeWithinMs = 10_000
+
+/** `p2pal send -q`, optionally run through a wrapper command (setpriv); its stdout carries only the code. */
+const launchSend = (args: ReadonlyArray<string>, wrapper: ReadonlyArray<string> = []) => {
+  const [command, ...rest] = [...wrapper, p2pal, "send", "-q", ...common(), ...args]
+  return start(command!, rest)
+}
+
+const startSend = async (args: ReadonlyArray<string>) => {
+  const sender = launchSend(args)
+  const [code] = await sender.line(joinCode)
+  return { code: code!, sender }
+}
+
+const startRecv = (code: string, out: string) => start(p2pal, ["recv", "-y", ...common(), "--out", out, code])
+
+/** 256 MiB, so a loopback transfer is still running when we interrupt it; sparse, so instant to make. */
+const largeFile = async (root: string) => {
+  const file = path.join(root, "large.bin")
+  await fs.writeFile(file, "")
+  await fs.truncate(file, 256 * MiB)
+  return file
+}
+
+/** Rejects if `promise` is not settled within `ms`. */
+const within = <A>(ms: number, what: string, promise: Promise<A>) => {
+  let timer: NodeJS.Timeout | undefined
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what} did not happen within ${ms} ms`)), ms)
+  })
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer))
+}
+
+/**
+ * Waits until the receiver's temporary file for `name` has grown past 8 MiB: the transfer is under way,
+ * bytes are on disk, and far from done. Gives up at once if either process has exited.
+ */
+const midTransfer = async (out: string, name: string, processes: ReadonlyArray<Running>) => {
+  const exits: Array<Finished> = []
+  for (const p of processes) void p.finished.then((f) => exits.push(f))
+  const temp = new RegExp(`^\\.${name.replace(/\./g, "\\.")}\\.[0-9a-f]{8}\\.p2pal-part$`)
+  return waitFor(`a temporary file for ${name} past 8 MiB in ${out}`, async () => {
+    if (exits.length > 0) throw new Error(`a process exited before mid-transfer: ${JSON.stringify(exits)}`)
+    for (const entry of await fs.readdir(out).catch(() => [])) {
+      if (!temp.test(entry)) continue
+      const size = (await fs.stat(path.join(out, entry)).catch(() => undefined))?.size ?? 0
+      if (size >= 8 * MiB) return entry
+    }
+    return undefined
+  })
+}
+
+/** Every entry below `dir`, never following symlinks ("name -> target"); none if `dir` does not exist. */
+const leftIn = async (dir: string): Promise<Array<string>> => {
+  const entries = await fs.readdir(dir, { withFileTypes: true }).catch((e: NodeJS.ErrnoException) => {
+    if (e.code === "ENOENT") return []
+    throw e
+  })
+  const found: Array<string> = []
+  for (const entry of entries) {
+    const full = path.join(dir, entry.name)
+    if (entry.isSymbolicLink()) found.push(`${entry.name} -> ${await fs.readlink(full)}`)
+    else if (entry.isDirectory())
+      found.push(`${entry.name}/`, ...(await leftIn(full)).map((e) => `${entry.name}/${e}`))
+    else found.push(entry.name)
+  }
+  return found.sort()
+}
+
+describe("nothing half-written when a transfer is interrupted", () => {
+  it("Ctrl+C on the receiver: it exits 130 and removes its temporary file; the sender exits 5", async () => {
+    const root = await tempDir()
+    const file = await largeFile(root)
+    const out = path.join(root, "out")
+    const { code, sender } = await startSend([file])
+    const receiver = startRecv(code, out)
+    const temp = await midTransfer(out, "large.bin", [sender, receiver])
+
+    receiver.child.kill("SIGINT")
+    const received = await within(NoticeWithinMs, "the receiver exiting after SIGINT", receiver.finished)
+    const sent = await within(NoticeWithinMs, "the sender noticing the receiver left", sender.finished)
+
+    expect(temp).toMatch(/p2pal-part$/)
+    expect({
+      receiverExit: received.code,
+      senderExit: sent.code,
+      leftInOut: await fs.readdir(out),
+    }).toEqual({ receiverExit: 130, senderExit: 5, leftInOut: [] })
+    expect(sent.stderr).toMatch(peerWentAway)
+  })
+
+  it("Ctrl+C on the sender: the receiver exits 5 saying so and keeps nothing; the sender exits 130", async () => {
+    const root = await tempDir()
+    const file = await largeFile(root)
+    const out = path.join(root, "out")
+    const { code, sender } = await startSend([file])
+    const receiver = startRecv(code, out)
+    await midTransfer(out, "large.bin", [sender, receiver])
+
+    sender.child.kill("SIGINT")
+    const sent = await within(NoticeWithinMs, "the sender exiting after SIGINT", sender.finished)
+    const received = await within(NoticeWithinMs, "the receiver noticing the sender left", receiver.finished)
+
+    expect({
+      senderExit: sent.code,
+      receiverExit: received.code,
+      leftInOut: await fs.readdir(out),
+    }).toEqual({ senderExit: 130, receiverExit: 5, leftInOut: [] })
+    expect(received.stderr).toMatch(new RegExp(`p2pal: (${peerWentAway.source})`))
+    expect(received.stderr).not.toContain("100%")
+  })
+})
+
+describe("refusals before anything is written", () => {
+  it.each([
+    { where: "where a manifest directory would go", link: "tree" },
+    { where: "inside a manifest directory", link: "tree/sub" },
+  ])("refuses a symlink in --out $where (exit 7, naming it, nothing in its target)", async ({ link }) => {
+    const root = await tempDir()
+    const tree = path.join(root, "tree")
+    await fs.mkdir(path.join(tree, "sub"), { recursive: true })
+    await fs.writeFile(path.join(tree, "sub", "a.txt"), "through the link?\n")
+    await fs.writeFile(path.join(tree, "b.txt"), "top\n")
+    const elsewhere = path.join(root, "elsewhere")
+    await fs.mkdir(elsewhere)
+    const out = path.join(root, "out")
+    const linkPath = path.join(out, ...link.split("/"))
+    await fs.mkdir(path.dirname(linkPath), { recursive: true })
+    await fs.symlink(elsewhere, linkPath)
+    const before = await leftIn(out)
+
+    const { code, sender } = await startSend(["-r", tree])
+    const received = await run(p2pal, ["recv", "-y", ...common(), "--out", out, code])
+    const sent = await sender.finished
+
+    expect({ receiverExit: received.code, senderExit: sent.code }).toEqual({ receiverExit: 7, senderExit: 5 })
+    expect(received.stderr).toContain(`p2pal: ${linkPath}`)
+    expect(sent.stderr).toContain("declined")
+    expect(await fs.readdir(elsewhere)).toEqual([])
+    expect(await fs.readlink(linkPath)).toBe(elsewhere)
+    expect(await leftIn(out)).toEqual(before)
+  })
+
+  /**
+   * chmod 000 does not stop root (CAP_DAC_OVERRIDE). As root the sender runs under util-linux setpriv
+   * with those capabilities dropped from its bounding set: still uid 0, but bound by permission bits.
+   */
+  const isRoot = process.getuid?.() === 0
+  const hasSetpriv = spawnSync("setpriv", ["--version"]).status === 0
+  const wrapper = isRoot ? ["setpriv", "--bounding-set=-dac_override,-dac_read_search"] : []
+  const cannotMakeUnreadable = isRoot && !hasSetpriv
+  it.skipIf(cannotMakeUnreadable && process.env.CI !== "true")(
+    cannotMakeUnreadable
+      ? "SKIPPED: running as root without setpriv (util-linux), so chmod 000 cannot stop reads"
+      : "refuses an unreadable source file (chmod 000): exit 7 naming it, nothing written on the receiver",
+    async () => {
+      expect(cannotMakeUnreadable, "install util-linux (setpriv) to run this as root").toBe(false)
+      const root = await tempDir()
+      const secret = path.join(root, "secret.bin")
+      await fs.writeFile(secret, randomBytes(100_000))
+      await fs.chmod(secret, 0o000)
+      // The setup must really deny reads to the sender, or this test proves nothing.
+      const [probeCommand, ...probeArgs] = [...wrapper, "cat", secret]
+      const probe = await run(probeCommand!, probeArgs)
+      expect(probe, "the sender could still read the chmod 000 file").toMatchObject({
+        code: 1,
+        stdout: "",
+        stderr: expect.stringContaining("Permission denied"),
+      })
+      const out = path.join(root, "out")
+
+      const sender = launchSend([secret], wrapper)
+      // Refusing before a code is printed and failing once the receiver accepted are both fine.
+      const code = await sender.line(joinCode).then(
+        ([c]) => c!,
+        () => undefined,
+      )
+      const received =
+        code === undefined ? undefined : await run(p2pal, ["recv", "-y", ...common(), "--out", out, code])
+      const sent = await sender.finished
+
+      expect(sent.code).toBe(7)
+      expect(sent.stderr).toContain(`p2pal: ${secret}`)
+      expect(sent.stderr).toMatch(/EACCES|permission denied/i)
+      if (received !== undefined) expect(received.code).not.toBe(0)
+      expect(await leftIn(out)).toEqual([])
+    },
+  )
+})
