@@ -31,23 +31,27 @@ export const describe = (error: TransferError): { readonly message: string; read
       }
     case "ServerUnreachable":
       return {
-        message: `cannot reach the signal server at ${error.server} (${error.detail}); check --server and your network`,
+        message: `cannot reach the signal server at ${escapeForDisplay(error.server)} (${escapeForDisplay(error.detail)}); check --server and your network`,
         exitCode: ExitCode.serverUnreachable,
       }
     case "ServerFailed":
       return {
-        message: `the signal server at ${error.server} failed: ${error.detail}`,
+        message: `the signal server at ${escapeForDisplay(error.server)} failed: ${escapeForDisplay(error.detail)}`,
         exitCode: ExitCode.serverUnreachable,
       }
     case "PeerFailed":
-      return { message: error.message, exitCode: ExitCode.peerFailed }
+      // Often quotes what the peer or the server said: escaped, so it cannot drive the terminal.
+      return { message: escapeForDisplay(error.message), exitCode: ExitCode.peerFailed }
     case "IntegrityFailed":
       return {
         message: `${escapeForDisplay(error.path)} did not arrive intact (SHA-256 mismatch); it was not saved — send it again`,
         exitCode: ExitCode.integrity,
       }
     case "LocalIoFailed":
-      return { message: `${escapeForDisplay(error.path)}: ${error.message}`, exitCode: ExitCode.localIo }
+      return {
+        message: `${escapeForDisplay(error.path)}: ${escapeForDisplay(error.message)}`,
+        exitCode: ExitCode.localIo,
+      }
     case "Declined":
       return { message: "transfer declined; nothing was written", exitCode: ExitCode.declined }
   }

@@ -1,8 +1,7 @@
-import { DurationText } from "@p2pal/domain"
-import { Frames } from "@p2pal/domain"
+import { DurationText, Frames, SignalApi } from "@p2pal/domain"
 import { UsageError } from "@p2pal/domain/Errors"
 import { Options } from "@effect/cli"
-import { Effect, Option } from "effect"
+import { Duration, Effect, Option } from "effect"
 
 /** Flags shared by send and recv, spelled as on the product sheet. */
 export const server = Options.text("server").pipe(
@@ -39,16 +38,38 @@ export const out = Options.directory("out").pipe(
 )
 export const overwrite = Options.boolean("overwrite").pipe(Options.withDescription("replace existing files"))
 
-export const stunServers = (value: string): ReadonlyArray<string> =>
-  value.trim() === "" ? [] : [value.trim()]
+const usage = (message: string) => Effect.fail(new UsageError({ message }))
+
+/** node-datachannel uses one STUN server, given as stun:host[:port]; anything else would be ignored silently. */
+export const stunServers = (value: string) => {
+  const trimmed = value.trim()
+  if (trimmed === "") return Effect.succeed([])
+  return /^stun:[^\s:/?#]+(:\d{1,5})?$/.test(trimmed)
+    ? Effect.succeed([trimmed])
+    : usage(
+        `--stun ${trimmed} is not a STUN server like stun:stun.example.org:3478 (TURN is not supported yet)`,
+      )
+}
+
+export const serverUrl = (value: string) => {
+  const url = URL.canParse(value) ? new URL(value) : undefined
+  return url !== undefined && (url.protocol === "http:" || url.protocol === "https:")
+    ? Effect.succeed(url.origin)
+    : usage(`--server ${value} is not an http:// or https:// URL`)
+}
 
 export const parseTtl = (value: string) =>
   Option.match(DurationText.parse(value), {
-    onNone: () => Effect.fail(new UsageError({ message: `--ttl ${value} is not a duration like 5m or 1h` })),
-    onSome: Effect.succeed,
+    onNone: () => usage(`--ttl ${value} is not a duration like 5m or 1h`),
+    onSome: (ttl) => {
+      const seconds = Duration.toSeconds(ttl)
+      return seconds >= SignalApi.MinTtlSeconds && seconds <= SignalApi.MaxTtlSeconds
+        ? Effect.succeed(ttl)
+        : usage(`--ttl must be between 1s and ${SignalApi.MaxTtlSeconds / 3600}h (got ${value})`)
+    },
   })
 
 export const chunkBytes = (kib: number) =>
   kib >= 1 && kib * 1024 <= Frames.MaxChunkBytes
     ? Effect.succeed(kib * 1024)
-    : Effect.fail(new UsageError({ message: `--chunk-size must be between 1 and 63 KiB (got ${kib})` }))
+    : usage(`--chunk-size must be between 1 and 63 KiB (got ${kib})`)

@@ -43,6 +43,8 @@ export const recv = Command.make(
   (flags) =>
     Effect.gen(function* () {
       const ui = yield* Ui
+      const server = yield* Flags.serverUrl(flags.server)
+      const stun = yield* Flags.stunServers(flags.stun)
       const joinCode = yield* Either.mapLeft(
         JoinCode.parse(flags.code),
         (e) => new UsageError({ message: e.message }),
@@ -50,18 +52,18 @@ export const recv = Command.make(
       const out = path.resolve(flags.out)
       yield* ui.info("Joining transfer...")
       yield* Session.receive({
-        server: flags.server,
-        stun: Flags.stunServers(flags.stun),
+        server,
+        stun,
         code: joinCode,
         out,
         overwrite: flags.overwrite,
         confirm: (manifest) =>
-          Effect.gen(function* () {
-            for (const line of describeManifest(manifest)) yield* ui.info(line)
-            return flags.yes || (yield* ui.confirm(`Save into ${escapeForDisplay(out)}?`))
-          }),
+          flags.yes
+            ? Effect.as(Effect.forEach(describeManifest(manifest), ui.info), true)
+            : ui.confirm(describeManifest(manifest), `Save into ${escapeForDisplay(out)}?`),
         onStart: ui.showProgress,
-      })
+        // The progress bars close with this scope, before the verified line is printed below them.
+      }).pipe(Effect.scoped)
       yield* ui.verified()
     }).pipe(Effect.scoped, Effect.provide(Ui.layer(flags.quiet))),
 ).pipe(Command.withDescription("receive what a sender offers under a join code"))

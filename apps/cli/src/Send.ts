@@ -39,6 +39,8 @@ export const send = Command.make(
   (flags) =>
     Effect.gen(function* () {
       const ui = yield* Ui
+      const server = yield* Flags.serverUrl(flags.server)
+      const stun = yield* Flags.stunServers(flags.stun)
       const ttl = yield* Flags.parseTtl(flags.ttl)
       const chunkSize = yield* Flags.chunkBytes(flags.chunkSize)
       const sources = yield* Sources.collect(flags.files, flags.recursive)
@@ -47,8 +49,8 @@ export const send = Command.make(
         yield* ui.info(`skipping ${escapeForDisplay(skipped)}: not a regular file or directory`)
       yield* ui.info("Creating transfer...")
       const result = yield* Session.send({
-        server: flags.server,
-        stun: Flags.stunServers(flags.stun),
+        server,
+        stun,
         ttl,
         chunkSize,
         sources,
@@ -57,9 +59,13 @@ export const send = Command.make(
             ? ui.result(code)
             : Effect.zipRight(ui.info(`Join code: ${code}`), ui.info("Waiting for receiver...")),
         onConnected: (progress) => ui.showProgress(progress, sources.manifest),
-      })
+        // The progress bars close with this scope, before the verified line is printed below them.
+      }).pipe(Effect.scoped)
       yield* ui.verified()
       if (result.path !== undefined)
-        yield* ui.info(`Connected directly: ${result.path.local} <-> ${result.path.remote}`)
+        yield* ui.info(
+          `Connected directly: ${result.path.local} <-> ${result.path.remote}` +
+            (result.path.rttMs === undefined ? "" : `, RTT ${result.path.rttMs} ms`),
+        )
     }).pipe(Effect.scoped, Effect.provide(Ui.layer(flags.quiet))),
 ).pipe(Command.withDescription("send files or directories; prints a join code for the receiver"))

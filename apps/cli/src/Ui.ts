@@ -24,7 +24,8 @@ export class Ui extends Context.Tag("@p2pal/cli/Ui")<
     readonly info: (line: string) => Effect.Effect<void>
     /** For scripts: printed on stdout even in quiet mode. */
     readonly result: (line: string) => Effect.Effect<void>
-    readonly confirm: (question: string) => Effect.Effect<boolean>
+    /** Shows `context` and asks; both are shown even in quiet mode, since nobody can answer blind. */
+    readonly confirm: (context: ReadonlyArray<string>, question: string) => Effect.Effect<boolean>
     /** Redraws per-file and total bars while the scope is open (TTY only); prints the verified line after. */
     readonly showProgress: (
       progress: Progress,
@@ -38,8 +39,9 @@ export class Ui extends Context.Tag("@p2pal/cli/Ui")<
       quiet,
       info: (line) => (quiet ? Effect.void : Effect.sync(() => process.stderr.write(`${line}\n`))),
       result: (line) => Effect.sync(() => process.stdout.write(`${line}\n`)),
-      confirm: (question) =>
+      confirm: (context, question) =>
         Effect.promise(async () => {
+          process.stderr.write(context.map((line) => `${line}\n`).join(""))
           const rl = readline.createInterface({ input: process.stdin, output: process.stderr })
           // End of input counts as "no": a closed stdin must never accept a transfer.
           const answer = await new Promise<string>((resolve) => {
@@ -55,6 +57,8 @@ export class Ui extends Context.Tag("@p2pal/cli/Ui")<
           const started = yield* Clock.currentTimeMillis
           let drawn = false
           const draw = Effect.gen(function* () {
+            // Nothing to show before the first file starts (a per-file bar would read 100% of nothing).
+            if (progress.file < 0) return
             const elapsed = ((yield* Clock.currentTimeMillis) - started) / 1000
             const rate = elapsed > 0 ? progress.bytes / elapsed : 0
             const eta = rate > 0 ? (progress.totalBytes - progress.bytes) / rate : Infinity

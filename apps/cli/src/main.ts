@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-import { Command } from "@effect/cli"
+import { Command, ValidationError } from "@effect/cli"
 import { NodeContext, NodeRuntime } from "@effect/platform-node"
 import { isTransferError } from "@p2pal/domain/Errors"
 import { PeerLink } from "@p2pal/infra/PeerLink"
@@ -19,24 +19,36 @@ const cli = Command.run(p2pal, { name: "p2pal", version: "0.1.0" })
 
 const MainLive = Layer.mergeAll(NodeContext.layer, PeerLink.layer, SignalClient.layer, Hasher.layer)
 
-const program = cli(process.argv).pipe(
-  Effect.provide(MainLive),
-  Effect.exit,
-  Effect.flatMap((exit) => {
-    if (Exit.isSuccess(exit)) return Effect.succeed(ExitCode.ok)
-    if (Cause.isInterruptedOnly(exit.cause)) return Effect.succeed(ExitCode.interrupted)
-    const failure = Cause.failureOption(exit.cause)
-    if (failure._tag === "Some") {
-      // @effect/cli has already printed its own help text for malformed command lines.
-      if (!isTransferError(failure.value)) return Effect.succeed(ExitCode.usage)
+/** Tells the user how the command ended and picks the exit code. */
+const report = (exit: Exit.Exit<void, unknown>): Effect.Effect<number> => {
+  if (Exit.isSuccess(exit)) return Effect.succeed(ExitCode.ok)
+  if (Cause.isInterruptedOnly(exit.cause)) return Effect.succeed(ExitCode.interrupted)
+  const failure = Cause.failureOption(exit.cause)
+  if (failure._tag === "Some") {
+    // @effect/cli has already printed its own help text for malformed command lines.
+    if (ValidationError.isValidationError(failure.value)) return Effect.succeed(ExitCode.usage)
+    if (isTransferError(failure.value)) {
       const { message, exitCode } = describe(failure.value)
       return Console.error(`p2pal: ${message}`).pipe(Effect.as(exitCode))
     }
-    return Console.error(`p2pal: internal error\n${Cause.pretty(exit.cause)}`).pipe(
-      Effect.as(ExitCode.internal),
-    )
-  }),
+  }
+  return Console.error(`p2pal: internal error\n${Cause.pretty(exit.cause)}`).pipe(
+    Effect.as(ExitCode.internal),
+  )
+}
+
+const program = cli(process.argv).pipe(
+  Effect.provide(MainLive),
+  Effect.exit,
+  Effect.flatMap(report),
   Effect.flatMap((code) => Effect.sync(() => process.exit(code))),
 )
 
-NodeRuntime.runMain(program, { disableErrorReporting: true })
+NodeRuntime.runMain(program, {
+  disableErrorReporting: true,
+  // `program` exits by itself; only a signal, which interrupts it before `report`, ends up here.
+  teardown: (exit, onExit) =>
+    onExit(
+      Exit.isFailure(exit) && Cause.isInterruptedOnly(exit.cause) ? ExitCode.interrupted : ExitCode.internal,
+    ),
+})

@@ -42,10 +42,15 @@ export class Hasher extends Context.Tag("@p2pal/transfer/Hasher")<
         waiting.delete(response.id)
         if (deferred !== undefined) Deferred.unsafeDone(deferred, Effect.succeed(response.digest))
       })
-      worker.on("error", (error) => {
-        for (const deferred of waiting.values()) Deferred.unsafeDone(deferred, Effect.die(error))
+      // A dead worker would leave every digest waiting forever: fail them, and any asked for later.
+      let died: unknown
+      const die = (error: unknown) => {
+        died ??= error
+        for (const deferred of waiting.values()) Deferred.unsafeDone(deferred, Effect.die(died))
         waiting.clear()
-      })
+      }
+      worker.on("error", die)
+      worker.on("exit", (code) => die(new Error(`the hashing thread exited (code ${code})`)))
       let nextId = 0
       return {
         start: (): FileHash => {
@@ -64,6 +69,7 @@ export class Hasher extends Context.Tag("@p2pal/transfer/Hasher")<
               worker.postMessage(request, [...new Set(views.map((v) => v.buffer as ArrayBuffer))])
             },
             digest: Effect.gen(function* () {
+              if (died !== undefined) return yield* Effect.die(died)
               const deferred = yield* Deferred.make<Uint8Array>()
               waiting.set(id, deferred)
               worker.postMessage({ kind: "digest", id } satisfies Request)

@@ -7,6 +7,7 @@ import * as fs from "node:fs/promises"
 import * as path from "node:path"
 import { Progress } from "./Progress.js"
 import { equal, Hasher } from "./Hasher.js"
+import { ioError } from "./Io.js"
 import { frameReader, sendFrame, unexpected, WriteBatchBytes } from "./Wire.js"
 
 export interface ReceiveOptions {
@@ -20,9 +21,6 @@ export interface ReceiveOptions {
     manifest: Manifest.Manifest,
   ) => Effect.Effect<void, never, Scope.Scope>
 }
-
-const ioError = (p: string) => (e: unknown) =>
-  new LocalIoFailed({ path: p, message: e instanceof Error ? e.message : String(e) })
 
 const receiveManifest = (nextFrame: Effect.Effect<Frames.Frame, PeerFailed>) =>
   Effect.gen(function* () {
@@ -54,11 +52,11 @@ const checkTargets = (out: string, manifest: Manifest.Manifest, overwrite: boole
     Effect.gen(function* () {
       const target = targetOf(out, entry)
       const parts = entry.path.split("/")
-      for (let depth = 1; depth < parts.length; depth++) {
-        const parent = path.join(out, ...parts.slice(0, depth))
-        if ((yield* lstat(parent))?.isSymbolicLink())
+      for (let depth = 1; depth <= parts.length; depth++) {
+        const step = path.join(out, ...parts.slice(0, depth))
+        if ((yield* lstat(step))?.isSymbolicLink())
           return yield* new LocalIoFailed({
-            path: parent,
+            path: step,
             message: "is a symlink; refusing to write through it",
           })
       }
@@ -169,8 +167,9 @@ export const receive = Effect.fn("Receiver.receive")(function* (channel: Channel
   const nextFrame = frameReader(channel)
   const decoded = yield* receiveManifest(nextFrame)
   if (Either.isLeft(decoded)) {
-    yield* sendFrame(channel, { _tag: "Reject", reason: "the manifest was refused" })
-    return yield* new PeerFailed({ message: `refused the sender's file list: ${decoded.left.message}` })
+    const message = `refused the sender's file list: ${decoded.left.message}`
+    yield* sendFrame(channel, { _tag: "Reject", reason: message })
+    return yield* new PeerFailed({ message })
   }
   const manifest = decoded.right
   const refuse = (reason: string) => sendFrame(channel, { _tag: "Reject", reason })

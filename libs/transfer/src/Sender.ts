@@ -1,10 +1,12 @@
 import { Frames, Manifest } from "@p2pal/domain"
-import { LocalIoFailed, PeerFailed } from "@p2pal/domain/Errors"
+import { PeerFailed } from "@p2pal/domain/Errors"
 import type { Channel } from "@p2pal/infra/PeerLink"
-import { Deferred, Effect, Fiber } from "effect"
+import { Deferred, Effect } from "effect"
+import { constants as fsConstants } from "node:fs"
 import * as fs from "node:fs/promises"
 import type { Progress } from "./Progress.js"
 import { Hasher } from "./Hasher.js"
+import { ioError } from "./Io.js"
 import type { Sources } from "./Sources.js"
 import { AckWindowBytes, frameReader, sendFrame, unexpected } from "./Wire.js"
 
@@ -16,9 +18,8 @@ export interface SendOptions {
 
 /** Chunks read from disk per read call: large reads keep the disk from idling the pump. */
 const ChunksPerRead = 16
-
-const ioError = (path: string) => (e: unknown) =>
-  new LocalIoFailed({ path, message: e instanceof Error ? e.message : String(e) })
+/** Reads in flight ahead of the one being sent. */
+const ReadAhead = 4
 
 /**
  * The sending side of one transfer: offers the manifest, then streams every file in manifest order,
@@ -75,7 +76,17 @@ export const send = Effect.fn("Sender.send")(function* (
       }
     }
     wake()
-  })
+  }).pipe(
+    // The receiver may stop acknowledging for good (it failed, or finished early): never wait past that.
+    Effect.raceFirst(
+      Effect.zipRight(
+        Deferred.await(verified),
+        Effect.fail(
+          new PeerFailed({ message: "protocol error: the receiver finished before all data was sent" }),
+        ),
+      ),
+    ),
+  )
 
   const sendFile = (index: number, entry: Manifest.Entry & { _tag: "file" }, source: string) =>
     Effect.gen(function* () {
@@ -83,38 +94,48 @@ export const send = Effect.fn("Sender.send")(function* (
       progress.fileBytes = 0
       const hash = hasher.start()
       const handle = yield* Effect.acquireRelease(
-        Effect.tryPromise({ try: () => fs.open(source, "r"), catch: ioError(source) }),
+        // O_NOFOLLOW: a symlink swapped in since the manifest was built is refused, not followed.
+        Effect.tryPromise({
+          try: () => fs.open(source, fsConstants.O_RDONLY | fsConstants.O_NOFOLLOW),
+          catch: ioError(source),
+        }),
         (h) => Effect.promise(() => h.close()),
       )
       // One buffer holds a run of chunk frames back to back, and one readv fills their payloads in
       // place: file bytes are never copied into frames, and the run moves to the hashing thread whole.
-      const readBlock = (position: number) =>
-        Effect.tryPromise({
-          try: async () => {
-            const end = Math.min(position + options.chunkSize * ChunksPerRead, entry.size)
-            const count = Math.ceil((end - position) / options.chunkSize)
-            const block = Buffer.allocUnsafeSlow(end - position + count * Frames.HeaderBytes)
-            const frames: Array<Uint8Array> = []
-            for (let at = position, base = 0; at < end; at += options.chunkSize) {
-              const length = Math.min(options.chunkSize, end - at)
-              frames.push(
-                Frames.chunkInto(block.subarray(base, base + Frames.HeaderBytes + length), index, at),
-              )
-              base += Frames.HeaderBytes + length
-            }
-            const payloads = frames.map((f) => f.subarray(Frames.HeaderBytes))
-            const { bytesRead } = await handle.readv(payloads, position)
-            if (bytesRead !== end - position) throw new Error("the file changed while it was being sent")
-            return { frames, payloads }
-          },
-          catch: ioError(source),
-        })
-      let position = 0
-      let pending = entry.size > 0 ? yield* Effect.fork(readBlock(0)) : undefined
-      while (pending !== undefined) {
-        const { frames, payloads } = yield* Fiber.join(pending)
-        for (const p of payloads) position += p.length
-        pending = position < entry.size ? yield* Effect.fork(readBlock(position)) : undefined
+      const readBlock = async (position: number) => {
+        const end = Math.min(position + options.chunkSize * ChunksPerRead, entry.size)
+        const count = Math.ceil((end - position) / options.chunkSize)
+        const block = Buffer.allocUnsafeSlow(end - position + count * Frames.HeaderBytes)
+        const frames: Array<Uint8Array> = []
+        for (let at = position, base = 0; at < end; at += options.chunkSize) {
+          const length = Math.min(options.chunkSize, end - at)
+          frames.push(Frames.chunkInto(block.subarray(base, base + Frames.HeaderBytes + length), index, at))
+          base += Frames.HeaderBytes + length
+        }
+        const payloads = frames.map((f) => f.subarray(Frames.HeaderBytes))
+        const { bytesRead } = await handle.readv(payloads, position)
+        if (bytesRead !== end - position) throw new Error("the file changed while it was being sent")
+        return { frames, payloads }
+      }
+      // Reads are plain promises started the moment they are queued (a forked fiber waits for the
+      // scheduler, which stalled the pump for seconds per GiB), and a few run ahead of the network.
+      const reads: Array<ReturnType<typeof readBlock>> = []
+      let queued = 0
+      const readAhead = () => {
+        while (reads.length < ReadAhead && queued < entry.size) {
+          const read = readBlock(queued)
+          // Awaited in order below; this only keeps a failure behind an earlier one from going unhandled.
+          read.catch(() => {})
+          reads.push(read)
+          queued = Math.min(queued + options.chunkSize * ChunksPerRead, entry.size)
+        }
+      }
+      readAhead()
+      while (reads.length > 0) {
+        const next = reads.shift()!
+        const { frames, payloads } = yield* Effect.tryPromise({ try: () => next, catch: ioError(source) })
+        readAhead()
         for (const frame of frames) {
           if (sent - acked > AckWindowBytes) yield* roomInWindow
           yield* channel.send(frame)

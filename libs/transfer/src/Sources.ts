@@ -1,8 +1,11 @@
 import type { Manifest } from "@p2pal/domain/Manifest"
+import * as ManifestPolicy from "@p2pal/domain/ManifestPolicy"
 import { LocalIoFailed, UsageError } from "@p2pal/domain/Errors"
-import { Effect } from "effect"
+import { Effect, Either } from "effect"
+import { constants as fsConstants } from "node:fs"
 import * as fs from "node:fs/promises"
 import * as path from "node:path"
+import { ioError } from "./Io.js"
 
 /** What the sender offers: the manifest, and where on disk each file entry comes from (by entry index). */
 export interface Sources {
@@ -13,9 +16,6 @@ export interface Sources {
 }
 
 type Entry = Manifest["entries"][number]
-
-const ioError = (p: string) => (e: unknown) =>
-  new LocalIoFailed({ path: p, message: e instanceof Error ? e.message : String(e) })
 
 /**
  * Builds the manifest for `send`: plain files go in by base name; with `recursive`, a directory goes in
@@ -59,8 +59,19 @@ export const collect = (paths: ReadonlyArray<string>, recursive: boolean) =>
 
     const addFile = (abs: string, rel: string) =>
       Effect.gen(function* () {
-        const stat = yield* Effect.tryPromise({ try: () => fs.stat(abs), catch: ioError(abs) })
-        yield* add({ _tag: "file", path: rel, size: stat.size }, abs)
+        // Opening now finds an unreadable file before a code is handed out, not after the receiver said yes.
+        const size = yield* Effect.tryPromise({
+          try: async () => {
+            const handle = await fs.open(abs, fsConstants.O_RDONLY | fsConstants.O_NOFOLLOW)
+            try {
+              return (await handle.stat()).size
+            } finally {
+              await handle.close()
+            }
+          },
+          catch: ioError(abs),
+        })
+        yield* add({ _tag: "file", path: rel, size }, abs)
       })
 
     for (const input of paths) {
@@ -71,8 +82,18 @@ export const collect = (paths: ReadonlyArray<string>, recursive: boolean) =>
         if (!recursive) return yield* new UsageError({ message: `${input} is a directory; send it with -r` })
         yield* walk(abs, name)
       } else if (stat.isFile()) yield* addFile(abs, name)
+      else if (stat.isSymbolicLink())
+        return yield* new UsageError({
+          message: `${input} is a symlink; name the file or directory it points to`,
+        })
       else return yield* new UsageError({ message: `${input} is not a regular file or directory` })
     }
     if (entries.length === 0) return yield* new UsageError({ message: "nothing to send" })
-    return { manifest: { version: 1, entries }, files, skipped } satisfies Sources
+    const manifest: Manifest = { version: 1, entries }
+    // The receiver applies the same policy; checking here says which name is the problem before anyone waits.
+    yield* Either.mapLeft(
+      ManifestPolicy.check(manifest),
+      (e) => new UsageError({ message: `cannot send ${e.message}` }),
+    )
+    return { manifest, files, skipped } satisfies Sources
   })
