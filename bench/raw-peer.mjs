@@ -4,15 +4,20 @@
 //   node bench/raw-peer.mjs sender BYTES
 //   node bench/raw-peer.mjs receiver BYTES
 //
-// Talks to the parent in JSON lines: stdout carries {signal}, {ready}, {done} and {error}; stdin carries
-// the other peer's {signal} and, for the sender, {finish} once the receiver has every byte.
+// Talks to the parent in JSON lines: stdout carries {signal}, {ready}, {done} and {error}, and from the
+// receiver {firstByte} the moment its first message arrives and {firstMiB} once it holds the first MiB (the
+// parent timestamps both); stdin carries the other peer's {signal} and, for the sender, {finish} once the
+// receiver has every byte.
 import { createInterface } from "node:readline"
-import { performance } from "node:perf_hooks"
 import { PeerConnection, cleanup } from "node-datachannel"
 
 // Same framing as p2pal: a 17-byte chunk header in front of a 63 KiB payload.
 const HEADER_BYTES = 17
 const PAYLOAD_BYTES = 63 * 1024
+// p2pal's Chunk frame type (libs/domain/src/Frames.ts).
+const CHUNK_TYPE = 4
+// p2pal's receiver writes (and so first shows bytes on disk) in batches of this size (WriteBatchBytes).
+const FIRST_BATCH_BYTES = 1024 * 1024
 // The sender tops the queue up to this many bytes and then waits for onBufferedAmountLow. SCTP holds
 // roughly another 1 MiB that bufferedAmount() does not count.
 const BUFFER_THRESHOLD = 4 * 1024 * 1024
@@ -93,7 +98,7 @@ function startSending(channel) {
       if (channel.bufferedAmount() > BUFFER_THRESHOLD) return
       const payload = Math.min(PAYLOAD_BYTES, total - offset)
       // Write a chunk header like p2pal's (type, file index, offset, length) so the work per message matches.
-      message[0] = 3
+      message[0] = CHUNK_TYPE
       message.writeUInt32BE(0, 1)
       message.writeBigUInt64BE(BigInt(offset), 5)
       message.writeUInt32BE(payload, 13)
@@ -109,14 +114,16 @@ function startSending(channel) {
 
 function receive(channel) {
   let received = 0
-  let firstByteMs
+  const firstBatch = Math.min(FIRST_BATCH_BYTES, total)
   channel.onMessage((message) => {
-    // performance.now() counts from process start, so this is "receiver start to first byte".
-    firstByteMs ??= performance.now()
+    // Reported at once (stdout is a pipe, written synchronously on Linux); the parent takes the time.
+    if (received === 0) emit({ firstByte: true })
+    const before = received
     received += message.length - HEADER_BYTES
+    if (before < firstBatch && received >= firstBatch) emit({ firstMiB: true })
     if (received === total) {
       finished = true
-      emit({ done: { bytes: received, firstByteMs } })
+      emit({ done: { bytes: received } })
       exit(0)
     } else if (received > total) {
       exit(1, `received ${received} bytes, expected ${total}`)

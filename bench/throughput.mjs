@@ -5,6 +5,16 @@
 //
 // Wall time runs from the receiver's start to its exit, with the sender already up and waiting, so both
 // modes include process start, connection setup and teardown around the same bytes.
+//
+// Two latencies, both timed here in the parent from the moment it spawned the receiver, the same way for
+// both modes:
+//   1st byte ms  the receiver has its first DataChannel message: RAW prints a line on it; p2pal's first
+//                message is the manifest, and its receiver prints "Receiving..." as soon as it is decoded
+//                (no -q for this reason; without a TTY there are no progress bars, only a few lines).
+//                p2pal's first file bytes follow one round trip later, after its Accept.
+//   1st MiB ms   the first MiB (or the whole file, if smaller) has arrived: RAW prints a line on it; p2pal's
+//                receiver writes in ~1 MiB batches (WriteBatchBytes), so this is when its first batch is
+//                on disk: the first non-empty file under the out dir, polled every 5 ms.
 import { spawn } from "node:child_process"
 import { createHash, randomFillSync } from "node:crypto"
 import { createReadStream, createWriteStream, readFileSync, rmSync } from "node:fs"
@@ -54,9 +64,12 @@ function parseSize(text) {
 // Every child and run directory we create, so a failure or Ctrl+C leaves neither behind.
 const children = new Set()
 const runDirs = new Set()
+// Half-written test files (.bench/data-*.tmp): removed if the run ends before they are complete.
+const partialFiles = new Set()
 process.on("exit", () => {
   children.forEach((proc) => proc.child.kill("SIGKILL"))
   runDirs.forEach((dir) => rmSync(dir, { recursive: true, force: true }))
+  partialFiles.forEach((file) => rmSync(file, { force: true }))
 })
 process.on("SIGINT", () => process.exit(130))
 process.on("SIGTERM", () => process.exit(143))
@@ -150,6 +163,9 @@ async function runRaw() {
   const sender = start("raw sender", process.execPath, [peer, "sender", String(bytes)], { stdin: "pipe" })
   let receiver
   let done
+  let startedAt
+  let firstByteMs
+  let firstMiBMs
   // Signals from the sender queue up until the receiver exists; pipes keep them in order.
   const toReceiver = []
   const relay = (from, send) =>
@@ -157,6 +173,8 @@ async function runRaw() {
       const message = JSON.parse(line)
       if (message.signal) send(line)
       if (message.error) from.stderr += `${message.error}\n`
+      if (message.firstByte) firstByteMs ??= performance.now() - startedAt
+      if (message.firstMiB) firstMiBMs ??= performance.now() - startedAt
       if (message.done) {
         done = message.done
         sender.child.stdin.write(JSON.stringify({ finish: true }) + "\n")
@@ -165,7 +183,7 @@ async function runRaw() {
   relay(sender, (line) => (receiver ? receiver.child.stdin.write(line + "\n") : toReceiver.push(line)))
   try {
     await waitForLine(sender, (line) => (JSON.parse(line).ready ? true : undefined), 10_000, "ready")
-    const startedAt = performance.now()
+    startedAt = performance.now()
     receiver = start("raw receiver", process.execPath, [peer, "receiver", String(bytes)], { stdin: "pipe" })
     relay(receiver, (line) => sender.child.stdin.write(line + "\n"))
     for (const line of toReceiver) receiver.child.stdin.write(line + "\n")
@@ -176,7 +194,8 @@ async function runRaw() {
       wallMs: finished.at - startedAt,
       senderRss: sender.peakRss,
       receiverRss: receiver.peakRss,
-      firstByteMs: done.firstByteMs,
+      firstByteMs,
+      firstMiBMs,
     }
   } finally {
     await Promise.all([sender, receiver].filter(Boolean).map(stop))
@@ -196,21 +215,25 @@ async function sourceFile() {
   }
   process.stderr.write(`generating ${bytes} random bytes in ${file}\n`)
   await mkdir(benchDir, { recursive: true })
+  // Per process, so two benches generating at once do not write into one file; removed on Ctrl+C.
+  const partial = `${file}.${process.pid}.tmp`
+  partialFiles.add(partial)
   const hash = createHash("sha256")
   // Random bytes, so compression anywhere on the path cannot flatter the result.
-  await pipeline(
-    async function* () {
-      for (let written = 0; written < bytes; written += 4 * MiB) {
-        const block = randomFillSync(Buffer.allocUnsafe(Math.min(4 * MiB, bytes - written)))
-        hash.update(block)
-        yield block
-      }
-    },
-    createWriteStream(`${file}.tmp`),
-  )
+  await pipeline(async function* () {
+    for (let written = 0; written < bytes; written += 4 * MiB) {
+      const block = randomFillSync(Buffer.allocUnsafe(Math.min(4 * MiB, bytes - written)))
+      hash.update(block)
+      yield block
+    }
+  }, createWriteStream(partial)).catch(async (error) => {
+    await rm(partial, { force: true })
+    throw error
+  })
   const digest = hash.digest("hex")
   await writeFile(hashFile, digest)
-  await rename(`${file}.tmp`, file)
+  await rename(partial, file)
+  partialFiles.delete(partial)
   return { file, hash: digest }
 }
 
@@ -220,9 +243,10 @@ async function sha256(file) {
   return hash.digest("hex")
 }
 
-// The receiver writes to a temporary name first, so any non-empty file anywhere under `dir` counts.
+// The receiver writes to a temporary name first, so any non-empty file anywhere under `dir` counts. It
+// writes in ~1 MiB batches, so this is its first batch on disk, not its first byte in.
 // Resolves with the ms from `since` to that moment, or undefined if `until` settles first.
-async function watchFirstByte(dir, since, until) {
+async function watchFirstWrite(dir, since, until) {
   let over = false
   until.then(() => (over = true))
   const anyBytes = async () => {
@@ -263,12 +287,22 @@ async function runP2pal(server, source) {
     sender = start("p2pal send", bin, ["send", "-q", "--stun", "", "--server", server, source.file])
     const code = await waitForLine(sender, (line) => line.trim() || undefined, 30_000, "a join code")
     const startedAt = performance.now()
-    const recvArgs = ["recv", "-y", "-q", "--stun", "", "--server", server, "--out", outDir, code]
+    // No -q: "Receiving..." on stderr marks the manifest, its first DataChannel message.
+    const recvArgs = ["recv", "-y", "--stun", "", "--server", server, "--out", outDir, code]
     receiver = start("p2pal recv", bin, recvArgs)
-    const firstByte = watchFirstByte(outDir, startedAt, receiver.exited)
+    let firstByteMs
+    let seen = ""
+    const onStderr = (text) => {
+      seen = (seen + text).slice(-200)
+      if (!/^Receiving\b/m.test(seen)) return
+      firstByteMs = performance.now() - startedAt
+      receiver.child.stderr.off("data", onStderr)
+    }
+    receiver.child.stderr.on("data", onStderr)
+    const firstWrite = watchFirstWrite(outDir, startedAt, receiver.exited)
     const finished = await expectSuccess(receiver, transferTimeoutMs)
     await expectSuccess(sender, 30_000)
-    const firstByteMs = await firstByte
+    const firstMiBMs = await firstWrite
 
     const received = join(outDir, basename(source.file))
     const info = await stat(received).catch(() => undefined)
@@ -281,6 +315,7 @@ async function runP2pal(server, source) {
       senderRss: sender.peakRss,
       receiverRss: receiver.peakRss,
       firstByteMs,
+      firstMiBMs,
     }
   } finally {
     await Promise.all([sender, receiver].filter(Boolean).map(stop))
@@ -299,7 +334,18 @@ function printTable(results) {
     return raw ? (raw.wallMs / r.wallMs).toFixed(2) : "-"
   }
   const rows = [
-    ["mode", "bytes", "wall s", "MB/s", "Mbit/s", "vs raw", "send RSS MiB", "recv RSS MiB", "1st byte ms"],
+    [
+      "mode",
+      "bytes",
+      "wall s",
+      "MB/s",
+      "Mbit/s",
+      "vs raw",
+      "send RSS MiB",
+      "recv RSS MiB",
+      "1st byte ms",
+      "1st MiB ms",
+    ],
   ]
   const row = (label, r) => {
     const seconds = r.wallMs / 1000
@@ -313,6 +359,7 @@ function printTable(results) {
       (r.senderRss / MiB).toFixed(0),
       (r.receiverRss / MiB).toFixed(0),
       r.firstByteMs === undefined ? "-" : r.firstByteMs.toFixed(0),
+      r.firstMiBMs === undefined ? "-" : r.firstMiBMs.toFixed(0),
     ])
   }
   for (const mode of ["raw", "p2pal"]) {

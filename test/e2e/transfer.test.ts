@@ -3,13 +3,26 @@ import * as fs from "node:fs/promises"
 import * as net from "node:net"
 import * as path from "node:path"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
-import { bin, run, type Signal, snapshot, start, startSignal, tempDir } from "../support/Processes.js"
+import {
+  bin,
+  removeTempDirs,
+  run,
+  type Signal,
+  snapshot,
+  start,
+  startSignal,
+  stderrMatch,
+  tempDir,
+} from "../support/Processes.js"
 
 let signal: Signal
 beforeAll(async () => {
   signal = await startSignal()
 })
-afterAll(() => signal?.stop())
+afterAll(async () => {
+  await signal?.stop()
+  await removeTempDirs()
+})
 
 const p2pal = bin("p2pal")
 
@@ -177,17 +190,28 @@ describe("codes and servers that do not work", () => {
     expect(result.stderr).toContain("join code")
   })
 
-  it("lets only the first receiver claim a code", async () => {
+  it("lets only the first receiver claim a code, even while that one is still at its prompt", async () => {
     const root = await tempDir()
     const file = path.join(root, "once.txt")
     await fs.writeFile(file, "only once")
     const sender = await startSend([file])
-    const first = await recv(sender.code, ["-y", "-q", "--out", path.join(root, "first")])
-    const second = await recv(sender.code, ["-y", "-q", "--out", path.join(root, "second")])
-    expect(first.code).toBe(0)
+    const firstOut = path.join(root, "first")
+    // No -y: the first receiver has claimed the code and waits at its prompt until we answer.
+    const first = start(p2pal, ["recv", ...common(), "--out", firstOut, sender.code], { keepStdinOpen: true })
+    await stderrMatch(first, /\[y\/N\] $/)
+
+    const secondOut = path.join(root, "second")
+    const second = await recv(sender.code, ["-y", "-q", "--out", secondOut])
     expect(second.code).toBe(3)
-    expect(second.stderr).toMatch(/already used|expired|no transfer/)
+    expect(second.stderr).toContain("already used by another receiver")
+    await expect(fs.readdir(secondOut)).rejects.toThrow()
+
+    first.child.stdin!.end("y\n")
+    const received = await first.finished
+    expect(received.code).toBe(0)
+    expect(received.stderr).toContain("100% — SHA-256 verified")
     expect((await sender.finished).code).toBe(0)
+    expect(await snapshot(firstOut)).toEqual(new Map([["once.txt", (await snapshot(root)).get("once.txt")]]))
   })
 
   it("expires a code after --ttl: the sender gives up and a late receiver is refused", async () => {

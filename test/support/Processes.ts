@@ -26,11 +26,18 @@ export interface Running {
   readonly line: (pattern: RegExp) => Promise<RegExpMatchArray>
 }
 
-export const start = (
-  command: string,
-  args: ReadonlyArray<string>,
-  options: { stdin?: string; env?: NodeJS.ProcessEnv } = {},
-): Running => {
+export interface StartOptions {
+  /** Written to stdin, which is then closed. Without it stdin is closed at once (end of input). */
+  readonly stdin?: string
+  /**
+   * Leaves stdin open (after writing `stdin`, if given) so the test can answer later through
+   * `child.stdin`; the test must end it (or the process must exit) itself.
+   */
+  readonly keepStdinOpen?: boolean
+  readonly env?: NodeJS.ProcessEnv
+}
+
+export const start = (command: string, args: ReadonlyArray<string>, options: StartOptions = {}): Running => {
   const child = spawn(command, args, {
     stdio: ["pipe", "pipe", "pipe"],
     env: { ...process.env, ...options.env },
@@ -40,7 +47,11 @@ export const start = (
   let stderr = ""
   child.stdout!.setEncoding("utf8").on("data", (d: string) => (stdout += d))
   child.stderr!.setEncoding("utf8").on("data", (d: string) => (stderr += d))
-  if (options.stdin === undefined) child.stdin!.end()
+  // A process that exits before reading its input would make a later write fail with EPIPE.
+  child.stdin!.on("error", () => {})
+  if (options.keepStdinOpen) {
+    if (options.stdin !== undefined) child.stdin!.write(options.stdin)
+  } else if (options.stdin === undefined) child.stdin!.end()
   else child.stdin!.end(options.stdin)
   const finished = new Promise<Finished>((resolve) =>
     child.on("close", (code, signal) => {

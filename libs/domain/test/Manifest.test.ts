@@ -2,7 +2,7 @@ import { describe, expect, it } from "@effect/vitest"
 import { Either, FastCheck as fc } from "effect"
 import { MaxManifestBytes } from "../src/Frames.js"
 import { decodeManifest, type Entry, encodeManifest, type Manifest, totalBytes } from "../src/Manifest.js"
-import { check, escapeForDisplay, MaxEntries } from "../src/ManifestPolicy.js"
+import { check, escapeForDisplay, MaxEntries, ManifestError } from "../src/ManifestPolicy.js"
 
 const encoder = new TextEncoder()
 const manifest = (...entries: ReadonlyArray<Entry>): Manifest => ({ version: 1, entries })
@@ -226,6 +226,104 @@ describe("Manifest", () => {
     expect(error.message).toContain("invoice\\u{202e}fdp.exe")
     const long = Either.getOrThrow(Either.flip(check(manifest(file("n".repeat(5_000))))))
     expect(long.entry!.length).toBeLessThan(300)
+  })
+})
+
+/** What decodeManifest must always return, whatever it is given: an Either, never a throw. */
+const expectVerdict = (bytes: Uint8Array) => {
+  const result = decodeManifest(bytes)
+  expect(Either.isEither(result)).toBe(true)
+  if (Either.isLeft(result)) {
+    expect(result.left).toBeInstanceOf(ManifestError)
+    expect(typeof result.left.rule).toBe("string")
+    expect(typeof result.left.message).toBe("string")
+  }
+  return result
+}
+
+/** Mostly `common`, one time in twenty `odd`: breaks the schema often enough, but not nearly always. */
+const rare = <A, B>(common: fc.Arbitrary<A>, odd: fc.Arbitrary<B>) =>
+  fc.oneof({ arbitrary: common, weight: 19 }, { arbitrary: odd, weight: 1 })
+
+/** Path components a hostile sender would try, mixed with benign ones and arbitrary UTF-16. */
+const component = fc.oneof(
+  fc.constantFrom(...benignNames, "..", ".", "", "CON", "a:b", "x ", "y.", "\u202e", "a\\b", "C:"),
+  fc.string({ unit: "binary", maxLength: 8 }),
+  fc.string({ unit: fc.integer({ min: 0, max: 0xffff }).map((n) => String.fromCharCode(n)), maxLength: 4 }),
+)
+const anyPath = fc
+  .tuple(rare(fc.constant(""), fc.constant("/")), fc.array(component, { minLength: 1, maxLength: 4 }))
+  .map(([root, parts]) => root + parts.join("/"))
+/**
+ * Shaped like a manifest, so the decoder usually gets past JSON and the schema to the policy, with
+ * hostile paths and now and then an arbitrary JSON value where a field or an entry should be.
+ */
+const manifestLike: fc.Arbitrary<unknown> = fc.record({
+  version: rare(fc.constant(1), fc.jsonValue()),
+  entries: fc.array(
+    rare(
+      fc.oneof(
+        fc.record({
+          _tag: fc.constant("file"),
+          path: rare(anyPath, fc.jsonValue()),
+          size: rare(fc.oneof(fc.nat(), fc.integer({ min: 0, max: 2 ** 53 - 1 })), fc.jsonValue()),
+        }),
+        fc.record({ _tag: fc.constant("dir"), path: anyPath }),
+      ),
+      fc.jsonValue(),
+    ),
+    { maxLength: 6 },
+  ),
+})
+
+describe("decodeManifest on arbitrary input", () => {
+  it.prop("never throws on arbitrary bytes", [fc.uint8Array({ maxLength: 2048 })], ([bytes]) => {
+    expectVerdict(bytes)
+  })
+
+  it.prop("never throws on arbitrary JSON values", [fc.jsonValue()], ([value]) => {
+    expectVerdict(json(value))
+  })
+
+  it.prop(
+    "never throws on arbitrary strings, JSON or not",
+    [fc.oneof(fc.json(), fc.string({ unit: "binary" }), fc.string({ unit: "grapheme" }))],
+    ([text]) => {
+      expectVerdict(encoder.encode(text))
+    },
+  )
+
+  it.prop("never throws on manifest-shaped hostile values", [manifestLike], ([value]) => {
+    expectVerdict(json(value))
+  })
+
+  it.prop(
+    "never throws on a valid manifest with one byte changed, and refuses every truncation",
+    [validManifest, fc.nat(), fc.integer({ min: 0, max: 255 })],
+    ([m, at, byte]) => {
+      const bytes = encodeManifest(m)
+      const changed = bytes.slice()
+      changed[at % bytes.length] = byte
+      expectVerdict(changed)
+      expect(Either.isLeft(expectVerdict(bytes.subarray(0, at % bytes.length)))).toBe(true)
+    },
+  )
+
+  it("re-encodes every manifest it accepts to bytes that decode to an equal value", () => {
+    let accepted = 0
+    fc.assert(
+      fc.property(fc.oneof(manifestLike, fc.jsonValue(), validManifest), (value) => {
+        const first = expectVerdict(json(value))
+        if (Either.isLeft(first)) return
+        accepted++
+        const again = expectVerdict(encodeManifest(first.right))
+        expect(again).toEqual(Either.right(first.right))
+        expect(encodeManifest(Either.getOrThrow(again))).toEqual(encodeManifest(first.right))
+      }),
+      { numRuns: 500 },
+    )
+    // The property says nothing unless a fair share of the inputs were accepted (about 40% are).
+    expect(accepted).toBeGreaterThan(100)
   })
 })
 

@@ -1,5 +1,5 @@
 import { layer } from "@effect/vitest"
-import { PeerLink } from "@p2pal/infra/PeerLink"
+import { type Channel, PeerLink } from "@p2pal/infra/PeerLink"
 import * as Receiver from "@p2pal/transfer/Receiver"
 import * as Sender from "@p2pal/transfer/Sender"
 import * as Sources from "@p2pal/transfer/Sources"
@@ -12,7 +12,7 @@ import * as os from "node:os"
 import * as path from "node:path"
 import { expect } from "vitest"
 import { connectPair } from "./Loopback.js"
-import { frameReader, sendFrame } from "@p2pal/transfer/Wire"
+import { frameReader, sendFrame, WriteBatchBytes } from "@p2pal/transfer/Wire"
 import { Manifest } from "@p2pal/domain"
 
 const tempDir = Effect.acquireRelease(
@@ -137,6 +137,115 @@ layer(Layer.merge(PeerLink.layer, Hasher.layer), { excludeTestServices: true })(
           cause: { error: { _tag: "IntegrityFailed", path: "tampered.bin" } },
         })
         expect(yield* Effect.promise(() => fs.readdir(out))).toEqual([])
+      }),
+    )
+
+    /** Every entry under `dir`, relative, directories ending with "/": what a transfer left on disk. */
+    const scan = (dir: string) =>
+      Effect.promise(async () =>
+        (await fs.readdir(dir, { recursive: true, withFileTypes: true }))
+          .map((e) => path.relative(dir, path.join(e.parentPath, e.name)) + (e.isDirectory() ? "/" : ""))
+          .sort(),
+      )
+
+    /** A rogue sender's manifest, sent raw: the receiver decodes it as if it came from anyone. */
+    const sendManifest = (channel: Channel, entries: ReadonlyArray<Manifest.Entry>) => {
+      const bytes = Manifest.encodeManifest({ version: 1, entries })
+      return sendFrame(channel, { _tag: "ManifestPart", total: bytes.length, offset: 0, bytes })
+    }
+
+    const hostile: ReadonlyArray<{
+      readonly name: string
+      readonly entries: (root: string) => ReadonlyArray<Manifest.Entry>
+      readonly rule: string
+    }> = [
+      {
+        name: "a .. path",
+        entries: () => [
+          { _tag: "file", path: "fine.txt", size: 1 },
+          { _tag: "file", path: "../escape.txt", size: 1 },
+        ],
+        rule: '"../escape.txt": ".." components are not allowed',
+      },
+      {
+        name: "an absolute path",
+        // Absolute, and pointing right next to the out dir: where it would land if it were obeyed.
+        entries: (root) => [{ _tag: "file", path: `${root}/absolute.txt`, size: 1 }],
+        rule: "absolute paths are not allowed",
+      },
+    ]
+    for (const { name, entries, rule } of hostile)
+      it.scoped(`refuses a manifest with ${name} before touching the disk, and tells the sender`, () =>
+        Effect.gen(function* () {
+          const root = yield* tempDir
+          const out = path.join(root, "out")
+          const { offerer, answerer } = yield* connectPair
+          let confirmed = false
+          const rogue = Effect.gen(function* () {
+            yield* sendManifest(offerer, entries(root))
+            return yield* frameReader(offerer)
+          })
+          const [reply, received] = yield* Effect.all(
+            [
+              rogue,
+              Effect.exit(
+                Receiver.receive(
+                  answerer,
+                  receiveOptions(out, { confirm: () => Effect.sync(() => (confirmed = true)) }),
+                ),
+              ),
+            ],
+            { concurrency: 2 },
+          )
+          expect(reply._tag).toBe("Reject")
+          expect(received).toMatchObject({
+            cause: { error: { _tag: "PeerFailed", message: expect.stringContaining(rule) } },
+          })
+          expect(confirmed).toBe(false)
+          // Nothing in the out dir (not even the dir itself) nor beside it, where an escape would land.
+          expect(yield* scan(root)).toEqual([])
+        }),
+      )
+
+    it.scoped("stops a sender that sends more bytes than it declared: no file, no temporary file", () =>
+      Effect.gen(function* () {
+        const out = yield* tempDir
+        const { offerer, answerer } = yield* connectPair
+        // Over one write batch, so part of the file is on disk (in its temporary) when the excess comes.
+        const size = WriteBatchBytes + 10
+        const chunk = 63 * 1024
+        const rogue = Effect.gen(function* () {
+          yield* sendManifest(offerer, [{ _tag: "file", path: "over.bin", size }])
+          const nextFrame = frameReader(offerer)
+          expect((yield* nextFrame)._tag).toBe("Accept")
+          const data = randomBytes(size + 1)
+          for (let offset = 0; offset < size; offset += chunk)
+            yield* sendFrame(offerer, {
+              _tag: "Chunk",
+              file: 0,
+              offset,
+              bytes: data.subarray(offset, Math.min(offset + chunk, size)),
+            })
+          // The receiver acknowledges what it wrote: the temporary file now holds real bytes.
+          const ack = yield* nextFrame
+          expect(ack).toMatchObject({ _tag: "Ack", bytes: expect.any(Number) })
+          expect(yield* scan(out)).toEqual([expect.stringMatching(/^\.over\.bin\.[0-9a-f]+\.p2pal-part$/)])
+          // One byte past the declared size.
+          yield* sendFrame(offerer, { _tag: "Chunk", file: 0, offset: size, bytes: data.subarray(size) })
+        })
+        const [, received] = yield* Effect.all(
+          [rogue, Effect.exit(Receiver.receive(answerer, receiveOptions(out)))],
+          { concurrency: 2 },
+        )
+        expect(received).toMatchObject({
+          cause: {
+            error: {
+              _tag: "PeerFailed",
+              message: expect.stringContaining("sent more bytes than declared for over.bin"),
+            },
+          },
+        })
+        expect(yield* scan(out)).toEqual([])
       }),
     )
   },
