@@ -114,11 +114,24 @@ const readText = (source: IncomingMessage, limit: number) =>
     return Effect.sync(stop)
   })
 
+/** Schema messages quote the offending value; a client's input is never echoed back longer than this. */
+const MaxErrorTextChars = 100
+
 /** The first problem only, with its path: enough to fix the request, short enough for a close reason. */
 export const parseErrorText = (e: ParseResult.ParseError) => {
   const [issue] = ParseResult.ArrayFormatter.formatErrorSync(e)
-  if (issue === undefined) return e.message
-  return issue.path.length === 0 ? issue.message : `${issue.path.join(".")}: ${issue.message}`
+  const text =
+    issue === undefined
+      ? e.message
+      : issue.path.length === 0
+        ? issue.message
+        : `${issue.path.join(".")}: ${issue.message}`
+  if (text.length <= MaxErrorTextChars) return text
+  // Never split a surrogate pair: half of one is not text.
+  const end = /[\uD800-\uDBFF]/.test(text.charAt(MaxErrorTextChars - 1))
+    ? MaxErrorTextChars - 1
+    : MaxErrorTextChars
+  return `${text.slice(0, end)}...`
 }
 
 const decodeBody = <A, I>(schema: Schema.Schema<A, I>) =>

@@ -9,8 +9,6 @@ import { ApiFailure, errorResponse, parseErrorText } from "./Api.js"
 const ActiveLeaseMs = 24 * 60 * 60 * 1000
 /** Frames read from a client but not yet relayed; a client that outruns the store is cut off. */
 const FrameBacklog = 64
-const PolicyViolation = 1008
-const TryAgainLater = 1013
 /** The WebSocket protocol caps a close reason at 123 bytes. */
 const MaxCloseReasonBytes = 123
 
@@ -41,19 +39,30 @@ const fromStore = (e: StoreError): Close => {
       })
     case "MailboxFull":
       return new Close({
-        code: PolicyViolation,
+        code: CloseCode.policyViolation,
         reason: "the peer is not reading: too many undelivered messages",
       })
     case "StoreUnavailable":
-      return new Close({ code: TryAgainLater, reason: "store unavailable: retry later" })
+      return new Close({ code: CloseCode.tryAgainLater, reason: "store unavailable: retry later" })
   }
 }
 
-const closeEvent = ({ code, reason }: Close) => {
-  let capped = reason
-  while (Buffer.byteLength(capped) > MaxCloseReasonBytes) capped = capped.slice(0, -1)
-  return new Socket.CloseEvent(code, capped)
+/**
+ * The first `max` bytes of `text` in UTF-8, cut before a character that would not fit whole. Linear in
+ * `max`, not in the text: a reason may quote a hostile client's input.
+ */
+const utf8Prefix = (text: string, max: number) => {
+  // A character is at least one byte, so the first `max` characters hold the first `max` bytes.
+  const bytes = Buffer.from(text.length > max ? text.slice(0, max) : text)
+  if (bytes.length <= max) return bytes.toString()
+  let end = max
+  // 10xxxxxx continues the character that starts before it.
+  while (end > 0 && (bytes[end]! & 0xc0) === 0x80) end--
+  return bytes.subarray(0, end).toString()
 }
+
+const closeEvent = ({ code, reason }: Close) =>
+  new Socket.CloseEvent(code, utf8Prefix(reason, MaxCloseReasonBytes))
 
 const encode = Schema.encodeSync(SignalApi.ServerMessageFromJson)
 const decodeFrame = Schema.decodeUnknown(SignalApi.ClientMessageFromJson)
@@ -141,7 +150,9 @@ export const relay = Effect.gen(function* () {
   )
   const write = yield* socket.writer
   const frames = yield* Mailbox.make<string | Uint8Array, Socket.SocketError>(FrameBacklog)
-  const overrun = closeEvent(new Close({ code: PolicyViolation, reason: "too many messages in flight" }))
+  const overrun = closeEvent(
+    new Close({ code: CloseCode.policyViolation, reason: "too many messages in flight" }),
+  )
   // Closing needs the reader running, so it starts before anything can fail.
   const reader = yield* socket
     .runRaw((frame) => (frames.unsafeOffer(frame) ? undefined : write(overrun)))

@@ -1,6 +1,7 @@
 import { SignalApi } from "@p2pal/domain"
+import { once } from "node:events"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
-import { connect, createTransfer, joinTransfer, type Signal, startSignal } from "./harness.js"
+import { connect, createTransfer, joinTransfer, type Signal, startSignal, within } from "./harness.js"
 
 const { CloseCode } = SignalApi
 
@@ -41,6 +42,28 @@ describe("p2pal-signal WebSocket relay", () => {
     const { code, reason } = await client.closed()
     expect(code).toBe(CloseCode.badMessage)
     expect(reason).toMatch(/^bad message: /)
+  })
+
+  it("answers a 60 KB hostile tag with a short 4400 at once, without stalling other requests", async () => {
+    const created = await createTransfer(signal)
+    const client = connect(signal, created.token)
+    await within(once(client.ws, "open"), "the socket to open")
+    const started = performance.now()
+    client.send({ _tag: "x".repeat(60 * 1024) })
+    // Sent right behind the frame, so it queues behind whatever the relay does with it.
+    const health = fetch(new URL("/healthz", signal.url)).then((res) => ({
+      status: res.status,
+      ms: performance.now() - started,
+    }))
+    const { code, reason } = await client.closed()
+    const closedMs = performance.now() - started
+    expect(code).toBe(CloseCode.badMessage)
+    expect(reason).toMatch(/^bad message: /)
+    expect(Buffer.byteLength(reason)).toBeLessThanOrEqual(123)
+    expect(closedMs).toBeLessThan(300)
+    const answered = await within(health, "/healthz")
+    expect(answered.status).toBe(200)
+    expect(answered.ms).toBeLessThan(300)
   })
 
   it("closes with 4400 on a binary frame", async () => {

@@ -82,9 +82,9 @@ export const ServerMessageFromJson = Schema.parseJson(ServerMessage)
 /** WebSocket close codes the signal app uses (4000-4999 is the application range). */
 export const CloseCode = {
   normal: 1000,
-  goingAway: 1001,
-  protocolError: 1002,
+  policyViolation: 1008,
   tooBig: 1009,
+  tryAgainLater: 1013,
   badMessage: 4400,
   unauthorized: 4401,
   notFound: 4404,

@@ -1,5 +1,5 @@
 import { JoinCode, Manifest, PeerSignal } from "@p2pal/domain"
-import { CodeRejected, PeerFailed, ServerUnreachable } from "@p2pal/domain/Errors"
+import { CodeRejected, PeerFailed, type ServerFailed, ServerUnreachable } from "@p2pal/domain/Errors"
 import { PeerLink } from "@p2pal/infra/PeerLink"
 import { SignalClient, type Session as SignalSession } from "@p2pal/infra/SignalClient"
 import { Clock, Duration, Effect, Option, Schema, type Scope, Stream } from "effect"
@@ -22,15 +22,27 @@ const HangUpGrace = Duration.seconds(5)
 const serverGone = (server: string) =>
   new ServerUnreachable({ server, detail: "the signal server closed the connection" })
 
+/** Why signaling stopped, said as the peer link's failure so the wait for the peer ends at once. */
+const signalingLost = (e: CodeRejected | ServerFailed) =>
+  new PeerFailed({
+    message:
+      e._tag === "CodeRejected"
+        ? `the signal server ended the session: the code is ${e.reason.replace("_", " ")}`
+        : `the signal server ended the session (${e.detail})`,
+  })
+
 /** The signal app's socket as the peer link's signaling path. */
 const signalPort = (server: string, session: SignalSession) => ({
   send: (signal: PeerSignal.PeerSignal) =>
     session.send({ _tag: "signal", data: Schema.encodeSync(PeerSignal.PeerSignalFromJson)(signal) }),
   incoming: Stream.repeatEffectOption(
     session.next.pipe(
+      Effect.mapError((e) => Option.some(signalingLost(e))),
       Effect.flatMap(
         Option.match({
-          onNone: () => Effect.fail(Option.none()),
+          // Only a channel that is already open can do without signaling; the peer link ignores it then.
+          onNone: () =>
+            Effect.fail(Option.some(new PeerFailed({ message: `lost the signal server at ${server}` }))),
           onSome: (message) =>
             message._tag === "peer-left"
               ? Effect.fail(Option.some(new PeerFailed({ message: `the peer left (${message.reason})` })))
