@@ -1,12 +1,15 @@
 import { PeerSignal } from "@p2pal/domain"
-import { PeerFailed } from "@p2pal/domain/Errors"
+import { type CodeRejected, PeerFailed, type ServerFailed } from "@p2pal/domain/Errors"
 import { Context, Deferred, Duration, Effect, Exit, Layer, Mailbox, Queue, Scope, Stream } from "effect"
 import * as ndc from "node-datachannel"
+
+/** Why setting up the connection failed: the peer, or the signal server refusing the session. */
+export type ConnectError = PeerFailed | CodeRejected | ServerFailed
 
 /** How the two peers reach each other before the DataChannel exists (the signal app's relay). */
 export interface SignalPort {
   readonly send: (signal: PeerSignal.PeerSignal) => Effect.Effect<void, PeerFailed>
-  readonly incoming: Stream.Stream<PeerSignal.PeerSignal, PeerFailed>
+  readonly incoming: Stream.Stream<PeerSignal.PeerSignal, ConnectError>
 }
 
 export interface ConnectOptions {
@@ -45,7 +48,7 @@ const describe = (c: ndc.SelectedCandidateInfo) => `${c.type} ${c.address}:${c.p
 const connect = Effect.fn("PeerLink.connect")(function* (options: ConnectOptions) {
   const lost = yield* Deferred.make<never, PeerFailed>()
   /** Signaling only matters until the channel is open: after that the peers talk directly. */
-  const signalingFailed = yield* Deferred.make<never, PeerFailed>()
+  const signalingFailed = yield* Deferred.make<never, ConnectError>()
   const incoming = yield* Effect.acquireRelease(Mailbox.make<Uint8Array, PeerFailed>(), (m) => m.shutdown)
   const fail = (message: string) => {
     const error = new PeerFailed({ message })
@@ -190,7 +193,7 @@ const connect = Effect.fn("PeerLink.connect")(function* (options: ConnectOptions
 /** The node-datachannel runtime. `cleanup()` tears down every connection in the process, so it runs once, at exit. */
 export class PeerLink extends Context.Tag("@p2pal/infra/PeerLink")<
   PeerLink,
-  { readonly connect: (options: ConnectOptions) => Effect.Effect<Channel, PeerFailed, Scope.Scope> }
+  { readonly connect: (options: ConnectOptions) => Effect.Effect<Channel, ConnectError, Scope.Scope> }
 >() {
   static readonly layer = Layer.scoped(
     PeerLink,

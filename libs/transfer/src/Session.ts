@@ -1,8 +1,8 @@
 import { JoinCode, Manifest, PeerSignal } from "@p2pal/domain"
-import { CodeRejected, PeerFailed, type ServerFailed, ServerUnreachable } from "@p2pal/domain/Errors"
-import { PeerLink } from "@p2pal/infra/PeerLink"
+import { CodeRejected, PeerFailed, ServerUnreachable } from "@p2pal/domain/Errors"
+import { type ConnectError, PeerLink } from "@p2pal/infra/PeerLink"
 import { SignalClient, type Session as SignalSession } from "@p2pal/infra/SignalClient"
-import { Clock, Duration, Effect, Option, Schema, type Scope, Stream } from "effect"
+import { Duration, Effect, Option, Schema, type Scope, Stream } from "effect"
 import { randomInt } from "node:crypto"
 import { Progress } from "./Progress.js"
 import * as Receiver from "./Receiver.js"
@@ -22,22 +22,13 @@ const HangUpGrace = Duration.seconds(5)
 const serverGone = (server: string) =>
   new ServerUnreachable({ server, detail: "the signal server closed the connection" })
 
-/** Why signaling stopped, said as the peer link's failure so the wait for the peer ends at once. */
-const signalingLost = (e: CodeRejected | ServerFailed) =>
-  new PeerFailed({
-    message:
-      e._tag === "CodeRejected"
-        ? `the signal server ended the session: the code is ${e.reason.replace("_", " ")}`
-        : `the signal server ended the session (${e.detail})`,
-  })
-
 /** The signal app's socket as the peer link's signaling path. */
 const signalPort = (server: string, session: SignalSession) => ({
   send: (signal: PeerSignal.PeerSignal) =>
     session.send({ _tag: "signal", data: Schema.encodeSync(PeerSignal.PeerSignalFromJson)(signal) }),
   incoming: Stream.repeatEffectOption(
     session.next.pipe(
-      Effect.mapError((e) => Option.some(signalingLost(e))),
+      Effect.mapError((e): Option.Option<ConnectError> => Option.some(e)),
       Effect.flatMap(
         Option.match({
           // Only a channel that is already open can do without signaling; the peer link ignores it then.
@@ -78,16 +69,13 @@ export const send = Effect.fn("Session.send")(function* (options: SendSession) {
   yield* options.onCode(JoinCode.format({ words, nameplate: created.nameplate }))
   const session = yield* client.open(options.server, created.token)
 
-  const now = yield* Clock.currentTimeMillis
   yield* session.next.pipe(
     Effect.flatMap(
       Option.match({ onNone: () => Effect.fail(serverGone(options.server)), onSome: Effect.succeed }),
     ),
     Effect.repeat({ until: (message) => message._tag === "peer-joined" }),
-    Effect.timeoutFail({
-      duration: Duration.millis(Math.max(0, created.expiresAt - now)),
-      onTimeout: () => new CodeRejected({ reason: "expired" }),
-    }),
+    // The TTL we asked for, not the server's expiresAt: the two machines' clocks need not agree.
+    Effect.timeoutFail({ duration: options.ttl, onTimeout: () => new CodeRejected({ reason: "expired" }) }),
   )
   const channel = yield* peers.connect({
     role: "offerer",
