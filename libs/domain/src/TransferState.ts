@@ -14,16 +14,16 @@ export const isFinal = (status: Status): boolean => FinalStatuses.has(status)
 export const TransferState = Schema.Struct({
   status: Status,
   /** Epoch milliseconds after which the transfer is expired, whatever happens. */
-  expiresAt: Schema.Number,
+  expiresAt: Schema.Finite,
 })
 export type TransferState = typeof TransferState.Type
 
-const At = { at: Schema.Number }
+const At = { at: Schema.Finite }
 
 export const Event = Schema.Union(
   Schema.TaggedStruct("Join", At),
   /** Both sides are connected: the deadline becomes `at + leaseMs` so a long transfer is not cut off. */
-  Schema.TaggedStruct("Activate", { ...At, leaseMs: Schema.Number.pipe(Schema.nonNegative()) }),
+  Schema.TaggedStruct("Activate", { ...At, leaseMs: Schema.Finite.pipe(Schema.nonNegative()) }),
   Schema.TaggedStruct("Complete", At),
   Schema.TaggedStruct("Abort", At),
   /** Time passing with nothing else happening. */

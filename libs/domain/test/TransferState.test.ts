@@ -91,6 +91,11 @@ describe("TransferState", () => {
     },
   )
 
+  it("has no NaN times to compare (regression: seed 536232767 generated expiresAt NaN)", () => {
+    expect(Schema.is(TransferState.TransferState)({ status: "aborted", expiresAt: Number.NaN })).toBe(false)
+    expect(Schema.is(TransferState.Event)({ _tag: "Tick", at: Number.POSITIVE_INFINITY })).toBe(false)
+  })
+
   it.prop("a Join succeeds at most once", [start, timeline], ([{ createdAt, ttl }, events]) => {
     const joinsOnly = events.map((e): Event => ({ _tag: "Join", at: e.at }))
     const ok = run(initial(createdAt, ttl), joinsOnly).filter((s) => Either.isRight(s.result))
