@@ -2,29 +2,23 @@ import { spawnSync } from "node:child_process"
 import { randomBytes } from "node:crypto"
 import * as fs from "node:fs/promises"
 import * as path from "node:path"
-import { afterAll, beforeAll, describe, expect, it } from "vitest"
+import { describe, expect, it } from "vitest"
 import {
   bin,
   type Finished,
-  removeTempDirs,
   run,
   type Running,
-  type Signal,
   start,
-  startSignal,
+  useSignalApp,
   tempDir,
   waitFor,
 } from "../support/Processes.js"
 
-let signal: Signal
-beforeAll(async () => {
-  signal = await startSignal()
-})
-afterAll(() => Promise.all([signal?.stop(), removeTempDirs()]))
+const signalApp = useSignalApp()
 
 const p2pal = bin("p2pal")
 const MiB = 1024 * 1024
-const common = () => ["--server", signal.url, "--stun", ""]
+const common = signalApp.cliFlags
 const joinCode = /^[a-z]+-[a-z]+-\d+$/
 /** What the surviving side may say when the other one vanishes mid-transfer. */
 const peerWentAway = /the peer closed the connection|the connection to the peer was lost|the peer left/

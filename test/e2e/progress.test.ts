@@ -1,27 +1,13 @@
 import * as fs from "node:fs/promises"
 import * as path from "node:path"
-import { afterAll, beforeAll, describe, expect, it } from "vitest"
-import {
-  bin,
-  removeTempDirs,
-  type Signal,
-  snapshot,
-  start,
-  startOnTty,
-  startSignal,
-  stderrMatch,
-  tempDir,
-} from "../support/Processes.js"
+import { describe, expect, it } from "vitest"
+import { bin, snapshot, start, startOnTty, useSignalApp, stderrMatch, tempDir } from "../support/Processes.js"
 
-let signal: Signal
-beforeAll(async () => {
-  signal = await startSignal()
-})
-afterAll(() => Promise.all([signal?.stop(), removeTempDirs()]))
+const signalApp = useSignalApp()
 
 const p2pal = bin("p2pal")
 const MiB = 1024 * 1024
-const common = () => ["--server", signal.url, "--stun", ""]
+const common = signalApp.cliFlags
 const verified = "[====================] 100% — SHA-256 verified"
 
 /** Two files, a.bin and b.bin, of the given sizes in MiB (sparse, so instant to make). */

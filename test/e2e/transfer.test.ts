@@ -2,27 +2,10 @@ import { randomBytes } from "node:crypto"
 import * as fs from "node:fs/promises"
 import * as net from "node:net"
 import * as path from "node:path"
-import { afterAll, beforeAll, describe, expect, it } from "vitest"
-import {
-  bin,
-  removeTempDirs,
-  run,
-  type Signal,
-  snapshot,
-  start,
-  startSignal,
-  stderrMatch,
-  tempDir,
-} from "../support/Processes.js"
+import { describe, expect, it } from "vitest"
+import { bin, run, snapshot, start, useSignalApp, stderrMatch, tempDir } from "../support/Processes.js"
 
-let signal: Signal
-beforeAll(async () => {
-  signal = await startSignal()
-})
-afterAll(async () => {
-  await signal?.stop()
-  await removeTempDirs()
-})
+const signalApp = useSignalApp()
 
 const p2pal = bin("p2pal")
 
@@ -34,7 +17,7 @@ const closedPort = () =>
       server.close(() => resolve(port))
     })
   })
-const common = () => ["--server", signal.url, "--stun", ""]
+const common = signalApp.cliFlags
 
 /** `p2pal send -q`: its stdout carries only the join code. */
 const startSend = async (args: ReadonlyArray<string>) => {

@@ -5,6 +5,7 @@ import * as fs from "node:fs/promises"
 import * as os from "node:os"
 import * as path from "node:path"
 import { createInterface } from "node:readline"
+import { afterAll, beforeAll } from "vitest"
 
 export const repo = path.resolve(import.meta.dirname, "../..")
 export const bin = (name: "p2pal" | "p2pal-signal") => path.join(repo, "bin", name)
@@ -82,19 +83,38 @@ export const run = (command: string, args: ReadonlyArray<string>, options: { std
 
 export interface Signal {
   readonly url: string
-  readonly stop: () => Promise<void>
+  readonly child: ChildProcess
+  /** Stops it with SIGTERM and tells how it ended, stdout after the listening line included. */
+  readonly stop: () => Promise<Finished>
 }
 
-/** The real signal app as a child process on a free loopback port. */
+/** The real signal app as a child process on a free loopback port, read from its listening line. */
 export const startSignal = async (): Promise<Signal> => {
   const proc = start(bin("p2pal-signal"), ["--port", "0", "--host", "127.0.0.1"])
-  const [, url] = await proc.line(/listening on (http:\/\/\S+)/)
+  const [, url] = await proc.line(/^p2pal-signal listening on (http:\/\/\S+)$/)
   return {
     url: url!,
-    stop: async () => {
+    child: proc.child,
+    stop: () => {
       proc.child.kill("SIGTERM")
-      await proc.finished
+      return proc.finished
     },
+  }
+}
+
+/**
+ * One signal app for the calling test file, stopped (and the file's temporary directories removed)
+ * after it; `cliFlags()` points a p2pal command at it, with no STUN since everything is on loopback.
+ */
+export const useSignalApp = () => {
+  let signal: Signal | undefined
+  beforeAll(async () => {
+    signal = await startSignal()
+  })
+  afterAll(() => Promise.all([signal?.stop(), removeTempDirs()]))
+  return {
+    url: () => signal!.url,
+    cliFlags: () => ["--server", signal!.url, "--stun", ""],
   }
 }
 

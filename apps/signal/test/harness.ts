@@ -1,9 +1,8 @@
-import { type ChildProcess, spawn } from "node:child_process"
-import { once } from "node:events"
-import { fileURLToPath } from "node:url"
 import WebSocket from "ws"
+import type { Signal } from "../../../test/support/Processes.js"
 
-const Bin = fileURLToPath(new URL("../../../bin/p2pal-signal", import.meta.url))
+export { type Signal, startSignal } from "../../../test/support/Processes.js"
+
 const WaitMs = 10_000
 
 export const within = <A>(promise: Promise<A>, what: string, ms = WaitMs): Promise<A> => {
@@ -12,38 +11,6 @@ export const within = <A>(promise: Promise<A>, what: string, ms = WaitMs): Promi
     timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms waiting for ${what}`)), ms)
   })
   return Promise.race([promise, timeout]).finally(() => clearTimeout(timer))
-}
-
-export interface Signal {
-  readonly url: string
-  readonly child: ChildProcess
-  readonly stderr: () => string
-  readonly stop: () => Promise<number | null>
-}
-
-/** Runs the built app as a user would, on a free loopback port read from its listening line. */
-export const startSignal = async (): Promise<Signal> => {
-  const child = spawn(Bin, ["--port", "0", "--host", "127.0.0.1"], { stdio: ["ignore", "pipe", "pipe"] })
-  let stdout = ""
-  let stderr = ""
-  child.stderr!.on("data", (chunk) => (stderr += chunk))
-  const listening = new Promise<string>((resolve, reject) => {
-    child.stdout!.on("data", (chunk) => {
-      stdout += chunk
-      const match = /^p2pal-signal listening on (http:\/\/\S+)\n/m.exec(stdout)
-      if (match) resolve(match[1]!)
-    })
-    child.once("exit", (code) => reject(new Error(`p2pal-signal exited with ${code}: ${stderr}`)))
-  })
-  const url = await within(listening, "the listening line")
-  const stop = async () => {
-    if (child.exitCode !== null) return child.exitCode
-    const exited = once(child, "exit")
-    child.kill("SIGTERM")
-    const [code] = await within(exited, "p2pal-signal to exit")
-    return code as number | null
-  }
-  return { url, child, stderr: () => stderr, stop }
 }
 
 export const post = async (signal: Signal, path: string, body: string | Uint8Array) => {
