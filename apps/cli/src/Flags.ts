@@ -44,7 +44,7 @@ const usage = (message: string) => Effect.fail(new UsageError({ message }))
 export const stunServers = (value: string) => {
   const trimmed = value.trim()
   if (trimmed === "") return Effect.succeed([])
-  return /^stun:[^\s:/?#]+(:\d{1,5})?$/.test(trimmed)
+  return /^stun:(\[[0-9A-Fa-f:.]+\]|[^\s:/?#[\]]+)(:\d{1,5})?$/.test(trimmed)
     ? Effect.succeed([trimmed])
     : usage(
         `--stun ${trimmed} is not a STUN server like stun:stun.example.org:3478 (TURN is not supported yet)`,
@@ -58,14 +58,17 @@ export const serverUrl = (value: string) => {
     : usage(`--server ${value} is not an http:// or https:// URL`)
 }
 
+/** Whole seconds, as the signal app counts them, so both sides wait for the same TTL. */
 export const parseTtl = (value: string) =>
   Option.match(DurationText.parse(value), {
     onNone: () => usage(`--ttl ${value} is not a duration like 5m or 1h`),
     onSome: (ttl) => {
-      const seconds = Duration.toSeconds(ttl)
+      const seconds = Math.ceil(Duration.toSeconds(ttl))
       return seconds >= SignalApi.MinTtlSeconds && seconds <= SignalApi.MaxTtlSeconds
-        ? Effect.succeed(ttl)
-        : usage(`--ttl must be between 1s and ${SignalApi.MaxTtlSeconds / 3600}h (got ${value})`)
+        ? Effect.succeed(Duration.seconds(seconds))
+        : usage(
+            `--ttl must be between ${SignalApi.MinTtlSeconds}s and ${SignalApi.MaxTtlSeconds / 3600}h (got ${value})`,
+          )
     },
   })
 

@@ -46,9 +46,11 @@ const program = cli(process.argv).pipe(
 
 NodeRuntime.runMain(program, {
   disableErrorReporting: true,
-  // `program` exits by itself; only a signal, which interrupts it before `report`, ends up here.
-  teardown: (exit, onExit) =>
-    onExit(
-      Exit.isFailure(exit) && Cause.isInterruptedOnly(exit.cause) ? ExitCode.interrupted : ExitCode.internal,
-    ),
+  // `program` exits by itself; only a signal (which interrupts it before `report`) or a defect in
+  // `report` itself ends up here.
+  teardown: (exit, onExit) => {
+    if (Exit.isFailure(exit) && Cause.isInterruptedOnly(exit.cause)) return onExit(ExitCode.interrupted)
+    if (Exit.isFailure(exit)) process.stderr.write(`p2pal: internal error\n${Cause.pretty(exit.cause)}\n`)
+    onExit(ExitCode.internal)
+  },
 })

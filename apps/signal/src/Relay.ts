@@ -29,12 +29,12 @@ const fromStore = (e: StoreError): Close => {
     case "TransferExpired":
       return new Close({ code: CloseCode.expired, reason: "transfer expired" })
     case "TransferEnded":
-      return new Close({ code: CloseCode.expired, reason: `transfer ${e.status}` })
+      return new Close({ code: CloseCode.ended, reason: `transfer ${e.status}` })
     case "AlreadyClaimed":
       return new Close({ code: CloseCode.conflict, reason: "transfer already claimed" })
     case "TransitionNotAllowed":
       return new Close({
-        code: CloseCode.conflict,
+        code: CloseCode.notAllowed,
         reason: `a ${e.status} transfer does not accept ${e.event}`,
       })
     case "MailboxFull":

@@ -142,9 +142,9 @@ describe("p2pal-signal WebSocket relay", () => {
     receiver.send({ _tag: "abort", reason: "user pressed ctrl-c" })
     receiver.send(signalMessage("after abort"))
     expect(await sender.next()).toEqual({ _tag: "peer-left", reason: "user pressed ctrl-c" })
-    expect(await receiver.closed()).toEqual({ code: CloseCode.expired, reason: "transfer aborted" })
+    expect(await receiver.closed()).toEqual({ code: CloseCode.ended, reason: "transfer aborted" })
     sender.send(signalMessage("too late"))
-    expect(await sender.closed()).toEqual({ code: CloseCode.expired, reason: "transfer aborted" })
+    expect(await sender.closed()).toEqual({ code: CloseCode.ended, reason: "transfer aborted" })
   })
 
   it("completes an active transfer once, and refuses to relay after it", async () => {
@@ -157,7 +157,7 @@ describe("p2pal-signal WebSocket relay", () => {
     receiver.send({ _tag: "complete" })
     sender.send({ _tag: "complete" })
     sender.send(signalMessage("after the end"))
-    expect(await sender.closed()).toEqual({ code: CloseCode.expired, reason: "transfer completed" })
+    expect(await sender.closed()).toEqual({ code: CloseCode.ended, reason: "transfer completed" })
     receiver.ws.close(1000)
   })
 
@@ -165,6 +165,6 @@ describe("p2pal-signal WebSocket relay", () => {
     const created = await createTransfer(signal)
     const sender = connect(signal, created.token)
     sender.send({ _tag: "complete" })
-    expect((await sender.closed()).code).toBe(CloseCode.conflict)
+    expect((await sender.closed()).code).toBe(CloseCode.notAllowed)
   })
 })

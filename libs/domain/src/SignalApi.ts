@@ -88,6 +88,11 @@ export const CloseCode = {
   badMessage: 4400,
   unauthorized: 4401,
   notFound: 4404,
+  /** The code was claimed by another receiver. */
   conflict: 4409,
   expired: 4410,
+  /** The transfer was completed or aborted; a reason says which. */
+  ended: 4411,
+  /** The client asked for something its transfer's state does not allow (e.g. complete before a peer). */
+  notAllowed: 4412,
 } as const

@@ -47,18 +47,21 @@ const lstat = (p: string) => Effect.promise(() => fs.lstat(p).catch(() => undefi
  * Refuses, before anything is written, to replace what is already on disk unless asked to, or to
  * write through a symlink that already sits inside `out` (it could point anywhere).
  */
-const checkTargets = (out: string, manifest: Manifest.Manifest, overwrite: boolean) =>
-  Effect.forEach(manifest.entries, (entry) =>
+const checkTargets = (out: string, manifest: Manifest.Manifest, overwrite: boolean) => {
+  const safeParents = new Set<string>()
+  return Effect.forEach(manifest.entries, (entry) =>
     Effect.gen(function* () {
       const target = targetOf(out, entry)
       const parts = entry.path.split("/")
-      for (let depth = 1; depth <= parts.length; depth++) {
-        const step = path.join(out, ...parts.slice(0, depth))
-        if ((yield* lstat(step))?.isSymbolicLink())
+      for (let depth = 1; depth < parts.length; depth++) {
+        const parent = path.join(out, ...parts.slice(0, depth))
+        if (safeParents.has(parent)) continue
+        if ((yield* lstat(parent))?.isSymbolicLink())
           return yield* new LocalIoFailed({
-            path: step,
+            path: parent,
             message: "is a symlink; refusing to write through it",
           })
+        safeParents.add(parent)
       }
       const stat = yield* lstat(target)
       if (stat === undefined) return
@@ -69,10 +72,11 @@ const checkTargets = (out: string, manifest: Manifest.Manifest, overwrite: boole
         message:
           entry._tag === "file" && stat.isFile()
             ? "already exists; nothing was written (use --overwrite to replace it)"
-            : `already exists and is not a ${entry._tag === "dir" ? "directory" : "regular file"}; nothing was written`,
+            : `already exists as a ${stat.isSymbolicLink() ? "symlink" : stat.isDirectory() ? "directory" : "special file"}; nothing was written`,
       })
     }),
   )
+}
 
 /**
  * Writes one file to a temporary name next to its target and moves it into place only once its

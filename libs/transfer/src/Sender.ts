@@ -94,17 +94,17 @@ export const send = Effect.fn("Sender.send")(function* (
       progress.fileBytes = 0
       const hash = hasher.start()
       const handle = yield* Effect.acquireRelease(
-        // O_NOFOLLOW: a symlink swapped in since the manifest was built is refused, not followed.
+        // A symlink swapped in since the manifest was built is refused, not followed (O_NOFOLLOW), and a
+        // FIFO cannot hang the open (O_NONBLOCK; it changes nothing for regular files).
         Effect.tryPromise({
-          try: () => fs.open(source, fsConstants.O_RDONLY | fsConstants.O_NOFOLLOW),
+          try: () => fs.open(source, fsConstants.O_RDONLY | fsConstants.O_NOFOLLOW | fsConstants.O_NONBLOCK),
           catch: ioError(source),
         }),
         (h) => Effect.promise(() => h.close()),
       )
       // One buffer holds a run of chunk frames back to back, and one readv fills their payloads in
       // place: file bytes are never copied into frames, and the run moves to the hashing thread whole.
-      const readBlock = async (position: number) => {
-        const end = Math.min(position + options.chunkSize * ChunksPerRead, entry.size)
+      const readBlock = async (position: number, end: number) => {
         const count = Math.ceil((end - position) / options.chunkSize)
         const block = Buffer.allocUnsafeSlow(end - position + count * Frames.HeaderBytes)
         const frames: Array<Uint8Array> = []
@@ -124,11 +124,12 @@ export const send = Effect.fn("Sender.send")(function* (
       let queued = 0
       const readAhead = () => {
         while (reads.length < ReadAhead && queued < entry.size) {
-          const read = readBlock(queued)
+          const end = Math.min(queued + options.chunkSize * ChunksPerRead, entry.size)
+          const read = readBlock(queued, end)
           // Awaited in order below; this only keeps a failure behind an earlier one from going unhandled.
           read.catch(() => {})
           reads.push(read)
-          queued = Math.min(queued + options.chunkSize * ChunksPerRead, entry.size)
+          queued = end
         }
       }
       readAhead()

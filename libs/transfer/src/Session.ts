@@ -1,5 +1,5 @@
 import { JoinCode, Manifest, PeerSignal } from "@p2pal/domain"
-import { CodeRejected, PeerFailed, ServerUnreachable } from "@p2pal/domain/Errors"
+import { CodeRejected, PeerFailed, ServerFailed } from "@p2pal/domain/Errors"
 import { type ConnectError, PeerLink } from "@p2pal/infra/PeerLink"
 import { SignalClient, type Session as SignalSession } from "@p2pal/infra/SignalClient"
 import { Duration, Effect, Option, Schema, type Scope, Stream } from "effect"
@@ -19,8 +19,7 @@ const OpenTimeout = Duration.seconds(30)
 /** After Done, how long the receiver waits for the sender to hang up, so Done is not lost in a close. */
 const HangUpGrace = Duration.seconds(5)
 
-const serverGone = (server: string) =>
-  new ServerUnreachable({ server, detail: "the signal server closed the connection" })
+const serverGone = (server: string) => new ServerFailed({ server, detail: "it closed the connection" })
 
 /** The signal app's socket as the peer link's signaling path. */
 const signalPort = (server: string, session: SignalSession) => ({
@@ -32,11 +31,12 @@ const signalPort = (server: string, session: SignalSession) => ({
       Effect.flatMap(
         Option.match({
           // Only a channel that is already open can do without signaling; the peer link ignores it then.
-          onNone: () =>
-            Effect.fail(Option.some(new PeerFailed({ message: `lost the signal server at ${server}` }))),
+          onNone: () => Effect.fail(Option.some<ConnectError>(serverGone(server))),
           onSome: (message) =>
             message._tag === "peer-left"
-              ? Effect.fail(Option.some(new PeerFailed({ message: `the peer left (${message.reason})` })))
+              ? Effect.fail(
+                  Option.some<ConnectError>(new PeerFailed({ message: `the peer left (${message.reason})` })),
+                )
               : Effect.succeed(message),
         }),
       ),
@@ -63,7 +63,7 @@ export const send = Effect.fn("Session.send")(function* (options: SendSession) {
   const client = yield* SignalClient
   const peers = yield* PeerLink
   const created = yield* client.create(options.server, {
-    ttlSeconds: Math.ceil(Duration.toSeconds(options.ttl)),
+    ttlSeconds: Duration.toSeconds(options.ttl),
   })
   const words = JoinCode.pickWords((bound) => randomInt(bound))
   yield* options.onCode(JoinCode.format({ words, nameplate: created.nameplate }))

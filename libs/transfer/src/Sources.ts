@@ -59,10 +59,14 @@ export const collect = (paths: ReadonlyArray<string>, recursive: boolean) =>
 
     const addFile = (abs: string, rel: string) =>
       Effect.gen(function* () {
-        // Opening now finds an unreadable file before a code is handed out, not after the receiver said yes.
+        // Opening now finds an unreadable file before a code is handed out, not after the receiver said
+        // yes; O_NOFOLLOW and O_NONBLOCK as in the sender, so a link or FIFO swapped in is refused or harmless.
         const size = yield* Effect.tryPromise({
           try: async () => {
-            const handle = await fs.open(abs, fsConstants.O_RDONLY | fsConstants.O_NOFOLLOW)
+            const handle = await fs.open(
+              abs,
+              fsConstants.O_RDONLY | fsConstants.O_NOFOLLOW | fsConstants.O_NONBLOCK,
+            )
             try {
               return (await handle.stat()).size
             } finally {
