@@ -27,8 +27,11 @@ export interface ConnectedPath {
 
 /** One open, reliable, ordered DataChannel to the peer. */
 export interface Channel {
-  /** Sends one binary message; suspends while the send buffer is above its high-water mark. */
-  readonly send: (message: Uint8Array) => Effect.Effect<void, PeerFailed>
+  /**
+   * Sends binary messages in order, in one synchronous burst for as long as the send buffer stays under
+   * its high-water mark, and suspends only while it is above.
+   */
+  readonly send: (...messages: ReadonlyArray<Uint8Array>) => Effect.Effect<void, PeerFailed>
   /**
    * Incoming binary messages in order; once the connection is gone, and everything that arrived before
    * was taken, it fails. Unbounded here: the transfer protocol's ack window bounds it.
@@ -170,14 +173,19 @@ const connect = Effect.fn("PeerLink.connect")(function* (options: ConnectOptions
   })
 
   const channel: Channel = {
-    send: (message) =>
-      Effect.suspend(() => {
+    send: (...messages) => {
+      let next = 0
+      const pump: Effect.Effect<void, PeerFailed> = Effect.suspend(() => {
         if (!dc.isOpen()) return Deferred.await(lost)
-        dc.sendMessageBinary(message)
-        return dc.bufferedAmount() > HighWaterMark
-          ? waitForRoom.pipe(Effect.raceFirst(Deferred.await(lost)))
-          : Effect.void
-      }),
+        while (next < messages.length) {
+          dc.sendMessageBinary(messages[next++]!)
+          if (dc.bufferedAmount() > HighWaterMark)
+            return waitForRoom.pipe(Effect.raceFirst(Deferred.await(lost)), Effect.zipRight(pump))
+        }
+        return Effect.void
+      })
+      return pump
+    },
     incoming,
     closed: Deferred.await(lost),
     path: () => {

@@ -116,7 +116,7 @@ export const send = Effect.fn("Sender.send")(function* (
         const payloads = frames.map((f) => f.subarray(Frames.HeaderBytes))
         const { bytesRead } = await handle.readv(payloads, position)
         if (bytesRead !== end - position) throw new Error("the file changed while it was being sent")
-        return { frames, payloads }
+        return { frames, payloads, start: position, end }
       }
       // Reads are plain promises started the moment they are queued (a forked fiber waits for the
       // scheduler, which stalled the pump for seconds per GiB), and a few run ahead of the network.
@@ -135,15 +135,16 @@ export const send = Effect.fn("Sender.send")(function* (
       readAhead()
       while (reads.length > 0) {
         const next = reads.shift()!
-        const { frames, payloads } = yield* Effect.tryPromise({ try: () => next, catch: ioError(source) })
+        const { frames, payloads, start, end } = yield* Effect.tryPromise({
+          try: () => next,
+          catch: ioError(source),
+        })
         readAhead()
-        for (const frame of frames) {
-          if (sent - acked > AckWindowBytes) yield* roomInWindow
-          yield* channel.send(frame)
-          const length = frame.length - Frames.HeaderBytes
-          sent += length
-          progress.fileBytes += length
-        }
+        // The window is checked per run of frames: it may be overshot by one run (about 1 MiB).
+        if (sent - acked > AckWindowBytes) yield* roomInWindow
+        yield* channel.send(...frames)
+        sent += end - start
+        progress.fileBytes += end - start
         // node-datachannel copied each frame on send, so the bytes can move to the hashing thread now.
         hash.absorb(payloads)
       }
