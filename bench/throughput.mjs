@@ -190,13 +190,7 @@ async function runRaw() {
     const finished = await expectSuccess(receiver, transferTimeoutMs)
     await expectSuccess(sender, 10_000)
     if (done?.bytes !== bytes) throw new Error(`raw receiver got ${done?.bytes ?? 0} of ${bytes} bytes`)
-    return {
-      wallMs: finished.at - startedAt,
-      senderRss: sender.peakRss,
-      receiverRss: receiver.peakRss,
-      firstByteMs,
-      firstMiBMs,
-    }
+    return result({ startedAt, finished, sender, receiver, firstByteMs, firstMiBMs })
   } finally {
     await Promise.all([sender, receiver].filter(Boolean).map(stop))
   }
@@ -310,17 +304,22 @@ async function runP2pal(server, source) {
       throw new Error(`${received} has ${info?.size ?? "no"} bytes, expected ${bytes}`)
     }
     if ((await sha256(received)) !== source.hash) throw new Error(`${received} differs from ${source.file}`)
-    return {
-      wallMs: finished.at - startedAt,
-      senderRss: sender.peakRss,
-      receiverRss: receiver.peakRss,
-      firstByteMs,
-      firstMiBMs,
-    }
+    return result({ startedAt, finished, sender, receiver, firstByteMs, firstMiBMs })
   } finally {
     await Promise.all([sender, receiver].filter(Boolean).map(stop))
     await rm(runDir, { recursive: true, force: true })
     runDirs.delete(runDir)
+  }
+}
+
+/** One table row's figures, measured the same way for both modes. */
+function result({ startedAt, finished, sender, receiver, firstByteMs, firstMiBMs }) {
+  return {
+    wallMs: finished.at - startedAt,
+    senderRss: sender.peakRss,
+    receiverRss: receiver.peakRss,
+    firstByteMs,
+    firstMiBMs,
   }
 }
 
