@@ -48,7 +48,7 @@ export const send = Command.make(
       for (const skipped of sources.skipped)
         yield* ui.info(`skipping ${escapeForDisplay(skipped)}: not a regular file or directory`)
       yield* ui.info("Creating transfer...")
-      const result = yield* Session.send({
+      const path = yield* Session.send({
         server,
         stun,
         ttl,
@@ -62,10 +62,10 @@ export const send = Command.make(
         // The progress bars close with this scope, before the verified line is printed below them.
       }).pipe(Effect.scoped)
       yield* ui.verified()
-      if (result.path !== undefined)
+      if (path !== undefined)
         yield* ui.info(
-          `Connected directly: ${result.path.local} <-> ${result.path.remote}` +
-            (result.path.rttMs === undefined ? "" : `, RTT ${result.path.rttMs} ms`),
+          `Connected directly: ${path.local} <-> ${path.remote}` +
+            (path.rttMs === undefined ? "" : `, RTT ${path.rttMs} ms`),
         )
     }).pipe(Effect.scoped, Effect.provide(Ui.layer(flags.quiet))),
 ).pipe(Command.withDescription("send files or directories; prints a join code for the receiver"))

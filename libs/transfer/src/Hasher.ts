@@ -81,5 +81,3 @@ export class Hasher extends Context.Tag("@p2pal/transfer/Hasher")<
     }),
   )
 }
-
-export const equal = (a: Uint8Array, b: Uint8Array) => a.length === b.length && a.every((x, i) => x === b[i])

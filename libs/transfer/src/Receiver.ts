@@ -6,7 +6,7 @@ import { randomBytes } from "node:crypto"
 import * as fs from "node:fs/promises"
 import * as path from "node:path"
 import { Progress } from "./Progress.js"
-import { equal, Hasher } from "./Hasher.js"
+import { Hasher } from "./Hasher.js"
 import { ioError } from "./Io.js"
 import { frameReader, sendFrame, unexpected, WriteBatchBytes } from "./Wire.js"
 
@@ -148,7 +148,7 @@ const receiveFile = (
         if (frame.file !== index || frame.size !== entry.size || received !== entry.size)
           return yield* new PeerFailed({ message: `the sender ended ${entry.path} at the wrong size` })
         yield* flush
-        if (!equal(yield* hash.digest, frame.sha256)) {
+        if (!Buffer.from(yield* hash.digest).equals(frame.sha256)) {
           yield* sendFrame(channel, { _tag: "Error", message: `SHA-256 mismatch for ${entry.path}` })
           return yield* new IntegrityFailed({ path: entry.path })
         }
@@ -195,5 +195,4 @@ export const receive = Effect.fn("Receiver.receive")(function* (channel: Channel
       yield* receiveFile(channel, nextFrame, index, entry, target, options.overwrite, progress)
   }
   yield* sendFrame(channel, { _tag: "Done" })
-  return { manifest, progress }
 })

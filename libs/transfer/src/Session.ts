@@ -87,7 +87,7 @@ export const send = Effect.fn("Session.send")(function* (options: SendSession) {
   yield* options.onConnected(progress)
   yield* Sender.send(channel, options.sources, { chunkSize: options.chunkSize, progress })
   yield* session.send({ _tag: "complete" }).pipe(Effect.ignore)
-  return { progress, path: channel.path() }
+  return channel.path()
 })
 
 export interface ReceiveSession extends PeerOptions, Receiver.ReceiveOptions {
@@ -105,7 +105,6 @@ export const receive = Effect.fn("Session.receive")(function* (options: ReceiveS
     signal: signalPort(options.server, session),
     openTimeout: OpenTimeout,
   })
-  const result = yield* Receiver.receive(channel, options)
+  yield* Receiver.receive(channel, options)
   yield* channel.closed.pipe(Effect.timeout(HangUpGrace), Effect.ignore)
-  return { ...result, path: channel.path() }
 })
