@@ -177,10 +177,19 @@ const connect = Effect.fn("PeerLink.connect")(function* (options: ConnectOptions
       let next = 0
       const pump: Effect.Effect<void, PeerFailed> = Effect.suspend(() => {
         if (!dc.isOpen()) return Deferred.await(lost)
-        while (next < messages.length) {
-          dc.sendMessageBinary(messages[next++]!)
-          if (dc.bufferedAmount() > HighWaterMark)
-            return waitForRoom.pipe(Effect.raceFirst(Deferred.await(lost)), Effect.zipRight(pump))
+        try {
+          while (next < messages.length) {
+            dc.sendMessageBinary(messages[next++]!)
+            if (dc.bufferedAmount() > HighWaterMark)
+              return waitForRoom.pipe(Effect.raceFirst(Deferred.await(lost)), Effect.zipRight(pump))
+          }
+        } catch (e) {
+          // The channel closes on libdatachannel's thread, so it can close in the middle of a burst.
+          return Effect.fail(
+            new PeerFailed({
+              message: `the connection to the peer was lost (${e instanceof Error ? e.message : String(e)})`,
+            }),
+          )
         }
         return Effect.void
       })
