@@ -212,3 +212,38 @@ describe("refusals before anything is written", () => {
     },
   )
 })
+
+describe("a receiving disk that fills up", () => {
+  /** A real full disk: a tmpfs smaller than the file, which only root can mount. */
+  const canMount = process.getuid?.() === 0
+  it.skipIf(!canMount && process.env.CI !== "true")(
+    canMount
+      ? "fails with exit 7 naming the file and the cause, and leaves nothing on the full disk"
+      : "SKIPPED: mounting a small tmpfs to fill up needs root",
+    async () => {
+      expect(canMount, "run as root: the test mounts a 4 MiB tmpfs").toBe(true)
+      const root = await tempDir()
+      const file = path.join(root, "big.bin")
+      await fs.writeFile(file, randomBytes(16 * MiB))
+      const out = path.join(root, "small")
+      await fs.mkdir(out)
+      const mounted = await run("mount", ["-t", "tmpfs", "-o", "size=4m", "tmpfs", out])
+      expect(mounted, "could not mount a tmpfs").toMatchObject({ code: 0 })
+      try {
+        const { code, sender } = await startSend([file])
+        const received = await run(p2pal, ["recv", "-y", ...common(), "--out", out, code])
+        const sent = await sender.finished
+
+        expect({ receiverExit: received.code, senderExit: sent.code }).toEqual({
+          receiverExit: 7,
+          senderExit: 5,
+        })
+        expect(received.stderr).toContain(`p2pal: ${path.join(out, "big.bin")}`)
+        expect(received.stderr).toMatch(/ENOSPC|no space left/i)
+        expect(await leftIn(out)).toEqual([])
+      } finally {
+        await run("umount", [out])
+      }
+    },
+  )
+})

@@ -9,9 +9,11 @@ parentPort!.on("message", (request: Request) => {
     let hash = hashes.get(request.id)
     if (hash === undefined) hashes.set(request.id, (hash = createHash("sha256")))
     for (const part of request.parts) hash.update(new Uint8Array(part.buffer, part.offset, part.length))
+    const buffers = [...new Set(request.parts.map((part) => part.buffer))]
+    parentPort!.postMessage({ kind: "returned", buffers } satisfies Response, buffers)
   } else {
     const digest = new Uint8Array((hashes.get(request.id) ?? createHash("sha256")).digest())
     hashes.delete(request.id)
-    parentPort!.postMessage({ id: request.id, digest } satisfies Response, [digest.buffer])
+    parentPort!.postMessage({ kind: "digest", id: request.id, digest } satisfies Response, [digest.buffer])
   }
 })

@@ -106,7 +106,7 @@ export const send = Effect.fn("Sender.send")(function* (
       // place: file bytes are never copied into frames, and the run moves to the hashing thread whole.
       const readBlock = async (position: number, end: number) => {
         const count = Math.ceil((end - position) / options.chunkSize)
-        const block = Buffer.allocUnsafeSlow(end - position + count * Frames.HeaderBytes)
+        const block = hasher.allocate(end - position + count * Frames.HeaderBytes)
         const frames: Array<Uint8Array> = []
         for (let at = position, base = 0; at < end; at += options.chunkSize) {
           const length = Math.min(options.chunkSize, end - at)
