@@ -29,6 +29,7 @@ const receiveManifest = (nextFrame: Effect.Effect<Frames.Frame, PeerFailed>) =>
     do {
       const frame = yield* nextFrame
       if (frame._tag !== "ManifestPart") return yield* unexpected(frame, "the manifest")
+      // Frames.decode has already held `total` to MaxManifestBytes, so a sender cannot make this any larger.
       buffer ??= new Uint8Array(frame.total)
       if (frame.total !== buffer.length || frame.offset !== received)
         return yield* new PeerFailed({ message: "protocol error: manifest parts out of order" })
@@ -89,6 +90,21 @@ const checkTargets = (out: string, manifest: Manifest.Manifest, overwrite: boole
     }),
   )
 }
+
+/** Free bytes an unprivileged user may fill on the file system that holds (or will hold) `dir`. */
+const freeBytes = async (dir: string): Promise<bigint> => {
+  for (let at = path.resolve(dir); ; at = path.dirname(at)) {
+    try {
+      const stats = await fs.statfs(at, { bigint: true })
+      return stats.bavail * stats.bsize
+    } catch (e) {
+      // The out dir is created only once the transfer is accepted: ask the nearest ancestor that exists.
+      if ((e as NodeJS.ErrnoException).code !== "ENOENT" || path.dirname(at) === at) throw e
+    }
+  }
+}
+
+const byteCount = (n: number | bigint) => `${n.toLocaleString("en-US")} bytes`
 
 /**
  * Writes one file to a temporary name next to its target and moves it into place only once its
@@ -192,30 +208,52 @@ const receiveFile = (
  */
 export const receive = Effect.fn("Receiver.receive")(function* (channel: Channel, options: ReceiveOptions) {
   const nextFrame = frameReader(channel)
-  const decoded = yield* receiveManifest(nextFrame)
+  const refuse = (reason: string) => sendFrame(channel, { _tag: "Reject", reason })
+  const decoded = yield* receiveManifest(nextFrame).pipe(
+    // A sender that breaks the protocol before its file list is complete hears why, as a refused one does;
+    // if it is gone already, the local reason is the one worth reporting.
+    Effect.tapError((e) => Effect.ignore(refuse(e.message))),
+  )
   if (Either.isLeft(decoded)) {
     const message = `refused the sender's file list: ${decoded.left.message}`
-    yield* sendFrame(channel, { _tag: "Reject", reason: message })
+    yield* refuse(message)
     return yield* new PeerFailed({ message })
   }
   const manifest = decoded.right
-  const refuse = (reason: string) => sendFrame(channel, { _tag: "Reject", reason })
   yield* checkTargets(options.out, manifest, options.overwrite).pipe(
     Effect.tapError((e) => refuse(`the receiver already has ${path.relative(options.out, e.path)}`)),
   )
+  // Refused up front, rather than failing on a full disk partway through the transfer.
+  const total = Manifest.totalBytes(manifest)
+  const free = yield* Effect.tryPromise({
+    try: () => freeBytes(options.out),
+    catch: ioError(options.out),
+  }).pipe(Effect.tapError(() => Effect.ignore(refuse("the receiver could not check its free disk space"))))
+  if (BigInt(total) > free) {
+    yield* Effect.ignore(refuse(`the receiver does not have ${byteCount(total)} of free disk space`))
+    return yield* new LocalIoFailed({
+      path: options.out,
+      message: `not enough free disk space: the files need ${byteCount(total)} but only ${byteCount(free)} are free; nothing was written`,
+    })
+  }
   if (!(yield* options.confirm(manifest))) {
     yield* refuse("the receiver said no")
     return yield* new Declined()
   }
   yield* sendFrame(channel, { _tag: "Accept" })
-  const progress = new Progress(Manifest.totalBytes(manifest))
+  const progress = new Progress(total)
   yield* options.onStart(progress, manifest)
   for (const [index, entry] of manifest.entries.entries()) {
     const target = targetOf(options.out, entry)
     const dir = entry._tag === "dir" ? target : path.dirname(target)
     yield* Effect.tryPromise({ try: () => fs.mkdir(dir, { recursive: true }), catch: ioError(dir) })
     if (entry._tag === "file")
-      yield* receiveFile(channel, nextFrame, index, entry, target, options.overwrite, progress)
+      yield* receiveFile(channel, nextFrame, index, entry, target, options.overwrite, progress).pipe(
+        // The sender learns why its data was refused (bytes past the declared size, chunks out of order).
+        Effect.tapErrorTag("PeerFailed", (e) =>
+          Effect.ignore(sendFrame(channel, { _tag: "Error", message: e.message })),
+        ),
+      )
   }
   yield* sendFrame(channel, { _tag: "Done" })
 })

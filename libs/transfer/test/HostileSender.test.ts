@@ -1,0 +1,328 @@
+import { layer } from "@effect/vitest"
+import { Manifest, PeerSignal } from "@p2pal/domain"
+import { HeaderBytes, MaxFrameBytes, MaxManifestBytes } from "@p2pal/domain/Frames"
+import { PeerLink, type SignalPort } from "@p2pal/infra/PeerLink"
+import { Hasher } from "@p2pal/transfer/Hasher"
+import * as Receiver from "@p2pal/transfer/Receiver"
+import { Effect, Exit, Layer, Queue, Schema, Stream } from "effect"
+import { spawn } from "node:child_process"
+import { createHash } from "node:crypto"
+import * as fs from "node:fs/promises"
+import * as os from "node:os"
+import * as path from "node:path"
+import { createInterface } from "node:readline"
+import { fileURLToPath } from "node:url"
+import { expect } from "vitest"
+
+/** One step of the rogue's script (see rogue-sender.mjs); byte fields are base64. */
+type Step =
+  | { readonly manifest: string }
+  | { readonly raw: string }
+  | { readonly await: string }
+  | { readonly chunk: { readonly file: number; readonly offset: number; readonly bytes: string } }
+  | { readonly fileEnd: { readonly file: number; readonly size: number; readonly sha256: string } }
+
+/** A frame the receiver sent, as the rogue reports it: payload bytes dropped. */
+interface Reply {
+  readonly _tag: string
+  readonly reason?: string
+  readonly message?: string
+}
+
+const rogueScript = fileURLToPath(new URL("./rogue-sender.mjs", import.meta.url))
+const base64 = (bytes: Uint8Array) => Buffer.from(bytes).toString("base64")
+const decodeSignal = Schema.decodeUnknownSync(PeerSignal.PeerSignal)
+
+/**
+ * The rogue sender as a child process, and a SignalPort to it over its stdin/stdout. It is ended by
+ * closing its stdin, and killed (by its own pid) if it does not go.
+ */
+const rogue = (script: ReadonlyArray<Step>) =>
+  Effect.gen(function* () {
+    const signals = yield* Queue.unbounded<PeerSignal.PeerSignal>()
+    const replies = yield* Queue.unbounded<Reply>()
+    const child = yield* Effect.acquireRelease(
+      Effect.sync(() => spawn(process.execPath, [rogueScript], { stdio: ["pipe", "pipe", "inherit"] })),
+      (child) =>
+        Effect.async<void>((resume) => {
+          if (child.exitCode !== null || child.signalCode !== null) return resume(Effect.void)
+          const killer = setTimeout(() => child.kill("SIGKILL"), 5_000)
+          child.once("exit", () => {
+            clearTimeout(killer)
+            resume(Effect.void)
+          })
+          child.stdin.end()
+        }),
+    )
+    // A rogue that already exited shows up as a refused connection or a missing reply, not as EPIPE here.
+    child.stdin.on("error", () => {})
+    const write = (message: unknown) =>
+      Effect.sync(() => void child.stdin.write(JSON.stringify(message) + "\n"))
+    createInterface({ input: child.stdout }).on("line", (line) => {
+      const message = JSON.parse(line)
+      if (message.signal) Queue.unsafeOffer(signals, decodeSignal(message.signal))
+      else if (message.frame) Queue.unsafeOffer(replies, message.frame)
+      else if (message.error) Queue.unsafeOffer(replies, { _tag: "RogueCrashed", message: message.error })
+    })
+    yield* write({ script })
+    const port: SignalPort = {
+      send: (signal) => write({ signal }),
+      incoming: Stream.fromQueue(signals),
+    }
+    /** The next thing the receiver said that is not an Ack. */
+    const nextReply = Queue.take(replies).pipe(
+      Effect.repeat({ while: (reply) => reply._tag === "Ack" }),
+      Effect.timeoutFail({ duration: "10 seconds", onTimeout: () => "the receiver said nothing" }),
+      Effect.orDie,
+    )
+    return { port, nextReply }
+  })
+
+const tempDir = Effect.acquireRelease(
+  Effect.promise(() => fs.mkdtemp(path.join(os.tmpdir(), "p2pal-hostile-"))),
+  (dir) => Effect.promise(() => fs.rm(dir, { recursive: true, force: true })),
+)
+
+/** Every entry under `dir`, relative; directories end with "/", symlinks are listed, not followed. */
+const scan = (dir: string) =>
+  Effect.promise(async () =>
+    (await fs.readdir(dir, { recursive: true, withFileTypes: true }))
+      .map((e) => path.relative(dir, path.join(e.parentPath, e.name)) + (e.isDirectory() ? "/" : ""))
+      .sort(),
+  )
+
+const encoder = new TextEncoder()
+const manifestOf = (...entries: ReadonlyArray<Manifest.Entry>): Step => ({
+  manifest: base64(Manifest.encodeManifest({ version: 1, entries })),
+})
+/** A manifest the schema itself refuses, so encodeManifest cannot build it. */
+const rawManifest = (json: string): Step => ({ manifest: base64(encoder.encode(json)) })
+const file = (p: string, size = 1): Manifest.Entry => ({ _tag: "file", path: p, size })
+
+/** A raw frame: the header (type, a, b, len) and `len` zero bytes, with no checks applied. */
+const header = (type: number, a: number, b: number, len: number): Uint8Array => {
+  const out = new Uint8Array(HeaderBytes + len)
+  const view = new DataView(out.buffer)
+  view.setUint8(0, type)
+  view.setUint32(1, a)
+  view.setBigUint64(5, BigInt(b))
+  view.setUint32(13, len)
+  return out
+}
+
+interface Row {
+  readonly name: string
+  readonly script: (root: string) => ReadonlyArray<Step>
+  /** What is on disk before the rogue connects. */
+  readonly setup?: (root: string, out: string) => Promise<void>
+  readonly error: "PeerFailed" | "LocalIoFailed"
+  /** In the receiver's error message. */
+  readonly says: string
+  readonly reply: "Reject" | "Error"
+  /** In the Reject/Error text the rogue gets back. */
+  readonly hears: string
+  /** The receiver asked the user and took the transfer before the rogue misbehaved. */
+  readonly accepted?: boolean
+}
+
+/** Refused while the file list is read: the receiver's error and the sender's Reject carry the same words. */
+const refused = (name: string, steps: ReadonlyArray<Step>, says: string): Row => ({
+  name,
+  script: () => steps,
+  error: "PeerFailed",
+  says,
+  reply: "Reject",
+  hears: says,
+})
+
+const rows: ReadonlyArray<Row> = [
+  refused("traversal ../x", [manifestOf(file("../x"))], '"../x": ".." components are not allowed'),
+  {
+    // Absolute, and aimed inside the temp root, where the scan below would see it if it were obeyed.
+    ...refused("an absolute <root>/etc/x", [], "absolute paths are not allowed"),
+    script: (root) => [manifestOf(file(`${root}/etc/x`))],
+  },
+  refused("drive letter C:x", [manifestOf(file("C:x"))], "drive letters are not allowed"),
+  refused("UNC \\\\server\\share\\x", [manifestOf(file("\\\\server\\share\\x"))], "backslashes"),
+  refused("backslash traversal ..\\x", [manifestOf(file("..\\x"))], "backslashes"),
+  refused(
+    "a symlink entry",
+    [rawManifest('{"version":1,"entries":[{"_tag":"symlink","path":"link","target":"/etc/passwd"}]}')],
+    "the manifest is malformed at entries.0",
+  ),
+  {
+    name: "a parent that is already a symlink inside out",
+    setup: async (root, out) => {
+      await fs.mkdir(path.join(root, "elsewhere"))
+      await fs.mkdir(out)
+      await fs.symlink(path.join(root, "elsewhere"), path.join(out, "link"))
+    },
+    script: () => [manifestOf(file("link/x"))],
+    error: "LocalIoFailed",
+    says: "is a symlink; refusing to write through it",
+    reply: "Reject",
+    hears: "the receiver already has link",
+  },
+  refused("control chars", [manifestOf(file("a\u0001b"))], "control characters are not allowed"),
+  refused("an ESC sequence", [manifestOf(file("\u001b[31mred"))], "control characters are not allowed"),
+  refused("a bidi override", [manifestOf(file("a\u202etxt.exe"))], "bidi overrides"),
+  refused(
+    "invalid UTF-8",
+    [
+      {
+        manifest: base64(
+          Buffer.from('{"version":1,"entries":[{"_tag":"file","path":"a\xff","size":1}]}', "latin1"),
+        ),
+      },
+    ],
+    "the manifest is not valid UTF-8",
+  ),
+  refused("Windows reserved name CON", [manifestOf(file("CON"))], "Windows reserved names"),
+  refused("trailing dot a.", [manifestOf(file("a."))], "names ending in a dot or a space"),
+  refused("case-fold collision A / a", [manifestOf(file("A"), file("a"))], "differ only in case"),
+  refused(
+    "file-vs-dir clash a / a/b",
+    [manifestOf(file("a"), file("a/b"))],
+    "is both a file and a directory",
+  ),
+  refused("33 levels", [manifestOf(file(Array(33).fill("d").join("/")))], "more than 32 levels deep"),
+  refused(
+    "a path over 1024 bytes",
+    [manifestOf(file(Array(5).fill("n".repeat(250)).join("/")))],
+    "longer than 1024 bytes",
+  ),
+  refused(
+    "10,001 entries",
+    [manifestOf(...Array.from({ length: 10_001 }, (_, i) => file(`f${i}`, 0)))],
+    "more than 10000 entries",
+  ),
+  refused(
+    "a negative size",
+    [rawManifest('{"version":1,"entries":[{"_tag":"file","path":"a","size":-1}]}')],
+    "the manifest is malformed at entries.0.size",
+  ),
+  refused(
+    "sizes summing above MAX_SAFE_INTEGER",
+    [manifestOf(file("a", 2 ** 52), file("b", 2 ** 52))],
+    "the total size overflows",
+  ),
+  {
+    name: "a total above the free disk space",
+    script: () => [manifestOf(file("huge.bin", 2 ** 52))],
+    error: "LocalIoFailed",
+    says: "not enough free disk space: the files need 4,503,599,627,370,496 bytes but only",
+    reply: "Reject",
+    hears: "does not have 4,503,599,627,370,496 bytes of free disk space",
+  },
+  {
+    name: "bytes past the declared size",
+    script: () => [
+      manifestOf(file("x.bin", 10)),
+      { await: "Accept" },
+      { chunk: { file: 0, offset: 0, bytes: base64(new Uint8Array(20).fill(7)) } },
+    ],
+    error: "PeerFailed",
+    says: "the sender sent more bytes than declared for x.bin",
+    reply: "Error",
+    hears: "the sender sent more bytes than declared for x.bin",
+    accepted: true,
+  },
+  refused(
+    "a manifest declared over MaxManifestBytes (refused before allocating it)",
+    [{ raw: base64(header(1, MaxManifestBytes + 1, 0, 1)) }],
+    `manifest size ${MaxManifestBytes + 1} is outside`,
+  ),
+  refused(
+    "a frame over MaxFrameBytes",
+    [{ raw: base64(header(1, 100_000, 0, MaxFrameBytes + 1 - HeaderBytes)) }],
+    `larger than the ${MaxFrameBytes}-byte limit`,
+  ),
+]
+
+const connect = (script: ReadonlyArray<Step>) =>
+  Effect.gen(function* () {
+    const { port, nextReply } = yield* rogue(script)
+    const peers = yield* PeerLink
+    const channel = yield* peers.connect({
+      role: "answerer",
+      stun: [],
+      signal: port,
+      openTimeout: "10 seconds",
+    })
+    return { channel, nextReply }
+  })
+
+// One node-datachannel runtime for the file: its cleanup() ends every connection in the process.
+layer(Layer.merge(PeerLink.layer, Hasher.layer), { excludeTestServices: true })(
+  "a rogue sender in another process, over a real DataChannel",
+  (it) => {
+    for (const row of rows)
+      it.scoped(`refuses ${row.name}, tells the sender, and writes nothing`, () =>
+        Effect.gen(function* () {
+          const root = yield* tempDir
+          const out = path.join(root, "out")
+          if (row.setup) yield* Effect.promise(() => row.setup!(root, out))
+          const before = yield* scan(root)
+          const { channel, nextReply } = yield* connect(row.script(root))
+          let confirmed = false
+          const received = yield* Effect.exit(
+            Receiver.receive(channel, {
+              out,
+              overwrite: false,
+              confirm: () => Effect.sync(() => (confirmed = true)),
+              onStart: () => Effect.void,
+            }).pipe(
+              // A receiver that lets the rogue through would wait for its data forever: fail in good time.
+              Effect.timeout("15 seconds"),
+            ),
+          )
+          if (row.accepted) expect(yield* nextReply).toEqual({ _tag: "Accept" })
+          const reply = yield* nextReply
+          expect(received).toMatchObject({
+            cause: { error: { _tag: row.error, message: expect.stringContaining(row.says) } },
+          })
+          expect(reply).toMatchObject({ _tag: row.reply })
+          expect(reply.reason ?? reply.message).toContain(row.hears)
+          expect(confirmed).toBe(row.accepted ?? false)
+          // Nothing new anywhere under the root, out included; only an accepted transfer creates out itself.
+          const created = (yield* scan(root)).filter((entry) => !before.includes(entry))
+          expect(created).toEqual(row.accepted && !before.includes("out/") ? ["out/"] : [])
+          expect(yield* scan(root)).toEqual(expect.arrayContaining(before))
+        }),
+      )
+
+    it.scoped("takes a well-behaved file from the same rogue, written without setuid/setgid bits", () =>
+      Effect.gen(function* () {
+        const out = yield* tempDir
+        const data = encoder.encode("hello from another process\n")
+        const { channel, nextReply } = yield* connect([
+          manifestOf(file("hello.txt", data.length)),
+          { await: "Accept" },
+          { chunk: { file: 0, offset: 0, bytes: base64(data) } },
+          {
+            fileEnd: {
+              file: 0,
+              size: data.length,
+              sha256: base64(createHash("sha256").update(data).digest()),
+            },
+          },
+        ])
+        const received = yield* Effect.exit(
+          Receiver.receive(channel, {
+            out,
+            overwrite: false,
+            confirm: () => Effect.succeed(true),
+            onStart: () => Effect.void,
+          }),
+        )
+        expect(Exit.isSuccess(received)).toBe(true)
+        expect(yield* nextReply).toEqual({ _tag: "Accept" })
+        expect(yield* nextReply).toEqual({ _tag: "Done" })
+        const target = path.join(out, "hello.txt")
+        expect(yield* Effect.promise(() => fs.readFile(target))).toEqual(Buffer.from(data))
+        expect((yield* Effect.promise(() => fs.stat(target))).mode & 0o7000).toBe(0)
+        expect(yield* scan(out)).toEqual(["hello.txt"])
+      }),
+    )
+  },
+)
