@@ -12,6 +12,7 @@ export const ExitCode = {
   integrity: 6,
   localIo: 7,
   declined: 8,
+  codeMismatch: 9,
   interrupted: 130,
 } as const
 
@@ -51,6 +52,16 @@ export const describe = (error: TransferError): { readonly message: string; read
       return {
         message: `${escapeForDisplay(error.path)}: ${escapeForDisplay(error.message)}`,
         exitCode: ExitCode.localIo,
+      }
+    case "CodeMismatch":
+      return {
+        message:
+          error.cause === "tampered"
+            ? "a connection message was tampered with on the way (by the signal server or the network); stopped before connecting — nothing was sent"
+            : error.side === "receiver"
+              ? "code did not match — ask the sender for a new code"
+              : "someone tried a wrong code; it is now burned (one guess per code) — run p2pal send again for a new code",
+        exitCode: ExitCode.codeMismatch,
       }
     case "Declined":
       return { message: "transfer declined; nothing was written", exitCode: ExitCode.declined }

@@ -76,3 +76,12 @@ export const chunkBytes = (kib: number) =>
   kib >= 1 && kib * 1024 <= Frames.MaxChunkBytes
     ? Effect.succeed(kib * 1024)
     : usage(`--chunk-size must be between 1 and 63 KiB (got ${kib})`)
+export const verify = Options.boolean("verify").pipe(
+  Options.withDescription(
+    "print a short verification string derived from the session key; compare it with the other side's out of band",
+  ),
+)
+
+/** What `--verify` prints once the code is confirmed; both sides print the same digits unless someone sat in between. */
+export const verificationLine = (verification: string) =>
+  `Verification: ${verification} — the other side must show the same digits`

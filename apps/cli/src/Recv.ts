@@ -3,15 +3,29 @@ import { JoinCode, Manifest } from "@p2pal/domain"
 import { UsageError } from "@p2pal/domain/Errors"
 import { escapeForDisplay } from "@p2pal/domain/ManifestPolicy"
 import * as Session from "@p2pal/transfer/Session"
-import { Effect, Either } from "effect"
+import { Effect, Either, Option } from "effect"
 import * as path from "node:path"
 import * as Flags from "./Flags.js"
 import * as Format from "./Format.js"
 import { Ui } from "./Ui.js"
 
 const code = Args.text({ name: "code" }).pipe(
-  Args.withDescription("the join code the sender printed, e.g. zebra-luna-47"),
+  Args.withDescription(
+    "the join code the sender printed, e.g. zebra-luna-47; if left out, taken from $P2PAL_CODE or read from stdin (keeps it out of shell history and ps)",
+  ),
+  Args.optional,
 )
+
+/** The code from the argument, else $P2PAL_CODE, else one line of stdin. */
+const readCode = (arg: Option.Option<string>) =>
+  Option.match(arg, {
+    onSome: Effect.succeed,
+    onNone: () => {
+      const fromEnv = process.env.P2PAL_CODE
+      if (fromEnv !== undefined && fromEnv.trim() !== "") return Effect.succeed(fromEnv)
+      return Effect.flatMap(Ui, (ui) => ui.ask("Join code: "))
+    },
+  })
 
 /** The whole manifest, names escaped, so nothing can hide behind a count. */
 const describeManifest = (manifest: Manifest.Manifest) => {
@@ -38,6 +52,7 @@ export const recv = Command.make(
     yes: Flags.yes,
     quiet: Flags.quiet,
     stun: Flags.stun,
+    verify: Flags.verify,
     code,
   },
   (flags) =>
@@ -46,7 +61,7 @@ export const recv = Command.make(
       const server = yield* Flags.serverUrl(flags.server)
       const stun = yield* Flags.stunServers(flags.stun)
       const joinCode = yield* Either.mapLeft(
-        JoinCode.parse(flags.code),
+        JoinCode.parse(yield* readCode(flags.code)),
         (e) => new UsageError({ message: e.message }),
       )
       const out = path.resolve(flags.out)
@@ -61,6 +76,8 @@ export const recv = Command.make(
           flags.yes
             ? Effect.as(Effect.forEach(describeManifest(manifest), ui.info), true)
             : ui.confirm(describeManifest(manifest), `Save into ${escapeForDisplay(out)}?`),
+        onVerified: (verification) =>
+          flags.verify ? ui.confirmLine(Flags.verificationLine(verification)) : Effect.void,
         onStart: ui.showProgress,
         // The progress bars close with this scope, before the verified line is printed below them.
       }).pipe(Effect.scoped)

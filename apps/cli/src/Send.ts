@@ -34,6 +34,7 @@ export const send = Command.make(
     quiet: Flags.quiet,
     chunkSize: Flags.chunkSize,
     stun: Flags.stun,
+    verify: Flags.verify,
     files,
   },
   (flags) =>
@@ -58,6 +59,8 @@ export const send = Command.make(
           ui.quiet
             ? ui.result(code)
             : Effect.zipRight(ui.info(`Join code: ${code}`), ui.info("Waiting for receiver...")),
+        onVerified: (verification) =>
+          flags.verify ? ui.confirmLine(Flags.verificationLine(verification)) : Effect.void,
         onConnected: (progress) => ui.showProgress(progress, sources.manifest),
         // The progress bars close with this scope, before the verified line is printed below them.
       }).pipe(Effect.scoped)

@@ -7,6 +7,18 @@ import * as Format from "./Format.js"
 
 const BarWidth = 20
 
+/** One line of stdin ("" at end of input); the prompt, if any, goes to stderr. */
+const readLine = (prompt: string | undefined) =>
+  Effect.promise(async () => {
+    const rl = readline.createInterface({ input: process.stdin, output: process.stderr, terminal: false })
+    const answer = await new Promise<string>((resolve) => {
+      rl.once("close", () => resolve(""))
+      rl.question(prompt ?? "").then(resolve, () => resolve(""))
+    })
+    rl.close()
+    return answer
+  })
+
 const bar = (done: number, total: number) => {
   const ratio = total === 0 ? 1 : Math.min(1, done / total)
   const filled = Math.round(ratio * BarWidth)
@@ -24,6 +36,10 @@ export class Ui extends Context.Tag("@p2pal/cli/Ui")<
     readonly info: (line: string) => Effect.Effect<void>
     /** For scripts: printed on stdout even in quiet mode. */
     readonly result: (line: string) => Effect.Effect<void>
+    /** A line the user asked for explicitly (e.g. --verify): shown even in quiet mode. */
+    readonly confirmLine: (line: string) => Effect.Effect<void>
+    /** Reads one line from stdin, prompting on stderr when a person is there to see it. */
+    readonly ask: (prompt: string) => Effect.Effect<string>
     /** Shows `context` and asks; both are shown even in quiet mode, since nobody can answer blind. */
     readonly confirm: (context: ReadonlyArray<string>, question: string) => Effect.Effect<boolean>
     /** Redraws per-file and total bars while the scope is open (TTY only); prints the verified line after. */
@@ -39,17 +55,13 @@ export class Ui extends Context.Tag("@p2pal/cli/Ui")<
       quiet,
       info: (line) => (quiet ? Effect.void : Effect.sync(() => process.stderr.write(`${line}\n`))),
       result: (line) => Effect.sync(() => process.stdout.write(`${line}\n`)),
+      confirmLine: (line) => Effect.sync(() => process.stderr.write(`${line}\n`)),
+      ask: (prompt) => readLine(process.stdin.isTTY ? prompt : undefined),
       confirm: (context, question) =>
-        Effect.promise(async () => {
+        Effect.suspend(() => {
           process.stderr.write(context.map((line) => `${line}\n`).join(""))
-          const rl = readline.createInterface({ input: process.stdin, output: process.stderr })
           // End of input counts as "no": a closed stdin must never accept a transfer.
-          const answer = await new Promise<string>((resolve) => {
-            rl.once("close", () => resolve(""))
-            rl.question(`${question} [y/N] `).then(resolve, () => resolve(""))
-          })
-          rl.close()
-          return /^y(es)?$/i.test(answer.trim())
+          return Effect.map(readLine(`${question} [y/N] `), (answer) => /^y(es)?$/i.test(answer.trim()))
         }),
       showProgress: (progress, manifest) => {
         if (quiet || !process.stderr.isTTY) return Effect.void

@@ -33,6 +33,15 @@ export class LocalIoFailed extends Schema.TaggedError<LocalIoFailed>()("LocalIoF
   message: Schema.String,
 }) {}
 
+/**
+ * The PAKE's key confirmation or a sealed signaling message failed: either the receiver typed a wrong
+ * code, or something between the peers (the signal server, the network) altered what they exchanged.
+ */
+export class CodeMismatch extends Schema.TaggedError<CodeMismatch>()("CodeMismatch", {
+  side: Schema.Literal("sender", "receiver"),
+  cause: Schema.Literal("wrong-code", "tampered"),
+}) {}
+
 export class Declined extends Schema.TaggedError<Declined>()("Declined", {}) {}
 
 export const TransferError = Schema.Union(
@@ -43,6 +52,7 @@ export const TransferError = Schema.Union(
   PeerFailed,
   IntegrityFailed,
   LocalIoFailed,
+  CodeMismatch,
   Declined,
 )
 export type TransferError = typeof TransferError.Type

@@ -17,3 +17,23 @@ export const PeerSignal = Schema.Union(
 export type PeerSignal = typeof PeerSignal.Type
 
 export const PeerSignalFromJson = Schema.parseJson(PeerSignal)
+
+/** Base64 of at most `max` bytes. */
+const Base64 = (max: number) =>
+  Schema.String.pipe(Schema.maxLength(Math.ceil(max / 3) * 4), Schema.pattern(/^[A-Za-z0-9+/]*={0,2}$/))
+
+/**
+ * What actually crosses the signal app: the two PAKE messages in the clear (they reveal nothing about
+ * the code), then every PeerSignal sealed with a key only the two code holders can derive.
+ */
+export const Envelope = Schema.Union(
+  /** This side's CPace element (a ristretto255 point). */
+  Schema.TaggedStruct("pake", { element: Base64(32) }),
+  /** Explicit key confirmation: a MAC only the holder of the same key can produce. */
+  Schema.TaggedStruct("confirm", { mac: Base64(32) }),
+  /** A PeerSignal as JSON, AES-256-GCM sealed; `seq` counts this direction's sealed messages from 0. */
+  Schema.TaggedStruct("sealed", { seq: Schema.NonNegativeInt, box: Base64(32 * 1024) }),
+)
+export type Envelope = typeof Envelope.Type
+
+export const EnvelopeFromJson = Schema.parseJson(Envelope)

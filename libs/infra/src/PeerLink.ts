@@ -1,10 +1,10 @@
 import { PeerSignal } from "@p2pal/domain"
-import { type CodeRejected, PeerFailed, type ServerFailed } from "@p2pal/domain/Errors"
+import { type CodeMismatch, type CodeRejected, PeerFailed, type ServerFailed } from "@p2pal/domain/Errors"
 import { Context, Deferred, Duration, Effect, Exit, Layer, Mailbox, Queue, Scope, Stream } from "effect"
 import * as ndc from "node-datachannel"
 
-/** Why setting up the connection failed: the peer, or the signal server refusing the session. */
-export type ConnectError = PeerFailed | CodeRejected | ServerFailed
+/** Why setting up the connection failed: the peer, the signal server refusing the session, or tampering. */
+export type ConnectError = PeerFailed | CodeRejected | ServerFailed | CodeMismatch
 
 /** How the two peers reach each other before the DataChannel exists (the signal app's relay). */
 export interface SignalPort {

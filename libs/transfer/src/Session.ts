@@ -1,11 +1,12 @@
-import { JoinCode, Manifest, PeerSignal } from "@p2pal/domain"
+import { JoinCode, Manifest } from "@p2pal/domain"
 import { CodeRejected, PeerFailed, ServerFailed } from "@p2pal/domain/Errors"
 import { type ConnectError, PeerLink } from "@p2pal/infra/PeerLink"
 import { SignalClient, type Session as SignalSession } from "@p2pal/infra/SignalClient"
-import { Duration, Effect, Option, Schema, type Scope, Stream } from "effect"
+import { Duration, Effect, Option, type Scope } from "effect"
 import { randomInt } from "node:crypto"
 import { Progress } from "./Progress.js"
 import * as Receiver from "./Receiver.js"
+import * as SecureSignal from "./SecureSignal.js"
 import * as Sender from "./Sender.js"
 import type { Sources } from "./Sources.js"
 
@@ -21,34 +22,40 @@ const HangUpGrace = Duration.seconds(5)
 
 const serverGone = (server: string) => new ServerFailed({ server, detail: "it closed the connection" })
 
-/** The signal app's socket as the peer link's signaling path. */
-const signalPort = (server: string, session: SignalSession) => ({
-  send: (signal: PeerSignal.PeerSignal) =>
-    session.send({ _tag: "signal", data: Schema.encodeSync(PeerSignal.PeerSignalFromJson)(signal) }),
-  incoming: Stream.repeatEffectOption(
-    session.next.pipe(
-      Effect.mapError((e): Option.Option<ConnectError> => Option.some(e)),
-      Effect.flatMap(
-        Option.match({
-          // Only a channel that is already open can do without signaling; the peer link ignores it then.
-          onNone: () => Effect.fail(Option.some<ConnectError>(serverGone(server))),
-          onSome: (message) =>
-            message._tag === "peer-left"
-              ? Effect.fail(
-                  Option.some<ConnectError>(new PeerFailed({ message: `the peer left (${message.reason})` })),
-                )
-              : Effect.succeed(message),
-        }),
-      ),
+/** The signal app's socket as a relay of opaque strings; the peer leaving or the socket closing ends it. */
+const relay = (server: string, session: SignalSession): SecureSignal.RawPort => ({
+  send: (data) => session.send({ _tag: "signal", data }),
+  next: session.next.pipe(
+    Effect.flatMap(
+      Option.match({
+        onNone: () => Effect.fail<ConnectError>(serverGone(server)),
+        onSome: (message) =>
+          message._tag === "peer-left"
+            ? Effect.fail<ConnectError>(new PeerFailed({ message: `the peer left (${message.reason})` }))
+            : Effect.succeed(message),
+      }),
     ),
-  ).pipe(
-    Stream.filterMap((message) =>
-      message._tag === "signal"
-        ? Schema.decodeOption(PeerSignal.PeerSignalFromJson)(message.data)
-        : Option.none(),
-    ),
+    Effect.repeat({ until: (message) => message._tag === "signal" }),
+    Effect.map((message) => (message._tag === "signal" ? message.data : "")),
   ),
 })
+
+/**
+ * Runs the PAKE over the relay; on a wrong code or tampering it also tells the signal app, which ends
+ * the transfer so that the code cannot be guessed again.
+ */
+const secureRelay = (
+  server: string,
+  session: SignalSession,
+  options: { side: SecureSignal.Side; words: readonly [string, string]; transferId: string },
+) =>
+  SecureSignal.secure(relay(server, session), options).pipe(
+    Effect.tapError((e) =>
+      e._tag === "CodeMismatch"
+        ? session.send({ _tag: "abort", reason: "the code did not match" }).pipe(Effect.ignore)
+        : Effect.void,
+    ),
+  )
 
 export interface SendSession extends PeerOptions {
   readonly ttl: Duration.Duration
@@ -56,6 +63,8 @@ export interface SendSession extends PeerOptions {
   readonly sources: Sources
   /** The code is ready: show it to the user. */
   readonly onCode: (code: string) => Effect.Effect<void>
+  /** The PAKE succeeded: the string both sides can compare (`--verify`). */
+  readonly onVerified: (verification: string) => Effect.Effect<void>
   readonly onConnected: (progress: Progress) => Effect.Effect<void, never, Scope.Scope>
 }
 
@@ -77,10 +86,16 @@ export const send = Effect.fn("Session.send")(function* (options: SendSession) {
     // The TTL we asked for, not the server's expiresAt: the two machines' clocks need not agree.
     Effect.timeoutFail({ duration: options.ttl, onTimeout: () => new CodeRejected({ reason: "expired" }) }),
   )
+  const secured = yield* secureRelay(options.server, session, {
+    side: "sender",
+    words,
+    transferId: created.transferId,
+  })
+  yield* options.onVerified(secured.verification)
   const channel = yield* peers.connect({
     role: "offerer",
     stun: options.stun,
-    signal: signalPort(options.server, session),
+    signal: secured.port,
     openTimeout: OpenTimeout,
   })
   const progress = new Progress(Manifest.totalBytes(options.sources.manifest))
@@ -92,6 +107,7 @@ export const send = Effect.fn("Session.send")(function* (options: SendSession) {
 
 export interface ReceiveSession extends PeerOptions, Receiver.ReceiveOptions {
   readonly code: JoinCode.JoinCode
+  readonly onVerified: (verification: string) => Effect.Effect<void>
 }
 
 export const receive = Effect.fn("Session.receive")(function* (options: ReceiveSession) {
@@ -99,10 +115,16 @@ export const receive = Effect.fn("Session.receive")(function* (options: ReceiveS
   const peers = yield* PeerLink
   const joined = yield* client.join(options.server, { nameplate: options.code.nameplate })
   const session = yield* client.open(options.server, joined.token)
+  const secured = yield* secureRelay(options.server, session, {
+    side: "receiver",
+    words: options.code.words,
+    transferId: joined.transferId,
+  })
+  yield* options.onVerified(secured.verification)
   const channel = yield* peers.connect({
     role: "answerer",
     stun: options.stun,
-    signal: signalPort(options.server, session),
+    signal: secured.port,
     openTimeout: OpenTimeout,
   })
   yield* Receiver.receive(channel, options)

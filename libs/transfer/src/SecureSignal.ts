@@ -1,0 +1,185 @@
+import { ristretto255, ristretto255_hasher } from "@noble/curves/ed25519.js"
+import { bytesToNumberLE } from "@noble/curves/utils.js"
+import { PeerSignal } from "@p2pal/domain"
+import { CodeMismatch, type PeerFailed } from "@p2pal/domain/Errors"
+import type { ConnectError, SignalPort } from "@p2pal/infra/PeerLink"
+import { Effect, Either, Schema, Stream } from "effect"
+import {
+  createCipheriv,
+  createDecipheriv,
+  createHmac,
+  hkdfSync,
+  randomBytes,
+  timingSafeEqual,
+} from "node:crypto"
+
+/**
+ * CPace (draft-irtf-cfrg-cpace) over ristretto255, run through the signal app's relay with the code's
+ * two secret words, then every PeerSignal sealed with keys derived from it. The DTLS fingerprints
+ * travel inside the SDP, so sealing binds the peer-to-peer connection to the code: a server that
+ * swaps them, or plays each side against the other, fails key confirmation or authentication.
+ */
+
+export type Side = "sender" | "receiver"
+
+/** The relay as the handshake sees it: opaque strings, in order, each way. */
+export interface RawPort {
+  readonly send: (data: string) => Effect.Effect<void, PeerFailed>
+  readonly next: Effect.Effect<string, ConnectError>
+}
+
+export interface Secured {
+  readonly port: SignalPort
+  /** Short string both users can compare out of band (`--verify`): equal only if no one sat in between. */
+  readonly verification: string
+}
+
+const Protocol = "p2pal CPace ristretto255 v1"
+const encoder = new TextEncoder()
+const Point = ristretto255.Point
+
+/** Length-prefixed concatenation, so no two different inputs hash the same. */
+const framed = (...parts: ReadonlyArray<Uint8Array | string>): Buffer =>
+  Buffer.concat(
+    parts.flatMap((part) => {
+      const bytes = typeof part === "string" ? encoder.encode(part) : part
+      const length = Buffer.alloc(4)
+      length.writeUInt32BE(bytes.length)
+      return [length, bytes]
+    }),
+  )
+
+/** The secret generator: only someone who knows the words (and this transfer's id) can compute it. */
+const generator = (words: string, transferId: string) =>
+  ristretto255_hasher.hashToCurve(framed(words, transferId), { DST: Protocol })
+
+const randomScalar = (): bigint => {
+  for (;;) {
+    const scalar = Point.Fn.create(bytesToNumberLE(randomBytes(64)))
+    if (scalar !== 0n) return scalar
+  }
+}
+
+interface Keys {
+  readonly confirm: Record<Side, Buffer>
+  readonly seal: Record<Side, Buffer>
+  readonly verify: Buffer
+}
+
+const derive = (
+  shared: Uint8Array,
+  transferId: string,
+  senderElement: Uint8Array,
+  receiverElement: Uint8Array,
+): Keys => {
+  const key = (label: string, length = 32) =>
+    Buffer.from(
+      hkdfSync("sha256", shared, transferId, framed(Protocol, label, senderElement, receiverElement), length),
+    )
+  return {
+    confirm: { sender: key("confirm sender"), receiver: key("confirm receiver") },
+    seal: { sender: key("seal sender"), receiver: key("seal receiver") },
+    verify: key("verify", 4),
+  }
+}
+
+const mac = (key: Buffer, side: Side) => createHmac("sha256", key).update(side).digest()
+
+const nonce = (seq: number) => {
+  const bytes = Buffer.alloc(12)
+  bytes.writeBigUInt64BE(BigInt(seq), 4)
+  return bytes
+}
+
+/** AES-256-GCM; each direction has its own key and counts its own messages, so a nonce never repeats. */
+const seal = (key: Buffer, seq: number, plaintext: string): string => {
+  const cipher = createCipheriv("aes-256-gcm", key, nonce(seq))
+  return Buffer.concat([cipher.update(plaintext, "utf8"), cipher.final(), cipher.getAuthTag()]).toString(
+    "base64",
+  )
+}
+
+const open = (key: Buffer, seq: number, box: string): string | undefined => {
+  const bytes = Buffer.from(box, "base64")
+  if (bytes.length < 16) return undefined
+  try {
+    const decipher = createDecipheriv("aes-256-gcm", key, nonce(seq))
+    decipher.setAuthTag(bytes.subarray(bytes.length - 16))
+    return Buffer.concat([decipher.update(bytes.subarray(0, bytes.length - 16)), decipher.final()]).toString(
+      "utf8",
+    )
+  } catch {
+    return undefined
+  }
+}
+
+/** Six digits in two groups, easy to read aloud. */
+const verificationOf = (bytes: Buffer) => {
+  const digits = String(bytes.readUInt32BE() % 1_000_000).padStart(6, "0")
+  return `${digits.slice(0, 3)} ${digits.slice(3)}`
+}
+
+const encodeEnvelope = Schema.encodeSync(PeerSignal.EnvelopeFromJson)
+const decodeEnvelope = Schema.decodeEither(PeerSignal.EnvelopeFromJson)
+const encodeSignal = Schema.encodeSync(PeerSignal.PeerSignalFromJson)
+const decodeSignal = Schema.decodeEither(PeerSignal.PeerSignalFromJson)
+
+/**
+ * Runs the PAKE as `side` with the code's words and returns a signal port that seals what PeerLink
+ * sends and opens what it receives. Fails with CodeMismatch on a wrong code or any tampering.
+ */
+export const secure = Effect.fn("SecureSignal.secure")(function* (
+  raw: RawPort,
+  options: { readonly side: Side; readonly words: readonly [string, string]; readonly transferId: string },
+) {
+  const { side } = options
+  const peer: Side = side === "sender" ? "receiver" : "sender"
+  const tampered = new CodeMismatch({ side, cause: "tampered" })
+  const send = (envelope: PeerSignal.Envelope) => raw.send(encodeEnvelope(envelope))
+  const receive = <Tag extends PeerSignal.Envelope["_tag"]>(tag: Tag) =>
+    Effect.flatMap(raw.next, (data) => {
+      const envelope = decodeEnvelope(data)
+      return Either.isRight(envelope) && envelope.right._tag === tag
+        ? Effect.succeed(envelope.right as Extract<PeerSignal.Envelope, { _tag: Tag }>)
+        : Effect.fail(tampered)
+    })
+
+  const scalar = randomScalar()
+  const mine = generator(options.words.join("-"), options.transferId).multiply(scalar).toBytes()
+  yield* send({ _tag: "pake", element: Buffer.from(mine).toString("base64") })
+  const theirs = Buffer.from((yield* receive("pake")).element, "base64")
+  const shared = yield* Effect.try({
+    try: () => Point.fromBytes(theirs).multiply(scalar),
+    catch: () => tampered,
+  })
+  // The identity would make the key independent of the code; only a forged element produces it.
+  if (shared.is0()) return yield* tampered
+  const keys =
+    side === "sender"
+      ? derive(shared.toBytes(), options.transferId, mine, theirs)
+      : derive(shared.toBytes(), options.transferId, theirs, mine)
+  yield* send({ _tag: "confirm", mac: mac(keys.confirm[side], side).toString("base64") })
+  const confirmation = Buffer.from((yield* receive("confirm")).mac, "base64")
+  const expected = mac(keys.confirm[peer], peer)
+  if (confirmation.length !== expected.length || !timingSafeEqual(confirmation, expected))
+    return yield* new CodeMismatch({ side, cause: "wrong-code" })
+
+  let sent = 0
+  let received = 0
+  const port: SignalPort = {
+    send: (signal) =>
+      send({ _tag: "sealed", seq: sent, box: seal(keys.seal[side], sent++, encodeSignal(signal)) }),
+    incoming: Stream.repeatEffect(
+      Effect.flatMap(receive("sealed"), (envelope) => {
+        // Strictly the next number: a relay that drops, replays or reorders messages is caught here.
+        const plaintext =
+          envelope.seq === received ? open(keys.seal[peer], received++, envelope.box) : undefined
+        const signal = plaintext === undefined ? undefined : decodeSignal(plaintext)
+        return signal !== undefined && Either.isRight(signal)
+          ? Effect.succeed(signal.right)
+          : Effect.fail(tampered)
+      }),
+    ),
+  }
+  return { port, verification: verificationOf(keys.verify) } satisfies Secured
+})

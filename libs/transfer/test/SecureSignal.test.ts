@@ -1,0 +1,152 @@
+import { describe, expect, it } from "@effect/vitest"
+import { PeerSignal } from "@p2pal/domain"
+import * as SecureSignal from "@p2pal/transfer/SecureSignal"
+import { Chunk, Effect, Either, Fiber, Queue, Schema, Stream } from "effect"
+
+const transferId = "t-0123456789abcdef"
+const words = ["zebra", "luna"] as const
+const offer: PeerSignal.PeerSignal = {
+  _tag: "description",
+  type: "offer",
+  sdp: "v=0\r\na=fingerprint:sha-256 AA:BB\r\n",
+}
+
+/**
+ * Two in-memory relays, one per direction. `rewrite` plays a hostile server: it sees (and may change)
+ * every string the sender sends before the receiver gets it.
+ */
+const pair = (rewrite: (data: string, index: number) => string = (d) => d) =>
+  Effect.gen(function* () {
+    const toReceiver = yield* Queue.unbounded<string>()
+    const toSender = yield* Queue.unbounded<string>()
+    let index = 0
+    const sender: SecureSignal.RawPort = {
+      send: (data) => Queue.offer(toReceiver, rewrite(data, index++)),
+      next: Queue.take(toSender),
+    }
+    const receiver: SecureSignal.RawPort = {
+      send: (data) => Queue.offer(toSender, data),
+      next: Queue.take(toReceiver),
+    }
+    return { sender, receiver }
+  })
+
+const handshake = (
+  rewrite?: (data: string, index: number) => string,
+  receiverWords: readonly [string, string] = words,
+) =>
+  Effect.gen(function* () {
+    const { sender, receiver } = yield* pair(rewrite)
+    return yield* Effect.all(
+      [
+        Effect.either(SecureSignal.secure(sender, { side: "sender", words, transferId })),
+        Effect.either(SecureSignal.secure(receiver, { side: "receiver", words: receiverWords, transferId })),
+      ],
+      { concurrency: 2 },
+    )
+  })
+
+const envelope = Schema.decodeSync(PeerSignal.EnvelopeFromJson)
+const encode = Schema.encodeSync(PeerSignal.EnvelopeFromJson)
+
+describe("SecureSignal (CPace over ristretto255, sealed signaling)", () => {
+  it.effect("the same words give both sides the same verification string and a working sealed channel", () =>
+    Effect.gen(function* () {
+      const [sent, received] = yield* handshake()
+      const sender = Either.getOrThrow(sent)
+      const receiver = Either.getOrThrow(received)
+      expect(sender.verification).toMatch(/^\d{3} \d{3}$/)
+      expect(receiver.verification).toBe(sender.verification)
+      yield* sender.port.send(offer)
+      yield* sender.port.send({ _tag: "answered" })
+      const got = yield* Stream.runCollect(Stream.take(receiver.port.incoming, 2))
+      expect(Chunk.toReadonlyArray(got)).toEqual([offer, { _tag: "answered" }])
+    }),
+  )
+
+  it.effect("nothing on the wire contains the words or the SDP", () =>
+    Effect.gen(function* () {
+      const seen: Array<string> = []
+      const [sent] = yield* handshake((data) => (seen.push(data), data))
+      yield* Either.getOrThrow(sent).port.send(offer)
+      const wire = seen.join("\n")
+      expect(seen).toHaveLength(3)
+      expect(wire).not.toMatch(/zebra|luna|fingerprint|AA:BB/)
+    }),
+  )
+
+  it.effect("a wrong word fails both sides as a wrong code", () =>
+    Effect.gen(function* () {
+      const [sent, received] = yield* handshake(undefined, ["zebra", "apple"])
+      expect(Either.flip(sent).pipe(Either.getOrThrow)).toMatchObject({ side: "sender", cause: "wrong-code" })
+      expect(Either.flip(received).pipe(Either.getOrThrow)).toMatchObject({
+        side: "receiver",
+        cause: "wrong-code",
+      })
+    }),
+  )
+
+  it.effect("a server in the middle, running the PAKE with each side on a guessed code, fails both", () =>
+    Effect.gen(function* () {
+      const toSender = yield* pair()
+      const toReceiver = yield* pair()
+      const guess = ["guess", "work"] as const
+      const [sent, received] = yield* Effect.all(
+        [
+          Effect.either(SecureSignal.secure(toSender.sender, { side: "sender", words, transferId })),
+          Effect.either(SecureSignal.secure(toReceiver.receiver, { side: "receiver", words, transferId })),
+          Effect.either(
+            SecureSignal.secure(toSender.receiver, { side: "receiver", words: guess, transferId }),
+          ),
+          Effect.either(SecureSignal.secure(toReceiver.sender, { side: "sender", words: guess, transferId })),
+        ],
+        { concurrency: 4 },
+      )
+      expect(Either.flip(sent!).pipe(Either.getOrThrow)).toMatchObject({ cause: "wrong-code" })
+      expect(Either.flip(received!).pipe(Either.getOrThrow)).toMatchObject({ cause: "wrong-code" })
+    }),
+  )
+
+  const tamperedAt = (index: number, change: (e: PeerSignal.Envelope) => PeerSignal.Envelope) =>
+    Effect.gen(function* () {
+      const [sent, received] = yield* handshake((data, i) =>
+        i === index ? encode(change(envelope(data))) : data,
+      )
+      if (Either.isLeft(received)) return received.left
+      yield* Either.getOrThrow(sent).port.send(offer)
+      return yield* Effect.flip(Stream.runHead(received.right.port.incoming))
+    })
+
+  const flipMiddle = (text: string) => {
+    const at = Math.floor(text.length / 2)
+    return `${text.slice(0, at)}${text[at] === "A" ? "B" : "A"}${text.slice(at + 1)}`
+  }
+
+  it.effect("a changed byte in a sealed message is caught as tampering", () =>
+    Effect.gen(function* () {
+      const error = yield* tamperedAt(2, (e) => (e._tag === "sealed" ? { ...e, box: flipMiddle(e.box) } : e))
+      expect(error).toMatchObject({ side: "receiver", cause: "tampered" })
+    }),
+  )
+
+  it.effect("a sealed message out of order (dropped, replayed or reordered) is caught as tampering", () =>
+    Effect.gen(function* () {
+      const error = yield* tamperedAt(2, (e) => (e._tag === "sealed" ? { ...e, seq: e.seq + 1 } : e))
+      expect(error).toMatchObject({ side: "receiver", cause: "tampered" })
+    }),
+  )
+
+  it.effect("the identity element, which would make the key independent of the code, is refused", () =>
+    Effect.gen(function* () {
+      const { sender, receiver } = yield* pair((data, i) =>
+        i === 0 ? encode({ _tag: "pake", element: Buffer.alloc(32).toString("base64") }) : data,
+      )
+      const senderFiber = yield* Effect.fork(
+        SecureSignal.secure(sender, { side: "sender", words, transferId }),
+      )
+      const error = yield* Effect.flip(SecureSignal.secure(receiver, { side: "receiver", words, transferId }))
+      yield* Fiber.interrupt(senderFiber)
+      expect(error).toMatchObject({ side: "receiver", cause: "tampered" })
+    }),
+  )
+})
