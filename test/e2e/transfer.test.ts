@@ -55,6 +55,42 @@ describe("p2pal send / recv through the real signal app", () => {
     expect(await fs.readdir(out)).toEqual(["my tree"])
   })
 
+  it("--encrypt seals the chunks too: the receiver is told, and the tree arrives byte for byte", async () => {
+    const root = await tempDir()
+    const tree = await makeTree(root)
+    const out = path.join(root, "out")
+    const sender = await startSend(["--encrypt", "-r", tree])
+    const received = await recv(sender.code, ["-y", "--out", out])
+    const sent = await sender.finished
+    expect({ received: received.code, sent: sent.code }).toEqual({ received: 0, sent: 0 })
+    expect(received.stderr).toContain("Chunks are sealed with AES-256-GCM on top of DTLS.")
+    expect(await snapshot(path.join(out, "my tree"))).toEqual(await snapshot(tree))
+  })
+
+  it("takes the code from $P2PAL_CODE or stdin, and --verify shows the same digits on both sides", async () => {
+    const root = await tempDir()
+    const file = path.join(root, "note.txt")
+    await fs.writeFile(file, "kept out of shell history\n")
+    const verified = /^Verification: (\d{3} \d{3}) — /m
+    for (const via of ["env", "stdin"] as const) {
+      const out = path.join(root, `out-${via}`)
+      const sender = start(p2pal, ["send", "-q", "--verify", ...common(), file])
+      const [code] = await sender.line(/^[a-z]+-[a-z]+-\d+$/)
+      const args = ["recv", "-y", "--verify", ...common(), "--out", out]
+      const received =
+        via === "env"
+          ? await start(p2pal, args, { env: { P2PAL_CODE: code! } }).finished
+          : await run(p2pal, args, { stdin: `${code}\n` })
+      const sent = await sender.finished
+      expect({ via, received: received.code, sent: sent.code }).toEqual({ via, received: 0, sent: 0 })
+      const [, mine] = verified.exec(received.stderr) ?? []
+      const [, theirs] = verified.exec(sent.stderr) ?? []
+      expect(mine).toMatch(/^\d{3} \d{3}$/)
+      expect(theirs).toBe(mine)
+      expect(await fs.readFile(path.join(out, "note.txt"), "utf8")).toBe("kept out of shell history\n")
+    }
+  })
+
   it("sends several files at once into a new --out directory, and shows the manifest", async () => {
     const root = await tempDir()
     const files = ["one.txt", "two.bin", "three"].map((n) => path.join(root, n))

@@ -76,6 +76,11 @@ export const chunkBytes = (kib: number) =>
   kib >= 1 && kib * 1024 <= Frames.MaxChunkBytes
     ? Effect.succeed(kib * 1024)
     : usage(`--chunk-size must be between 1 and 63 KiB (got ${kib})`)
+export const encrypt = Options.boolean("encrypt").pipe(
+  Options.withDescription(
+    "also seal every chunk with AES-256-GCM under a key from the code, on top of DTLS (for when you distrust a TURN relay)",
+  ),
+)
 export const verify = Options.boolean("verify").pipe(
   Options.withDescription(
     "print a short verification string derived from the session key; compare it with the other side's out of band",

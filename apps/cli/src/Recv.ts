@@ -31,9 +31,12 @@ const readCode = (arg: Option.Option<string>) =>
 const describeManifest = (manifest: Manifest.Manifest) => {
   const files = manifest.entries.filter((e) => e._tag === "file")
   const total = Format.bytes(Manifest.totalBytes(manifest))
+  const sealed =
+    manifest.encryption === undefined ? [] : ["Chunks are sealed with AES-256-GCM on top of DTLS."]
   if (manifest.entries.length === 1 && files.length === 1)
-    return [`Receiving: ${escapeForDisplay(files[0]!.path)} (${total})`]
+    return [`Receiving: ${escapeForDisplay(files[0]!.path)} (${total})`, ...sealed]
   return [
+    ...sealed,
     `Receiving ${Format.count(files.length, "file")} (${total}):`,
     ...manifest.entries.map((e) =>
       e._tag === "file"

@@ -35,6 +35,7 @@ export const send = Command.make(
     chunkSize: Flags.chunkSize,
     stun: Flags.stun,
     verify: Flags.verify,
+    encrypt: Flags.encrypt,
     files,
   },
   (flags) =>
@@ -54,6 +55,7 @@ export const send = Command.make(
         stun,
         ttl,
         chunkSize,
+        encrypt: flags.encrypt,
         sources,
         onCode: (code) =>
           ui.quiet

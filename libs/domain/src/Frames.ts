@@ -9,6 +9,8 @@ import { Data, Either } from "effect"
 export const HeaderBytes = 17
 /** Largest chunk payload. */
 export const MaxChunkBytes = 63 * 1024
+/** An AES-256-GCM tag: with --encrypt each chunk carries one after its ciphertext. */
+export const SealTagBytes = 16
 /** No frame may exceed this. */
 export const MaxFrameBytes = HeaderBytes + 64 * 1024
 /** Largest Reject / Error payload (UTF-8 bytes); longer texts are cut on encode. */
@@ -117,7 +119,7 @@ const codecs: { readonly [T in Tag]: Codec<T> } = {
   Chunk: {
     type: 4,
     uses: "ab",
-    payload: [1, MaxChunkBytes],
+    payload: [1, MaxChunkBytes + SealTagBytes],
     toWire: (f) => ({ a: f.file, b: f.offset, payload: f.bytes }),
     // Whether offset + length fits the file is the receiver's check: it knows the declared size.
     fromWire: ({ a: file, b: offset, payload: bytes }) => ({ _tag: "Chunk", file, offset, bytes }),

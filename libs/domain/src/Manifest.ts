@@ -15,7 +15,12 @@ export const Entry = Schema.Union(
 )
 export type Entry = typeof Entry.Type
 
-export const Manifest = Schema.Struct({ version: Schema.Literal(1), entries: Schema.Array(Entry) })
+export const Manifest = Schema.Struct({
+  version: Schema.Literal(1),
+  entries: Schema.Array(Entry),
+  /** Chunk payloads are sealed with a key from the PAKE, on top of DTLS (`send --encrypt`). */
+  encryption: Schema.optional(Schema.Literal("aes-256-gcm")),
+})
 export type Manifest = typeof Manifest.Type
 
 const encoder = new TextEncoder()

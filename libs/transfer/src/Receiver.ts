@@ -8,9 +8,12 @@ import * as path from "node:path"
 import { Progress } from "./Progress.js"
 import { Hasher } from "./Hasher.js"
 import { ioError } from "./Io.js"
+import * as Payload from "./Payload.js"
 import { frameReader, sendFrame, unexpected, WriteBatchBytes } from "./Wire.js"
 
 export interface ReceiveOptions {
+  /** Opens chunk payloads when the manifest says the sender sealed them (`send --encrypt`). */
+  readonly payloadKey?: Buffer | undefined
   readonly out: string
   readonly overwrite: boolean
   /** Shows the manifest to the user; false declines the transfer. */
@@ -118,6 +121,8 @@ const receiveFile = (
   target: string,
   overwrite: boolean,
   progress: Progress,
+  /** A chunk's file bytes: its payload, or with --encrypt the opened payload (undefined if forged). */
+  plaintextOf: (chunk: Frames.Frame & { _tag: "Chunk" }) => Uint8Array | undefined,
 ) =>
   Effect.gen(function* () {
     progress.file = index
@@ -173,12 +178,17 @@ const receiveFile = (
           return yield* new PeerFailed({
             message: `protocol error: chunk for file ${frame.file} at ${frame.offset} out of order`,
           })
-        if (received + frame.bytes.length > entry.size)
+        const bytes = plaintextOf(frame)
+        if (bytes === undefined)
+          return yield* new PeerFailed({
+            message: `an encrypted chunk of ${entry.path} failed authentication: it was altered on the way`,
+          })
+        if (received + bytes.length > entry.size)
           return yield* new PeerFailed({
             message: `the sender sent more bytes than declared for ${entry.path}`,
           })
-        batch.push(frame.bytes)
-        received += frame.bytes.length
+        batch.push(bytes)
+        received += bytes.length
         if (received - written >= WriteBatchBytes) yield* flush
       } else if (frame._tag === "FileEnd") {
         if (frame.file !== index || frame.size !== entry.size || received !== entry.size)
@@ -240,6 +250,16 @@ export const receive = Effect.fn("Receiver.receive")(function* (channel: Channel
     yield* refuse("the receiver said no")
     return yield* new Declined()
   }
+  const { payloadKey } = options
+  if (manifest.encryption !== undefined && payloadKey === undefined) {
+    const message = "the sender encrypts its files, but this receiver has no key for them"
+    yield* refuse(message)
+    return yield* new PeerFailed({ message })
+  }
+  const plaintextOf = (chunk: Frames.Frame & { _tag: "Chunk" }) =>
+    manifest.encryption === undefined || payloadKey === undefined
+      ? chunk.bytes
+      : Payload.openChunk(payloadKey, chunk.file, chunk.offset, chunk.bytes)
   yield* sendFrame(channel, { _tag: "Accept" })
   const progress = new Progress(total)
   yield* options.onStart(progress, manifest)
@@ -248,7 +268,16 @@ export const receive = Effect.fn("Receiver.receive")(function* (channel: Channel
     const dir = entry._tag === "dir" ? target : path.dirname(target)
     yield* Effect.tryPromise({ try: () => fs.mkdir(dir, { recursive: true }), catch: ioError(dir) })
     if (entry._tag === "file")
-      yield* receiveFile(channel, nextFrame, index, entry, target, options.overwrite, progress).pipe(
+      yield* receiveFile(
+        channel,
+        nextFrame,
+        index,
+        entry,
+        target,
+        options.overwrite,
+        progress,
+        plaintextOf,
+      ).pipe(
         // The sender learns why its data was refused (bytes past the declared size, chunks out of order).
         Effect.tapErrorTag("PeerFailed", (e) =>
           Effect.ignore(sendFrame(channel, { _tag: "Error", message: e.message })),

@@ -32,6 +32,8 @@ export interface Secured {
   readonly port: SignalPort
   /** Short string both users can compare out of band (`--verify`): equal only if no one sat in between. */
   readonly verification: string
+  /** Key for sealing chunk payloads (`--encrypt`); never used for anything else. */
+  readonly payloadKey: Buffer
 }
 
 const Protocol = "p2pal CPace ristretto255 v1"
@@ -64,6 +66,7 @@ interface Keys {
   readonly confirm: Record<Side, Buffer>
   readonly seal: Record<Side, Buffer>
   readonly verify: Buffer
+  readonly payload: Buffer
 }
 
 const derive = (
@@ -80,6 +83,7 @@ const derive = (
     confirm: { sender: key("confirm sender"), receiver: key("confirm receiver") },
     seal: { sender: key("seal sender"), receiver: key("seal receiver") },
     verify: key("verify", 4),
+    payload: key("payload"),
   }
 }
 
@@ -181,5 +185,5 @@ export const secure = Effect.fn("SecureSignal.secure")(function* (
       }),
     ),
   }
-  return { port, verification: verificationOf(keys.verify) } satisfies Secured
+  return { port, verification: verificationOf(keys.verify), payloadKey: keys.payload } satisfies Secured
 })

@@ -7,6 +7,7 @@ import * as fs from "node:fs/promises"
 import type { Progress } from "./Progress.js"
 import { Hasher } from "./Hasher.js"
 import { ioError } from "./Io.js"
+import * as Payload from "./Payload.js"
 import type { Sources } from "./Sources.js"
 import { AckWindowBytes, frameReader, sendFrame, unexpected } from "./Wire.js"
 
@@ -14,6 +15,8 @@ export interface SendOptions {
   /** Payload bytes per chunk frame (at most Frames.MaxChunkBytes). */
   readonly chunkSize: number
   readonly progress: Progress
+  /** With `--encrypt`: seal every chunk payload with this key (the manifest says so). */
+  readonly payloadKey?: Buffer | undefined
 }
 
 /** Chunks read from disk per read call: large reads keep the disk from idling the pump. */
@@ -31,7 +34,10 @@ export const send = Effect.fn("Sender.send")(function* (
   sources: Sources,
   options: SendOptions,
 ) {
-  const manifestBytes = Manifest.encodeManifest(sources.manifest)
+  const { payloadKey } = options
+  const manifestBytes = Manifest.encodeManifest(
+    payloadKey === undefined ? sources.manifest : { ...sources.manifest, encryption: "aes-256-gcm" },
+  )
   for (let offset = 0; offset < manifestBytes.length; offset += Frames.MaxChunkBytes) {
     const bytes = manifestBytes.subarray(offset, offset + Frames.MaxChunkBytes)
     yield* sendFrame(channel, { _tag: "ManifestPart", total: manifestBytes.length, offset, bytes })
@@ -142,7 +148,11 @@ export const send = Effect.fn("Sender.send")(function* (
         readAhead()
         // The window is checked per run of frames: it may be overshot by one run (about 1 MiB).
         if (sent - acked > AckWindowBytes) yield* roomInWindow
-        yield* channel.send(...frames)
+        yield* channel.send(
+          ...(payloadKey === undefined
+            ? frames
+            : payloads.map((p, i) => Payload.sealChunk(payloadKey, index, start + i * options.chunkSize, p))),
+        )
         sent += end - start
         progress.fileBytes += end - start
         // node-datachannel copied each frame on send, so the bytes can move to the hashing thread now.

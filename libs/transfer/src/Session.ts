@@ -60,6 +60,8 @@ const secureRelay = (
 export interface SendSession extends PeerOptions {
   readonly ttl: Duration.Duration
   readonly chunkSize: number
+  /** Seal chunk payloads with a key from the PAKE, on top of DTLS. */
+  readonly encrypt: boolean
   readonly sources: Sources
   /** The code is ready: show it to the user. */
   readonly onCode: (code: string) => Effect.Effect<void>
@@ -100,7 +102,11 @@ export const send = Effect.fn("Session.send")(function* (options: SendSession) {
   })
   const progress = new Progress(Manifest.totalBytes(options.sources.manifest))
   yield* options.onConnected(progress)
-  yield* Sender.send(channel, options.sources, { chunkSize: options.chunkSize, progress })
+  yield* Sender.send(channel, options.sources, {
+    chunkSize: options.chunkSize,
+    progress,
+    payloadKey: options.encrypt ? secured.payloadKey : undefined,
+  })
   yield* session.send({ _tag: "complete" }).pipe(Effect.ignore)
   return channel.path()
 })
@@ -127,6 +133,6 @@ export const receive = Effect.fn("Session.receive")(function* (options: ReceiveS
     signal: secured.port,
     openTimeout: OpenTimeout,
   })
-  yield* Receiver.receive(channel, options)
+  yield* Receiver.receive(channel, { ...options, payloadKey: secured.payloadKey })
   yield* channel.closed.pipe(Effect.timeout(HangUpGrace), Effect.ignore)
 })
