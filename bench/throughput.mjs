@@ -1,7 +1,7 @@
 // Loopback throughput of p2pal against a bare node-datachannel pair (the stack's ceiling), in one run on
 // one machine, as DESIGN.md section 7 asks. Prints one table row per run and the best run of each mode.
 //
-//   npm run bench -- [--size 1GiB] [--runs N] [--only raw|p2pal]
+//   npm run bench -- [--size 1GiB] [--runs N] [--only raw|p2pal] [--encrypt]
 //
 // Wall time runs from the receiver's start to its exit, with the sender already up and waiting, so both
 // modes include process start, connection setup and teardown around the same bytes.
@@ -36,6 +36,8 @@ const { values: flags } = parseArgs({
     size: { type: "string", default: "1GiB" },
     runs: { type: "string", default: "1" },
     only: { type: "string" },
+    // Adds a third mode per round, p2pal-enc: `send --encrypt` (AES-256-GCM over every chunk).
+    encrypt: { type: "boolean", default: false },
   },
 })
 const bytes = parseSize(flags.size)
@@ -48,7 +50,9 @@ if (flags.only !== undefined && flags.only !== "raw" && flags.only !== "p2pal") 
 const transferTimeoutMs = 60_000 + bytes / 5_000
 
 function usage(message) {
-  process.stderr.write(`${message}\nusage: npm run bench -- [--size 1GiB] [--runs N] [--only raw|p2pal]\n`)
+  process.stderr.write(
+    `${message}\nusage: npm run bench -- [--size 1GiB] [--runs N] [--only raw|p2pal] [--encrypt]\n`,
+  )
   process.exit(2)
 }
 
@@ -269,7 +273,7 @@ async function startSignal() {
   return { server, url }
 }
 
-async function runP2pal(server, source) {
+async function runP2pal(server, source, sendFlags = []) {
   const bin = join(root, "bin/p2pal")
   const runDir = await mkdtemp(join(benchDir, "run-"))
   runDirs.add(runDir)
@@ -278,7 +282,16 @@ async function runP2pal(server, source) {
   let sender
   let receiver
   try {
-    sender = start("p2pal send", bin, ["send", "-q", "--stun", "", "--server", server, source.file])
+    sender = start("p2pal send", bin, [
+      "send",
+      "-q",
+      ...sendFlags,
+      "--stun",
+      "",
+      "--server",
+      server,
+      source.file,
+    ])
     const code = await waitForLine(sender, (line) => line.trim() || undefined, 30_000, "a join code")
     const startedAt = performance.now()
     // No -q: "Receiving..." on stderr marks the manifest, its first DataChannel message.
@@ -361,7 +374,7 @@ function printTable(results) {
       r.firstMiBMs === undefined ? "-" : r.firstMiBMs.toFixed(0),
     ])
   }
-  for (const mode of ["raw", "p2pal"]) {
+  for (const mode of ["raw", "p2pal", "p2pal-enc"]) {
     const ofMode = results.filter((r) => r.mode === mode)
     ofMode.forEach((r, i) => row(`${mode} #${i + 1}`, r))
     if (ofMode.length > 1) row(`${mode} best`, { ...best(mode), round: undefined })
@@ -372,15 +385,16 @@ function printTable(results) {
       r.map((cell, col) => (col === 0 ? cell.padEnd(widths[col]) : cell.padStart(widths[col]))).join("  "),
     )
   }
-  const perRound = results
-    .filter((r) => r.mode === "p2pal")
-    .map((r) => Number(ratioOf(r)))
-    .filter(Number.isFinite)
-    .sort((a, b) => a - b)
-  if (perRound.length > 0 && rawBest) {
+  for (const mode of ["p2pal", "p2pal-enc"]) {
+    const perRound = results
+      .filter((r) => r.mode === mode)
+      .map((r) => Number(ratioOf(r)))
+      .filter(Number.isFinite)
+      .sort((a, b) => a - b)
+    if (perRound.length === 0 || !rawBest) continue
     const median = perRound[Math.floor((perRound.length - 1) / 2)]
     console.log(
-      `p2pal/raw throughput: best vs best ${ratioOf({ ...best("p2pal"), round: undefined })}, median of rounds ${median.toFixed(2)}`,
+      `${mode}/raw throughput: best vs best ${ratioOf({ ...best(mode), round: undefined })}, median of rounds ${median.toFixed(2)}`,
     )
   }
 }
@@ -400,6 +414,10 @@ async function main() {
       if (signal !== undefined) {
         process.stderr.write(`p2pal run ${i}/${runs}...\n`)
         results.push({ mode: "p2pal", round: i, ...(await runP2pal(signal.url, source)) })
+      }
+      if (signal !== undefined && flags.encrypt) {
+        process.stderr.write(`p2pal --encrypt run ${i}/${runs}...\n`)
+        results.push({ mode: "p2pal-enc", round: i, ...(await runP2pal(signal.url, source, ["--encrypt"])) })
       }
     }
   } finally {
