@@ -60,7 +60,7 @@ export const describe = (error: TransferError): { readonly message: string; read
             ? "a connection message was tampered with on the way (by the signal server or the network); stopped before connecting — nothing was sent"
             : error.side === "receiver"
               ? "code did not match — ask the sender for a new code"
-              : "someone tried a wrong code; it is now burned (one guess per code) — run p2pal send again for a new code",
+              : "the receiver's code did not match: someone tried a wrong code (or tampered with the exchange); the code is now burned (one guess per code) — run p2pal send again for a new one",
         exitCode: ExitCode.codeMismatch,
       }
     case "Declined":

@@ -1,5 +1,5 @@
 import { JoinCode, Manifest } from "@p2pal/domain"
-import { CodeRejected, PeerFailed, ServerFailed } from "@p2pal/domain/Errors"
+import { CodeMismatch, CodeRejected, PeerFailed, ServerFailed } from "@p2pal/domain/Errors"
 import { type ConnectError, PeerLink } from "@p2pal/infra/PeerLink"
 import { SignalClient, type Session as SignalSession } from "@p2pal/infra/SignalClient"
 import { Duration, Effect, Option, type Scope } from "effect"
@@ -22,17 +22,33 @@ const HangUpGrace = Duration.seconds(5)
 
 const serverGone = (server: string) => new ServerFailed({ server, detail: "it closed the connection" })
 
+/**
+ * The abort reasons a side gives the signal app when the PAKE or a sealed message fails; the server
+ * passes them on to the other side as `peer-left`, which then stops with the same explanation.
+ */
+const MismatchReason: Record<CodeMismatch["cause"], string> = {
+  "wrong-code": "the code did not match",
+  tampered: "a connection message was tampered with",
+}
+
 /** The signal app's socket as a relay of opaque strings; the peer leaving or the socket closing ends it. */
-const relay = (server: string, session: SignalSession): SecureSignal.RawPort => ({
+const relay = (server: string, session: SignalSession, side: SecureSignal.Side): SecureSignal.RawPort => ({
   send: (data) => session.send({ _tag: "signal", data }),
   next: session.next.pipe(
     Effect.flatMap(
       Option.match({
         onNone: () => Effect.fail<ConnectError>(serverGone(server)),
-        onSome: (message) =>
-          message._tag === "peer-left"
-            ? Effect.fail<ConnectError>(new PeerFailed({ message: `the peer left (${message.reason})` }))
-            : Effect.succeed(message),
+        onSome: (message) => {
+          if (message._tag !== "peer-left") return Effect.succeed(message)
+          const cause = (Object.keys(MismatchReason) as Array<CodeMismatch["cause"]>).find(
+            (c) => MismatchReason[c] === message.reason,
+          )
+          return Effect.fail<ConnectError>(
+            cause === undefined
+              ? new PeerFailed({ message: `the peer left (${message.reason})` })
+              : new CodeMismatch({ side, cause }),
+          )
+        },
       }),
     ),
     Effect.repeat({ until: (message) => message._tag === "signal" }),
@@ -41,18 +57,18 @@ const relay = (server: string, session: SignalSession): SecureSignal.RawPort => 
 })
 
 /**
- * Runs the PAKE over the relay; on a wrong code or tampering it also tells the signal app, which ends
- * the transfer so that the code cannot be guessed again.
+ * Runs `connect` (the PAKE, then the peer connection over the sealed relay); on a wrong code or
+ * tampering it tells the signal app, which ends the transfer (the code cannot be guessed again) and
+ * tells the other side why.
  */
-const secureRelay = (
-  server: string,
+const burnOnMismatch = <A, E extends { readonly _tag: string }, R>(
   session: SignalSession,
-  options: { side: SecureSignal.Side; words: readonly [string, string]; transferId: string },
+  connect: Effect.Effect<A, E, R>,
 ) =>
-  SecureSignal.secure(relay(server, session), options).pipe(
+  connect.pipe(
     Effect.tapError((e) =>
-      e._tag === "CodeMismatch"
-        ? session.send({ _tag: "abort", reason: "the code did not match" }).pipe(Effect.ignore)
+      e instanceof CodeMismatch
+        ? session.send({ _tag: "abort", reason: MismatchReason[e.cause] }).pipe(Effect.ignore)
         : Effect.void,
     ),
   )
@@ -88,18 +104,24 @@ export const send = Effect.fn("Session.send")(function* (options: SendSession) {
     // The TTL we asked for, not the server's expiresAt: the two machines' clocks need not agree.
     Effect.timeoutFail({ duration: options.ttl, onTimeout: () => new CodeRejected({ reason: "expired" }) }),
   )
-  const secured = yield* secureRelay(options.server, session, {
-    side: "sender",
-    words,
-    transferId: created.transferId,
-  })
-  yield* options.onVerified(secured.verification)
-  const channel = yield* peers.connect({
-    role: "offerer",
-    stun: options.stun,
-    signal: secured.port,
-    openTimeout: OpenTimeout,
-  })
+  const { secured, channel } = yield* burnOnMismatch(
+    session,
+    Effect.gen(function* () {
+      const secured = yield* SecureSignal.secure(relay(options.server, session, "sender"), {
+        side: "sender",
+        words,
+        transferId: created.transferId,
+      })
+      yield* options.onVerified(secured.verification)
+      const channel = yield* peers.connect({
+        role: "offerer",
+        stun: options.stun,
+        signal: secured.port,
+        openTimeout: OpenTimeout,
+      })
+      return { secured, channel }
+    }),
+  )
   const progress = new Progress(Manifest.totalBytes(options.sources.manifest))
   yield* options.onConnected(progress)
   yield* Sender.send(channel, options.sources, {
@@ -121,18 +143,24 @@ export const receive = Effect.fn("Session.receive")(function* (options: ReceiveS
   const peers = yield* PeerLink
   const joined = yield* client.join(options.server, { nameplate: options.code.nameplate })
   const session = yield* client.open(options.server, joined.token)
-  const secured = yield* secureRelay(options.server, session, {
-    side: "receiver",
-    words: options.code.words,
-    transferId: joined.transferId,
-  })
-  yield* options.onVerified(secured.verification)
-  const channel = yield* peers.connect({
-    role: "answerer",
-    stun: options.stun,
-    signal: secured.port,
-    openTimeout: OpenTimeout,
-  })
+  const { secured, channel } = yield* burnOnMismatch(
+    session,
+    Effect.gen(function* () {
+      const secured = yield* SecureSignal.secure(relay(options.server, session, "receiver"), {
+        side: "receiver",
+        words: options.code.words,
+        transferId: joined.transferId,
+      })
+      yield* options.onVerified(secured.verification)
+      const channel = yield* peers.connect({
+        role: "answerer",
+        stun: options.stun,
+        signal: secured.port,
+        openTimeout: OpenTimeout,
+      })
+      return { secured, channel }
+    }),
+  )
   yield* Receiver.receive(channel, { ...options, payloadKey: secured.payloadKey })
   yield* channel.closed.pipe(Effect.timeout(HangUpGrace), Effect.ignore)
 })
