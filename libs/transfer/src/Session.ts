@@ -73,6 +73,36 @@ const burnOnMismatch = <A, E extends { readonly _tag: string }, R>(
     ),
   )
 
+/**
+ * The PAKE over the relay, then the peer connection over the sealed relay; the offerer is the sender.
+ * A wrong code or tampering burns the code on the way out.
+ */
+const connectSecurely = (
+  server: string,
+  session: SignalSession,
+  options: PeerOptions & {
+    readonly side: SecureSignal.Side
+    readonly words: readonly [string, string]
+    readonly transferId: string
+    readonly onVerified: (verification: string) => Effect.Effect<void>
+  },
+) =>
+  burnOnMismatch(
+    session,
+    Effect.gen(function* () {
+      const { side } = options
+      const secured = yield* SecureSignal.secure(relay(server, session, side), options)
+      yield* options.onVerified(secured.verification)
+      const channel = yield* (yield* PeerLink).connect({
+        role: side === "sender" ? "offerer" : "answerer",
+        stun: options.stun,
+        signal: secured.port,
+        openTimeout: OpenTimeout,
+      })
+      return { secured, channel }
+    }),
+  )
+
 export interface SendSession extends PeerOptions {
   readonly ttl: Duration.Duration
   readonly chunkSize: number
@@ -88,7 +118,6 @@ export interface SendSession extends PeerOptions {
 
 export const send = Effect.fn("Session.send")(function* (options: SendSession) {
   const client = yield* SignalClient
-  const peers = yield* PeerLink
   const created = yield* client.create(options.server, {
     ttlSeconds: Duration.toSeconds(options.ttl),
   })
@@ -104,24 +133,12 @@ export const send = Effect.fn("Session.send")(function* (options: SendSession) {
     // The TTL we asked for, not the server's expiresAt: the two machines' clocks need not agree.
     Effect.timeoutFail({ duration: options.ttl, onTimeout: () => new CodeRejected({ reason: "expired" }) }),
   )
-  const { secured, channel } = yield* burnOnMismatch(
-    session,
-    Effect.gen(function* () {
-      const secured = yield* SecureSignal.secure(relay(options.server, session, "sender"), {
-        side: "sender",
-        words,
-        transferId: created.transferId,
-      })
-      yield* options.onVerified(secured.verification)
-      const channel = yield* peers.connect({
-        role: "offerer",
-        stun: options.stun,
-        signal: secured.port,
-        openTimeout: OpenTimeout,
-      })
-      return { secured, channel }
-    }),
-  )
+  const { secured, channel } = yield* connectSecurely(options.server, session, {
+    ...options,
+    side: "sender",
+    words,
+    transferId: created.transferId,
+  })
   const progress = new Progress(Manifest.totalBytes(options.sources.manifest))
   yield* options.onConnected(progress)
   yield* Sender.send(channel, options.sources, {
@@ -140,27 +157,14 @@ export interface ReceiveSession extends PeerOptions, Receiver.ReceiveOptions {
 
 export const receive = Effect.fn("Session.receive")(function* (options: ReceiveSession) {
   const client = yield* SignalClient
-  const peers = yield* PeerLink
   const joined = yield* client.join(options.server, { nameplate: options.code.nameplate })
   const session = yield* client.open(options.server, joined.token)
-  const { secured, channel } = yield* burnOnMismatch(
-    session,
-    Effect.gen(function* () {
-      const secured = yield* SecureSignal.secure(relay(options.server, session, "receiver"), {
-        side: "receiver",
-        words: options.code.words,
-        transferId: joined.transferId,
-      })
-      yield* options.onVerified(secured.verification)
-      const channel = yield* peers.connect({
-        role: "answerer",
-        stun: options.stun,
-        signal: secured.port,
-        openTimeout: OpenTimeout,
-      })
-      return { secured, channel }
-    }),
-  )
+  const { secured, channel } = yield* connectSecurely(options.server, session, {
+    ...options,
+    side: "receiver",
+    words: options.code.words,
+    transferId: joined.transferId,
+  })
   yield* Receiver.receive(channel, { ...options, payloadKey: secured.payloadKey })
   yield* channel.closed.pipe(Effect.timeout(HangUpGrace), Effect.ignore)
 })
