@@ -7,6 +7,7 @@ import {
   type Frame,
   HeaderBytes,
   MaxChunkBytes,
+  SealTagBytes,
   MaxFrameBytes,
   MaxManifestBytes,
   MaxTextBytes,
@@ -134,7 +135,9 @@ describe("Frames", () => {
     chunkInto(shared.subarray(HeaderBytes + 2), 1, 7)
     expect(shared.subarray(0, HeaderBytes + 2).every((b) => b === 0)).toBe(true)
     expect(() => chunkInto(new Uint8Array(HeaderBytes), 0, 0)).toThrow(RangeError)
-    expect(() => chunkInto(new Uint8Array(HeaderBytes + MaxChunkBytes + 1), 0, 0)).toThrow(RangeError)
+    expect(() => chunkInto(new Uint8Array(HeaderBytes + MaxChunkBytes + SealTagBytes + 1), 0, 0)).toThrow(
+      RangeError,
+    )
     expect(() => chunkInto(new Uint8Array(HeaderBytes + 1), -1, 0)).toThrow(RangeError)
     expect(() => chunkInto(new Uint8Array(HeaderBytes + 1), 0, Number.MAX_SAFE_INTEGER + 1)).toThrow(
       RangeError,
@@ -189,8 +192,12 @@ describe("Frames", () => {
       /exceeds Number.MAX_SAFE/,
     ],
     ["b = 2^64 - 1", raw(5, 0, 2n ** 64n - 1n, new Uint8Array(32)), /exceeds Number.MAX_SAFE/],
-    ["empty chunk", raw(4, 0, 0n, none), /Chunk: payload of 0 bytes is outside 1\.\.64512/],
-    ["chunk over MaxChunkBytes", raw(4, 0, 0n, new Uint8Array(MaxChunkBytes + 1)), /Chunk: payload of 64513/],
+    ["empty chunk", raw(4, 0, 0n, none), /Chunk: payload of 0 bytes is outside 1\.\.64528/],
+    [
+      "chunk over MaxChunkBytes plus a seal tag",
+      raw(4, 0, 0n, new Uint8Array(MaxChunkBytes + SealTagBytes + 1)),
+      /Chunk: payload of 64529/,
+    ],
     ["short hash", raw(5, 0, 10n, new Uint8Array(31)), /FileEnd: payload of 31 bytes is outside 32\.\.32/],
     ["long hash", raw(5, 0, 10n, new Uint8Array(33)), /FileEnd: payload of 33/],
     ["Accept with a payload", raw(2, 0, 0n, new Uint8Array(1)), /Accept: payload of 1 bytes/],
