@@ -76,14 +76,31 @@ export const ServerMessage = Schema.Union(
 )
 export type ServerMessage = typeof ServerMessage.Type
 
+/**
+ * Where a message sits in its mailbox (a Redis stream id, or a counter in memory): opaque to clients,
+ * which hand the last one they saw back as `?after=` when they reconnect.
+ */
+export const MessageId = Schema.String.pipe(
+  Schema.pattern(/^[0-9]{1,20}(-[0-9]{1,20})?$/),
+  Schema.brand("MessageId"),
+)
+export type MessageId = typeof MessageId.Type
+
+/** What the relay writes: a server message and its mailbox id. */
+export const ServerFrame = Schema.extend(ServerMessage, Schema.Struct({ id: MessageId }))
+export type ServerFrame = typeof ServerFrame.Type
+
 export const ClientMessageFromJson = Schema.parseJson(ClientMessage)
 export const ServerMessageFromJson = Schema.parseJson(ServerMessage)
+export const ServerFrameFromJson = Schema.parseJson(ServerFrame)
 
 /** WebSocket close codes the signal app uses (4000-4999 is the application range). */
 export const CloseCode = {
   normal: 1000,
   policyViolation: 1008,
   tooBig: 1009,
+  /** The instance is shutting down: reconnect (to another instance) and resume after the last id. */
+  goingAway: 1001,
   tryAgainLater: 1013,
   badMessage: 4400,
   unauthorized: 4401,

@@ -1,6 +1,6 @@
 import { randomBytes, randomInt } from "node:crypto"
-import { Ids, TransferState } from "@p2pal/domain"
-import { Clock, Effect, Either, Layer, Queue, Schedule, Stream } from "effect"
+import { Ids, SignalApi, TransferState } from "@p2pal/domain"
+import { Clock, Effect, Either, Layer, Option, Schedule, Stream, SubscriptionRef } from "effect"
 import * as Store from "./TransferStore.js"
 
 const SweepInterval = "30 seconds"
@@ -16,8 +16,20 @@ interface Transfer {
   state: TransferState.TransferState
   /** When the sweep drops the record. */
   forgetAt: number
-  readonly inboxes: Record<Ids.Side, Queue.Queue<string>>
+  readonly mailboxes: Record<Ids.Side, Mailbox>
 }
+
+/** A side's messages, kept for the transfer's life; message `i` has id `i + 1`. */
+interface Mailbox {
+  readonly messages: Array<string>
+  /** How many messages there are; readers wait on its changes. `None` once the transfer is forgotten. */
+  readonly count: SubscriptionRef.SubscriptionRef<Option.Option<number>>
+}
+
+const makeMailbox = Effect.map(SubscriptionRef.make(Option.some(0)), (count): Mailbox => ({
+  messages: [],
+  count,
+}))
 
 /** 128 random bits, base64url. */
 const randomId = () => randomBytes(16).toString("base64url")
@@ -54,7 +66,11 @@ const make = Effect.gen(function* () {
     countNameplate(transfer.nameplate, -1)
     byToken.delete(transfer.senderToken)
     if (transfer.receiverToken !== undefined) byToken.delete(transfer.receiverToken)
-    return Effect.all([Queue.shutdown(transfer.inboxes.sender), Queue.shutdown(transfer.inboxes.receiver)])
+    return Effect.forEach(
+      Object.values(transfer.mailboxes),
+      (mailbox) => SubscriptionRef.set(mailbox.count, Option.none()),
+      { discard: true },
+    )
   }
 
   const sweep = Effect.gen(function* () {
@@ -95,10 +111,7 @@ const make = Effect.gen(function* () {
 
   const create = Effect.fn("TransferStore.create")(function* (ttlMs: number) {
     const now = yield* Clock.currentTimeMillis
-    const inboxes = {
-      sender: yield* Queue.dropping<string>(Store.MailboxCapacity),
-      receiver: yield* Queue.dropping<string>(Store.MailboxCapacity),
-    }
+    const mailboxes = { sender: yield* makeMailbox, receiver: yield* makeMailbox }
     const nameplate = pickNameplate()
     if (nameplate === undefined) return yield* new Store.NameplatesExhausted()
     const state = TransferState.initial(now, ttlMs)
@@ -109,7 +122,7 @@ const make = Effect.gen(function* () {
       receiverToken: undefined,
       state,
       forgetAt: forgetAt(state, now),
-      inboxes,
+      mailboxes,
     }
     transfers.set(transfer.transferId, transfer)
     byNameplate.set(nameplate, transfer)
@@ -164,14 +177,29 @@ const make = Effect.gen(function* () {
     const now = yield* Clock.currentTimeMillis
     const transfer = yield* lookup(transferId)
     yield* ensureOpen(transfer, now)
-    if (!transfer.inboxes[to].unsafeOffer(message)) return yield* new Store.MailboxFull()
+    const mailbox = transfer.mailboxes[to]
+    if (mailbox.messages.length >= Store.MailboxCapacity) return yield* new Store.MailboxFull()
+    mailbox.messages.push(message)
+    yield* SubscriptionRef.set(mailbox.count, Option.some(mailbox.messages.length))
   })
 
-  const inbox = (transferId: Ids.TransferId, side: Ids.Side) =>
+  const inbox = (transferId: Ids.TransferId, side: Ids.Side, after: SignalApi.MessageId | undefined) =>
     Stream.unwrap(
-      Effect.map(lookup(transferId), (transfer) =>
-        Stream.fromQueue(transfer.inboxes[side], { maxChunkSize: 1 }),
-      ),
+      Effect.map(lookup(transferId), (transfer) => {
+        const { messages, count } = transfer.mailboxes[side]
+        let delivered = after === undefined ? 0 : Number.parseInt(after, 10)
+        return count.changes.pipe(
+          Stream.takeWhile(Option.isSome),
+          Stream.mapConcat((): Array<Store.Delivery> => {
+            const fresh = messages.slice(delivered).map((message, i) => ({
+              id: SignalApi.MessageId.make(String(delivered + i + 1)),
+              message,
+            }))
+            delivered = Math.max(delivered, messages.length)
+            return fresh
+          }),
+        )
+      }),
     )
 
   return Store.TransferStore.of({ create, join, authenticate, transition, post, inbox, ping: Effect.void })

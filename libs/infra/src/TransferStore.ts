@@ -1,8 +1,12 @@
-import type { Ids, TransferState } from "@p2pal/domain"
+import type { Ids, SignalApi, TransferState } from "@p2pal/domain"
 import { Context, Data } from "effect"
 import type { Effect, Stream } from "effect"
 
-/** At most this many undelivered messages wait in one direction; a peer that stops reading cannot grow it. */
+/**
+ * At most this many messages are kept in one direction over a transfer's life (signaling needs a few
+ * dozen, a reconnect a few more); a client that floods its peer cannot grow it. Kept, not consumed, so a
+ * socket that reconnects (to any instance) catches up from the last id it saw.
+ */
 export const MailboxCapacity = 256
 
 /**
@@ -61,6 +65,12 @@ export interface Joined {
   readonly expiresAt: number
 }
 
+/** A message in a side's mailbox; `id` grows with every message, so a reader can resume after it. */
+export interface Delivery {
+  readonly id: SignalApi.MessageId
+  readonly message: string
+}
+
 export interface Authenticated {
   readonly transferId: Ids.TransferId
   readonly side: Ids.Side
@@ -96,13 +106,14 @@ export interface Service {
     TransferNotFound | TransferExpired | TransferEnded | MailboxFull | StoreUnavailable
   >
   /**
-   * The messages for `side`, oldest first, including those posted before the call. Each message is taken
-   * by one subscriber. The stream ends when the transfer is forgotten.
+   * The messages for `side` after `after` (all of them when undefined), oldest first, then each new one
+   * as it is posted. Every reader sees every message. The stream ends when the transfer is forgotten.
    */
   readonly inbox: (
     transferId: Ids.TransferId,
     side: Ids.Side,
-  ) => Stream.Stream<string, TransferNotFound | StoreUnavailable>
+    after: SignalApi.MessageId | undefined,
+  ) => Stream.Stream<Delivery, TransferNotFound | StoreUnavailable>
   /** Succeeds when the store can serve requests (readiness). */
   readonly ping: Effect.Effect<void, StoreUnavailable>
 }
