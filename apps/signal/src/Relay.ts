@@ -65,8 +65,12 @@ const closeEvent = ({ code, reason }: Close) =>
   new Socket.CloseEvent(code, utf8Prefix(reason, MaxCloseReasonBytes))
 
 const encode = Schema.encodeSync(SignalApi.ServerMessageFromJson)
+const encodeFrame = Schema.encodeSync(SignalApi.ServerFrameFromJson)
+const decodeAfter = Schema.decodeUnknownOption(SignalApi.MessageId)
 const decodeFrame = Schema.decodeUnknown(SignalApi.ClientMessageFromJson)
 const decodeToken = Schema.decodeUnknownOption(Ids.Token)
+/** Stored messages were encoded by this app, so they decode. */
+const decodeStored = Schema.decodeSync(SignalApi.ServerMessageFromJson)
 
 const parseFrame = (frame: string | Uint8Array) => {
   if (typeof frame !== "string")
@@ -92,6 +96,7 @@ const parseFrame = (frame: string | Uint8Array) => {
  */
 const session = (
   token: string | undefined,
+  after: string | undefined,
   frames: Mailbox.ReadonlyMailbox<string | Uint8Array, Socket.SocketError>,
   write: (message: string) => Effect.Effect<void, Socket.SocketError>,
 ) =>
@@ -100,12 +105,19 @@ const session = (
     const valid = Option.fromNullable(token).pipe(Option.flatMap(decodeToken))
     if (Option.isNone(valid))
       return yield* new Close({ code: CloseCode.unauthorized, reason: "missing or malformed token" })
+    const resumeAfter = after === undefined ? Option.none() : decodeAfter(after)
+    if (after !== undefined && Option.isNone(resumeAfter))
+      return yield* new Close({
+        code: CloseCode.badMessage,
+        reason: "malformed after: expected a message id",
+      })
     const { transferId, side } = yield* store.authenticate(valid.value)
     const peer = side === "sender" ? "receiver" : "sender"
     const tell = (to: Ids.Side, message: SignalApi.ServerMessage) =>
       store.post(transferId, to, encode(message))
 
-    if (side === "receiver") {
+    // A socket that resumes is the same side coming back, not a new arrival.
+    if (side === "receiver" && Option.isNone(resumeAfter)) {
       yield* store.transition(transferId, { _tag: "Activate", leaseMs: ActiveLeaseMs })
       yield* tell("sender", { _tag: "peer-joined" })
     }
@@ -133,7 +145,10 @@ const session = (
       Stream.catchAll(() => Stream.empty),
       Stream.runForEach((frame) => Effect.flatMap(parseFrame(frame), handle)),
     )
-    const deliver = Stream.runForEach(store.inbox(transferId, side), write).pipe(
+    const deliver = Stream.runForEach(
+      store.inbox(transferId, side, Option.getOrUndefined(resumeAfter)),
+      (d) => write(encodeFrame({ ...decodeStored(d.message), id: d.id })),
+    ).pipe(
       Effect.zipRight(new Close({ code: CloseCode.expired, reason: "transfer is gone" })),
       Effect.catchTag("SocketError", () => Effect.void),
     )
@@ -158,8 +173,11 @@ export const relay = Effect.gen(function* () {
     .runRaw((frame) => (frames.unsafeOffer(frame) ? undefined : write(overrun)))
     .pipe(Mailbox.into(frames), Effect.forkScoped)
   const params = yield* HttpServerRequest.ParsedSearchParams
-  const token = params["token"]
-  yield* session(typeof token === "string" ? token : undefined, frames, write).pipe(
+  const param = (name: string) => {
+    const value = params[name]
+    return typeof value === "string" ? value : undefined
+  }
+  yield* session(param("token"), param("after"), frames, write).pipe(
     Effect.catchTag("Close", (close) => write(closeEvent(close))),
     Effect.catchTag("SocketError", () => Effect.void),
   )

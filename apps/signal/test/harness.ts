@@ -36,16 +36,20 @@ export const joinTransfer = async (signal: Signal, nameplate: string) => {
 export interface Client {
   readonly ws: WebSocket
   /** The next server message, parsed; fails if none arrives in time. */
+  /** The next server message, parsed, without its mailbox id (which `lastId` then returns). */
   readonly next: () => Promise<{ _tag: string; [key: string]: unknown }>
+  readonly lastId: () => string | undefined
   readonly send: (message: unknown) => void
   readonly closed: () => Promise<{ code: number; reason: string }>
 }
 
 /** A WebSocket to the relay whose frames queue up until the test asks for them. */
-export const connect = (signal: Signal, token: string): Client => {
+export const connect = (signal: Signal, token: string, after?: string): Client => {
   const url = new URL("/api/ws", signal.url)
   url.protocol = "ws:"
   url.searchParams.set("token", token)
+  if (after !== undefined) url.searchParams.set("after", after)
+  let lastId: string | undefined
   const ws = new WebSocket(url)
   const queued: Array<string> = []
   const waiting: Array<(frame: string) => void> = []
@@ -66,8 +70,15 @@ export const connect = (signal: Signal, token: string): Client => {
       const frame = queued.shift()
       const pending =
         frame !== undefined ? Promise.resolve(frame) : new Promise<string>((r) => waiting.push(r))
-      return within(pending, "a server message").then((text) => JSON.parse(text))
+      return within(pending, "a server message").then((text) => {
+        const { id, ...message } = JSON.parse(text) as { id: unknown; _tag: string }
+        if (typeof id !== "string" || !/^[0-9]+(-[0-9]+)?$/.test(id))
+          throw new Error(`a server message without a mailbox id: ${text}`)
+        lastId = id
+        return message
+      })
     },
+    lastId: () => lastId,
     send: (message) => {
       const frame = typeof message === "string" ? message : JSON.stringify(message)
       if (ws.readyState === WebSocket.OPEN) ws.send(frame)
