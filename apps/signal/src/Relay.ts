@@ -4,6 +4,7 @@ import { TransferStore } from "@p2pal/infra/TransferStore"
 import type * as Store from "@p2pal/infra/TransferStore"
 import { Data, Effect, Fiber, Mailbox, Option, Schema, Stream } from "effect"
 import { ApiFailure, errorResponse, parseErrorText } from "./Api.js"
+import { Shutdown } from "./Shutdown.js"
 
 /** Once both sides are connected the transfer may run this long, whatever the code's TTL was. */
 const ActiveLeaseMs = 24 * 60 * 60 * 1000
@@ -152,9 +153,21 @@ const session = (
       Effect.zipRight(new Close({ code: CloseCode.expired, reason: "transfer is gone" })),
       Effect.catchTag("SocketError", () => Effect.void),
     )
-    yield* Effect.raceFirst(relayFrames, deliver).pipe(
-      Effect.ensuring(Effect.ignore(tell(peer, { _tag: "peer-left", reason: "peer disconnected" }))),
+    // The instance going away is not the peer leaving: the client comes back through another instance.
+    const shutdown = yield* Shutdown
+    const goingAway = Effect.zipRight(
+      shutdown.begun,
+      new Close({ code: CloseCode.goingAway, reason: "server shutting down: reconnect" }),
     )
+    const relayed = Effect.raceFirst(relayFrames, deliver).pipe(
+      Effect.ensuring(
+        Effect.unlessEffect(
+          Effect.ignore(tell(peer, { _tag: "peer-left", reason: "peer disconnected" })),
+          shutdown.isBegun,
+        ),
+      ),
+    )
+    yield* Effect.raceFirst(relayed, goingAway)
   }).pipe(Effect.mapError((e) => (e._tag === "Close" ? e : fromStore(e))))
 
 /** `GET /api/ws?token=...`: relays signaling between the two sides of one transfer. */
@@ -183,4 +196,8 @@ export const relay = Effect.gen(function* () {
   )
   yield* Fiber.await(reader)
   return HttpServerResponse.empty()
-}).pipe(Effect.catchTag("ApiFailure", errorResponse), Effect.scoped)
+}).pipe(
+  (relay) => Effect.flatMap(Shutdown, (shutdown) => shutdown.hold(relay)),
+  Effect.catchTag("ApiFailure", errorResponse),
+  Effect.scoped,
+)

@@ -1,7 +1,7 @@
 import { SignalApi } from "@p2pal/domain"
 import { CodeRejected, PeerFailed, ServerFailed, ServerUnreachable } from "@p2pal/domain/Errors"
 import type { Token } from "@p2pal/domain/Ids"
-import { Context, Effect, Exit, Layer, Mailbox, Option, Schema, Scope } from "effect"
+import { Context, Deferred, Effect, Exit, Layer, Mailbox, Option, Ref, Schedule, Schema, Scope } from "effect"
 import WebSocket from "ws"
 
 type ApiError = CodeRejected | ServerUnreachable | ServerFailed
@@ -105,59 +105,132 @@ const opened = (ws: WebSocket, server: string) =>
     return Effect.sync(stop)
   })
 
+/**
+ * Close codes after which the same socket may come back: the instance is going away (graceful
+ * shutdown), restarting or overloaded, or the connection broke without a close frame (1006, e.g. the
+ * instance was killed). Behind a load balancer the next attempt reaches another instance, which resumes
+ * after the last message id we saw.
+ */
+const Reconnectable: ReadonlySet<number> = new Set([
+  SignalApi.CloseCode.goingAway,
+  1006,
+  1012,
+  SignalApi.CloseCode.tryAgainLater,
+])
+
+/** Quick first tries (an instance restarts in seconds), then every few seconds, for at most 30 s. */
+const ReconnectSchedule = Schedule.exponential("250 millis").pipe(
+  Schedule.union(Schedule.spaced("4 seconds")),
+  Schedule.jittered,
+  Schedule.upTo("30 seconds"),
+)
+
+interface Closed {
+  readonly code: number
+  readonly reason: string
+  /** The socket's own last error: says more than the empty reason of a 1006. */
+  readonly lastError: string
+}
+
 const open = (server: string, token: Token) =>
   Effect.gen(function* () {
-    const url = new URL("/api/ws", server)
-    url.protocol = url.protocol === "https:" ? "wss:" : "ws:"
-    url.searchParams.set("token", token)
+    const scope = yield* Effect.scope
     const inbox = yield* Mailbox.make<SignalApi.ServerMessage, SessionError>()
-    // The socket exists at once and the scope owns it; only the wait for "open" takes time, and it is
-    // interruptible, so Ctrl+C during the handshake does not wait for the handshake timeout.
-    const ws = yield* Effect.acquireRelease(
-      Effect.sync(
-        () =>
-          new WebSocket(url, {
-            maxPayload: SignalApi.MaxSocketMessageBytes,
-            handshakeTimeout: RequestTimeoutMs,
-          }),
-      ),
-      (ws) =>
-        Effect.sync(() =>
-          ws.readyState === WebSocket.CONNECTING ? ws.terminate() : ws.close(SignalApi.CloseCode.normal),
-        ),
-    )
+    let lastId: SignalApi.MessageId | undefined
     let peerSeen = false
-    let lastError = ""
-    // Always listened to: an "error" nobody handles would throw; a "close" follows every one.
-    ws.on("error", (e) => {
-      lastError = e.message
+
+    /** One socket, open, in the session's scope; `closed` completes when it closes. */
+    const connect = Effect.gen(function* () {
+      const url = new URL("/api/ws", server)
+      url.protocol = url.protocol === "https:" ? "wss:" : "ws:"
+      url.searchParams.set("token", token)
+      if (lastId !== undefined) url.searchParams.set("after", lastId)
+      // The socket exists at once and the scope owns it; only the wait for "open" takes time, and it is
+      // interruptible, so Ctrl+C during the handshake does not wait for the handshake timeout.
+      const ws = yield* Effect.acquireRelease(
+        Effect.sync(
+          () =>
+            new WebSocket(url, {
+              maxPayload: SignalApi.MaxSocketMessageBytes,
+              handshakeTimeout: RequestTimeoutMs,
+            }),
+        ),
+        (ws) =>
+          Effect.sync(() =>
+            ws.readyState === WebSocket.CONNECTING ? ws.terminate() : ws.close(SignalApi.CloseCode.normal),
+          ),
+      ).pipe(Scope.extend(scope))
+      let lastError = ""
+      // Always listened to: an "error" nobody handles would throw; a "close" follows every one.
+      ws.on("error", (e) => {
+        lastError = e.message
+      })
+      ws.on("message", (data, isBinary) => {
+        if (isBinary) return
+        const decoded = Schema.decodeUnknownOption(SignalApi.ServerFrameFromJson)(data.toString())
+        if (decoded._tag === "None") return
+        const { id, ...message } = decoded.value
+        lastId = id
+        if (message._tag !== "peer-left") peerSeen = true
+        inbox.unsafeOffer(message)
+      })
+      const closed = yield* Deferred.make<Closed>()
+      ws.on("close", (code, reason) =>
+        Deferred.unsafeDone(closed, Exit.succeed({ code, reason: reason.toString(), lastError })),
+      )
+      yield* opened(ws, server)
+      return { ws, closed: Deferred.await(closed) }
     })
-    ws.on("message", (data, isBinary) => {
-      if (isBinary) return
-      const decoded = Schema.decodeUnknownOption(SignalApi.ServerMessageFromJson)(data.toString())
-      if (decoded._tag === "None") return
-      if (decoded.value._tag !== "peer-left") peerSeen = true
-      inbox.unsafeOffer(decoded.value)
-    })
-    ws.on("close", (code, reason) =>
-      inbox.unsafeDone(
-        code === SignalApi.CloseCode.normal || peerSeen
-          ? Exit.void
-          : Exit.fail(refusal(server, code, reason.toString(), lastError)),
-      ),
-    )
-    yield* opened(ws, server)
+
+    const first = yield* connect
+    // What `send` writes to; replaced by a pending one while reconnecting.
+    const current = yield* Ref.make(yield* Deferred.make<WebSocket, PeerFailed>())
+    yield* Deferred.succeed(yield* Ref.get(current), first.ws)
+
+    const lost = (closed: Closed) =>
+      Effect.gen(function* () {
+        yield* Deferred.fail(
+          yield* Ref.get(current),
+          new PeerFailed({
+            message: `lost the signal server (${closed.code} ${closed.reason || closed.lastError})`,
+          }),
+        )
+        inbox.unsafeDone(
+          closed.code === SignalApi.CloseCode.normal || peerSeen
+            ? Exit.void
+            : Exit.fail(refusal(server, closed.code, closed.reason, closed.lastError)),
+        )
+      })
+
+    const follow = (connection: Effect.Effect.Success<typeof connect>): Effect.Effect<void> =>
+      Effect.gen(function* () {
+        const closed = yield* connection.closed
+        if (!Reconnectable.has(closed.code)) return yield* lost(closed)
+        const pending = yield* Deferred.make<WebSocket, PeerFailed>()
+        yield* Ref.set(current, pending)
+        const next = yield* connect.pipe(Effect.retry(ReconnectSchedule), Effect.option)
+        if (Option.isNone(next)) return yield* lost(closed)
+        yield* Deferred.succeed(pending, next.value.ws)
+        return yield* follow(next.value)
+      })
+    yield* Effect.forkScoped(follow(first))
+
     const session: Session = {
       send: (message) =>
-        Effect.async<void, PeerFailed>((resume) => {
-          ws.send(Schema.encodeSync(SignalApi.ClientMessageFromJson)(message), (err) =>
-            resume(
-              err
-                ? Effect.fail(new PeerFailed({ message: `lost the signal server: ${err.message}` }))
-                : Effect.void,
-            ),
-          )
-        }),
+        Ref.get(current).pipe(
+          Effect.flatMap(Deferred.await),
+          Effect.flatMap((ws) =>
+            Effect.async<void, PeerFailed>((resume) => {
+              ws.send(Schema.encodeSync(SignalApi.ClientMessageFromJson)(message), (err) =>
+                resume(
+                  err
+                    ? Effect.fail(new PeerFailed({ message: `lost the signal server: ${err.message}` }))
+                    : Effect.void,
+                ),
+              )
+            }),
+          ),
+        ),
       next: inbox.take.pipe(
         Effect.asSome,
         Effect.catchTag("NoSuchElementException", () => Effect.succeedNone),
