@@ -84,17 +84,22 @@ export const run = (command: string, args: ReadonlyArray<string>, options: { std
 export interface Signal {
   readonly url: string
   readonly child: ChildProcess
+  readonly finished: Promise<Finished>
   /** Stops it with SIGTERM and tells how it ended, stdout after the listening line included. */
   readonly stop: () => Promise<Finished>
 }
 
-/** The real signal app as a child process on a free loopback port, read from its listening line. */
-export const startSignal = async (): Promise<Signal> => {
-  const proc = start(bin("p2pal-signal"), ["--port", "0", "--host", "127.0.0.1"])
+/**
+ * The real signal app as a child process on a free loopback port (or `--port` in `args`), read from
+ * its listening line; `args` are more flags (`--redis URL`, limits).
+ */
+export const startSignal = async (args: ReadonlyArray<string> = []): Promise<Signal> => {
+  const proc = start(bin("p2pal-signal"), ["--port", "0", "--host", "127.0.0.1", ...args])
   const [, url] = await proc.line(/^p2pal-signal listening on (http:\/\/\S+)$/)
   return {
     url: url!,
     child: proc.child,
+    finished: proc.finished,
     stop: () => {
       proc.child.kill("SIGTERM")
       return proc.finished

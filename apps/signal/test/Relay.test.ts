@@ -167,4 +167,49 @@ describe("p2pal-signal WebSocket relay", () => {
     sender.send({ _tag: "complete" })
     expect((await sender.closed()).code).toBe(CloseCode.notAllowed)
   })
+
+  it("resumes a side's socket after the last id it saw: only later messages, the receiver not announced again", async () => {
+    const created = await createTransfer(signal)
+    const sender = connect(signal, created.token)
+    const joined = await joinTransfer(signal, created.nameplate)
+    const receiver = connect(signal, joined.token)
+    expect(await sender.next()).toEqual({ _tag: "peer-joined" })
+    receiver.send(signalMessage("answer"))
+    expect(await sender.next()).toEqual(signalMessage("answer"))
+    const seen = sender.lastId()!
+    sender.ws.terminate()
+    receiver.send(signalMessage("while away"))
+
+    const back = connect(signal, created.token, seen)
+    expect(await back.next()).toEqual(signalMessage("while away"))
+    const again = connect(signal, joined.token, receiver.lastId() ?? "0")
+    again.send(signalMessage("from the resumed receiver"))
+    expect(await back.next()).toEqual(signalMessage("from the resumed receiver"))
+    for (const client of [back, again, receiver]) client.ws.close(1000)
+  })
+
+  it("closes with 4400 on a malformed after", async () => {
+    const created = await createTransfer(signal)
+    const { code, reason } = await connect(signal, created.token, "12abc").closed()
+    expect(code).toBe(CloseCode.badMessage)
+    expect(reason).toMatch(/after/)
+  })
+})
+
+describe("p2pal-signal shutdown", () => {
+  it("on SIGTERM closes every socket with 1001 'going away' and exits 0 within the bound", async () => {
+    const own = await startSignal()
+    const created = await createTransfer(own)
+    const sender = connect(own, created.token)
+    const joined = await joinTransfer(own, created.nameplate)
+    const receiver = connect(own, joined.token)
+    expect(await sender.next()).toEqual({ _tag: "peer-joined" })
+    const started = performance.now()
+    own.child.kill("SIGTERM")
+    const closes = await Promise.all([sender.closed(), receiver.closed()])
+    for (const closed of closes) expect(closed.code).toBe(CloseCode.goingAway)
+    const ended = await within(own.finished, "the signal app to exit")
+    expect(ended.code).toBe(0)
+    expect(performance.now() - started).toBeLessThan(5_000)
+  })
 })

@@ -1,5 +1,5 @@
 import { it } from "@effect/vitest"
-import { Clock, Effect, TestClock } from "effect"
+import { Clock, TestClock } from "effect"
 import { layer } from "../src/MemoryTransferStore.js"
 import { RetentionMs } from "../src/TransferStore.js"
 import { transferStoreContract } from "./TransferStoreContract.js"
