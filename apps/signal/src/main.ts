@@ -4,7 +4,11 @@ import { Command, Options } from "@effect/cli"
 import { NodeContext, NodeHttpServer, NodeRuntime } from "@effect/platform-node"
 import { layer as MemoryRateLimiter } from "@p2pal/infra/MemoryRateLimiter"
 import { layer as MemoryTransferStore } from "@p2pal/infra/MemoryTransferStore"
-import { Cause, Config, Effect, Layer } from "effect"
+import type { Limits } from "@p2pal/infra/RateLimiter"
+import * as Redis from "@p2pal/infra/Redis"
+import { layer as RedisRateLimiter } from "@p2pal/infra/RedisRateLimiter"
+import { layer as RedisTransferStore } from "@p2pal/infra/RedisTransferStore"
+import { Cause, Config, Effect, Layer, Option } from "effect"
 import { TrustProxy } from "./ClientIp.js"
 import { limits, trustProxy } from "./Flags.js"
 import * as Log from "./Log.js"
@@ -28,17 +32,36 @@ const host = Options.text("host").pipe(
   Options.withFallbackConfig(Config.string("HOST")),
 )
 
-const signal = Command.make("p2pal-signal", { port, host, trustProxy, limits }, ({ port, host, trustProxy, limits }) =>
-  Layer.launch(
-    Shutdown.drainOnExit(DrainMs).pipe(
-      Layer.provide(Server.layer),
-      Layer.provide(NodeHttpServer.layer(createServer, { port, host })),
-      Layer.provide(Shutdown.layer),
-      Layer.provide(MemoryTransferStore),
-      Layer.provide(MemoryRateLimiter(limits)),
-      Layer.provide(Layer.succeed(TrustProxy, trustProxy)),
-    ),
+const redis = Options.text("redis").pipe(
+  Options.withDescription(
+    "Redis URL (redis://[:password@]host:6379[/db]) whose state every instance shares, so any number " +
+      "of them can run behind a load balancer; env REDIS_URL. Without it: one instance, state in memory",
   ),
+  Options.withFallbackConfig(Config.string("REDIS_URL")),
+  Options.optional,
+)
+
+/** Transfers and rate-limit counters: in this process, or in Redis for every instance. */
+const stores = (redis: Option.Option<string>, limits: Limits) =>
+  Option.match(redis, {
+    onNone: () => Layer.merge(MemoryTransferStore, MemoryRateLimiter(limits)),
+    onSome: (url) =>
+      Layer.merge(RedisTransferStore(), RedisRateLimiter(limits)).pipe(Layer.provide(Redis.layer(url))),
+  })
+
+const signal = Command.make(
+  "p2pal-signal",
+  { port, host, trustProxy, limits, redis },
+  ({ port, host, trustProxy, limits, redis }) =>
+    Layer.launch(
+      Shutdown.drainOnExit(DrainMs).pipe(
+        Layer.provide(Server.layer),
+        Layer.provide(NodeHttpServer.layer(createServer, { port, host })),
+        Layer.provide(Shutdown.layer),
+        Layer.provide(stores(redis, limits)),
+        Layer.provide(Layer.succeed(TrustProxy, trustProxy)),
+      ),
+    ),
 )
 
 const cli = Command.run(signal, { name: "p2pal-signal", version: "0.1.0" })
