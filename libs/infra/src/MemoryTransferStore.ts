@@ -1,6 +1,6 @@
-import { randomBytes, randomInt } from "node:crypto"
+import { randomInt } from "node:crypto"
 import { Ids, SignalApi, TransferState } from "@p2pal/domain"
-import { Clock, Effect, Either, Layer, Option, Schedule, Stream, SubscriptionRef } from "effect"
+import { Clock, Effect, Either, Layer, Metric, Option, Schedule, Stream, SubscriptionRef } from "effect"
 import * as Store from "./TransferStore.js"
 
 const SweepInterval = "30 seconds"
@@ -30,12 +30,6 @@ const makeMailbox = Effect.map(SubscriptionRef.make(Option.some(0)), (count): Ma
   messages: [],
   count,
 }))
-
-/** 128 random bits, base64url. */
-const randomId = () => randomBytes(16).toString("base64url")
-
-const forgetAt = (state: TransferState.TransferState, now: number) =>
-  (TransferState.isFinal(state.status) ? Math.min(now, state.expiresAt) : state.expiresAt) + Store.RetentionMs
 
 /** Every operation checks and updates the maps with no yield in between, so concurrent fibers cannot interleave. */
 const make = Effect.gen(function* () {
@@ -76,6 +70,9 @@ const make = Effect.gen(function* () {
   const sweep = Effect.gen(function* () {
     const now = yield* Clock.currentTimeMillis
     const due = [...transfers.values()].filter((transfer) => transfer.forgetAt <= now)
+    // Counted when forgotten rather than at the deadline: the same transfers, once each, a retention later.
+    const expired = due.filter((transfer) => TransferState.observe(transfer.state, now).status === "expired")
+    yield* Metric.incrementBy(Store.expiredTransfers, expired.length)
     yield* Effect.forEach(due, forget, { discard: true })
   })
   yield* Effect.forkScoped(Effect.repeat(sweep, Schedule.spaced(SweepInterval)))
@@ -94,20 +91,9 @@ const make = Effect.gen(function* () {
         return Effect.fail(Store.rejectionError(next.left, status, event._tag))
       }
       transfer.state = next.right
-      transfer.forgetAt = forgetAt(next.right, event.at)
+      transfer.forgetAt = Store.forgetAt(next.right, event.at, Store.RetentionMs)
       return Effect.succeed(next.right)
     })
-
-  /** Fails unless the transfer can still carry messages. */
-  const ensureOpen = (
-    transfer: Transfer,
-    now: number,
-  ): Effect.Effect<void, Store.TransferExpired | Store.TransferEnded> => {
-    const { status } = TransferState.observe(transfer.state, now)
-    if (status === "expired") return Effect.fail(new Store.TransferExpired())
-    if (TransferState.isFinal(status)) return Effect.fail(new Store.TransferEnded({ status }))
-    return Effect.void
-  }
 
   const create = Effect.fn("TransferStore.create")(function* (ttlMs: number) {
     const now = yield* Clock.currentTimeMillis
@@ -116,12 +102,12 @@ const make = Effect.gen(function* () {
     if (nameplate === undefined) return yield* new Store.NameplatesExhausted()
     const state = TransferState.initial(now, ttlMs)
     const transfer: Transfer = {
-      transferId: Ids.TransferId.make(randomId()),
+      transferId: Ids.TransferId.make(Store.randomId()),
       nameplate,
-      senderToken: Ids.Token.make(randomId()),
+      senderToken: Ids.Token.make(Store.randomId()),
       receiverToken: undefined,
       state,
-      forgetAt: forgetAt(state, now),
+      forgetAt: Store.forgetAt(state, now, Store.RetentionMs),
       mailboxes,
     }
     transfers.set(transfer.transferId, transfer)
@@ -141,7 +127,7 @@ const make = Effect.gen(function* () {
     const transfer = byNameplate.get(nameplate)
     if (transfer === undefined) return yield* new Store.TransferNotFound()
     const state = yield* apply(transfer, { _tag: "Join", at: now })
-    const receiverToken = Ids.Token.make(randomId())
+    const receiverToken = Ids.Token.make(Store.randomId())
     transfer.receiverToken = receiverToken
     byToken.set(receiverToken, { transferId: transfer.transferId, side: "receiver" })
     return {
@@ -156,7 +142,7 @@ const make = Effect.gen(function* () {
     const authenticated = byToken.get(token)
     const transfer = authenticated && transfers.get(authenticated.transferId)
     if (authenticated === undefined || transfer === undefined) return yield* new Store.Unauthorized()
-    yield* ensureOpen(transfer, now)
+    yield* Store.ensureOpen(transfer.state, now)
     return authenticated
   })
 
@@ -176,7 +162,7 @@ const make = Effect.gen(function* () {
   ) {
     const now = yield* Clock.currentTimeMillis
     const transfer = yield* lookup(transferId)
-    yield* ensureOpen(transfer, now)
+    yield* Store.ensureOpen(transfer.state, now)
     const mailbox = transfer.mailboxes[to]
     if (mailbox.messages.length >= Store.MailboxCapacity) return yield* new Store.MailboxFull()
     mailbox.messages.push(message)

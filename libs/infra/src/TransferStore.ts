@@ -1,6 +1,8 @@
-import type { Ids, SignalApi, TransferState } from "@p2pal/domain"
-import { Context, Data } from "effect"
-import type { Effect, Stream } from "effect"
+import { randomBytes } from "node:crypto"
+import { TransferState } from "@p2pal/domain"
+import type { Ids, SignalApi } from "@p2pal/domain"
+import { Context, Data, Effect, Metric } from "effect"
+import type { Stream } from "effect"
 
 /**
  * At most this many messages are kept in one direction over a transfer's life (signaling needs a few
@@ -14,6 +16,15 @@ export const MailboxCapacity = 256
  * than "not found". After that the record, its tokens, its mailboxes and its nameplate are gone.
  */
 export const RetentionMs = 5 * 60 * 1000
+
+/**
+ * Transfers whose deadline passed before they completed or were aborted. Each store counts each such
+ * transfer once, however many instances share it.
+ */
+export const expiredTransfers = Metric.counter("p2pal_transfers_expired_total", {
+  description: "Transfers that expired before completing or being aborted.",
+  incremental: true,
+})
 
 export class TransferNotFound extends Data.TaggedError("TransferNotFound")<{}> {}
 export class TransferExpired extends Data.TaggedError("TransferExpired")<{}> {}
@@ -50,6 +61,24 @@ export const rejectionError = (
     case "not_allowed":
       return new TransitionNotAllowed({ status, event })
   }
+}
+
+/** Transfer ids and tokens: 128 random bits, base64url (22 characters). */
+export const randomId = (): string => randomBytes(16).toString("base64url")
+
+/** When a transfer in `state` (as of `now`) is forgotten: `retentionMs` after its deadline or its end. */
+export const forgetAt = (state: TransferState.TransferState, now: number, retentionMs: number): number =>
+  (TransferState.isFinal(state.status) ? Math.min(now, state.expiresAt) : state.expiresAt) + retentionMs
+
+/** Fails unless a transfer in `state` can still carry messages at `now`. */
+export const ensureOpen = (
+  state: TransferState.TransferState,
+  now: number,
+): Effect.Effect<void, TransferExpired | TransferEnded> => {
+  const { status } = TransferState.observe(state, now)
+  if (status === "expired") return Effect.fail(new TransferExpired())
+  if (TransferState.isFinal(status)) return Effect.fail(new TransferEnded({ status }))
+  return Effect.void
 }
 
 export interface Created {

@@ -1,8 +1,8 @@
 import { Ids } from "@p2pal/domain"
 import { describe, expect, it } from "@effect/vitest"
 import { SignalApi } from "@p2pal/domain"
-import { Chunk, Effect, Exit, Layer, Option, Schema, Stream } from "effect"
-import { type Delivery, MailboxCapacity, TransferStore } from "../src/TransferStore.js"
+import { Chunk, Effect, Either, Exit, Layer, Metric, Option, Schema, Stream } from "effect"
+import { type Delivery, expiredTransfers, MailboxCapacity, TransferStore } from "../src/TransferStore.js"
 
 const failureTag = <A, E extends { readonly _tag: string }, R>(effect: Effect.Effect<A, E, R>) =>
   Effect.map(Effect.flip(effect), (error) => error._tag)
@@ -17,7 +17,7 @@ export interface ContractTime {
   readonly forgetMs: number
   readonly elapse: (ms: number) => Effect.Effect<void>
   /** Runs one test: `it.effect` (TestClock) or `it.live`. */
-  readonly it: typeof it.effect
+  readonly it: typeof it.effect | typeof it.live
   /** The store's clock reads the current time plus this at the start of a test. */
   readonly now: Effect.Effect<number>
 }
@@ -73,6 +73,29 @@ export const transferStoreContract = (
     )
 
     test(
+      "of 50 concurrent joins of one nameplate exactly one succeeds; the others find it already claimed",
+      Effect.gen(function* () {
+        const store = yield* TransferStore
+        const created = yield* store.create(TtlMs)
+        const joins = yield* Effect.all(
+          Array.from({ length: 50 }, () => Effect.either(store.join(created.nameplate))),
+          {
+            concurrency: "unbounded",
+          },
+        )
+        const [winner, ...others] = joins.filter(Either.isRight)
+        expect(others).toHaveLength(0)
+        expect(joins.filter(Either.isLeft).map((lost) => lost.left._tag)).toEqual(
+          Array(49).fill("AlreadyClaimed"),
+        )
+        expect(yield* store.authenticate(winner!.right.receiverToken)).toEqual({
+          transferId: created.transferId,
+          side: "receiver",
+        })
+      }),
+    )
+
+    test(
       "an unknown nameplate is not found",
       Effect.gen(function* () {
         const store = yield* TransferStore
@@ -120,10 +143,9 @@ export const transferStoreContract = (
         const created = yield* Effect.replicateEffect(store.create(TtlMs), 200)
         const nameplates = created.map((transfer) => transfer.nameplate)
         expect(new Set(nameplates).size).toBe(nameplates.length)
-        const twoDigits = nameplates.filter((nameplate) => nameplate.length === 2).length
-        expect(twoDigits).toBeGreaterThan(40)
-        expect(twoDigits).toBeLessThanOrEqual(46)
-        expect((yield* store.create(TtlMs)).nameplate.length).toBeGreaterThan(2)
+        // 200 distinct nameplates cannot all have 2 digits. How full 2 digits get before longer ones appear
+        // is the store's policy (memory: half; Redis: what a few random picks find free).
+        expect(nameplates.filter((nameplate) => nameplate.length === 2).length).toBeGreaterThan(40)
         yield* time.elapse(ForgetMs)
         expect((yield* store.create(TtlMs)).nameplate).toHaveLength(2)
       }),
@@ -148,6 +170,20 @@ export const transferStoreContract = (
         expect(yield* failureTag(store.transition(created.transferId, { _tag: "Abort" }))).toBe(
           "TransferEnded",
         )
+      }),
+    )
+
+    test(
+      "a transfer that expires before completing or being aborted is counted once",
+      Effect.gen(function* () {
+        const store = yield* TransferStore
+        const before = (yield* Metric.value(expiredTransfers)).count
+        yield* store.create(TtlMs)
+        yield* createAndJoin
+        const aborted = yield* store.create(TtlMs)
+        yield* store.transition(aborted.transferId, { _tag: "Abort" })
+        yield* time.elapse(ForgetMs)
+        expect((yield* Metric.value(expiredTransfers)).count - before).toBe(2)
       }),
     )
 

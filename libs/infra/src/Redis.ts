@@ -1,0 +1,132 @@
+import { Context, Effect, Layer, Runtime } from "effect"
+import type { Scope } from "effect"
+import { Redis as Client, type RedisOptions } from "ioredis"
+import { StoreUnavailable } from "./TransferStore.js"
+
+export type { Client }
+
+/** How long a command may wait for its answer before the request fails instead of hanging. */
+const CommandTimeoutMs = 1_000
+/** How long the layer waits for the first connection before starting anyway, not ready. */
+const FirstConnectWait = "2 seconds"
+
+/**
+ * Fail fast during an outage: nothing queues while disconnected and nothing is retried, so a request
+ * fails within the command timeout, while the client keeps reconnecting in the background forever.
+ */
+const options: RedisOptions = {
+  enableOfflineQueue: false,
+  maxRetriesPerRequest: 0,
+  commandTimeout: CommandTimeoutMs,
+  connectTimeout: CommandTimeoutMs,
+  retryStrategy: (attempt) => Math.min(250 * attempt, 1_000),
+}
+
+export interface Service {
+  /** Runs commands on the shared command connection; any failure is StoreUnavailable. */
+  readonly use: <A>(f: (client: Client) => Promise<A>) => Effect.Effect<A, StoreUnavailable>
+  /**
+   * Calls `onMessage` for each message on `channel` until the scope ends. One subscriber connection
+   * serves every channel; a channel is subscribed once however many readers on this instance share it.
+   */
+  readonly subscribe: (
+    channel: string,
+    onMessage: () => void,
+  ) => Effect.Effect<void, StoreUnavailable, Scope.Scope>
+  /** Succeeds when both connections are up: the command one answers PING, the subscriber one is ready. */
+  readonly ping: Effect.Effect<void, StoreUnavailable>
+}
+
+export class Redis extends Context.Tag("@p2pal/infra/Redis")<Redis, Service>() {}
+
+const attempt = <A>(f: () => Promise<A>) =>
+  Effect.tryPromise({ try: f, catch: (cause) => new StoreUnavailable({ cause }) })
+
+/** When the client is ready: now, or the next time it connects. */
+const ready = (client: Client) =>
+  Effect.async<void>((resume) => {
+    if (client.status === "ready") return resume(Effect.void)
+    const onReady = () => resume(Effect.void)
+    client.once("ready", onReady)
+    return Effect.sync(() => client.off("ready", onReady))
+  })
+
+/** A client that reconnects forever, logs each outage once, and is closed with the scope. */
+const connect = (url: string, role: string) =>
+  Effect.gen(function* () {
+    const runFork = Runtime.runFork(yield* Effect.runtime<never>())
+    const client = yield* Effect.acquireRelease(
+      Effect.sync(() => new Client(url, options)),
+      (client) =>
+        Effect.promise(() => client.quit().catch(() => undefined)).pipe(
+          Effect.ensuring(Effect.sync(() => client.disconnect())),
+        ),
+    )
+    // ioredis emits "error" on every failed reconnect; without a listener each one would crash the process.
+    let down = false
+    client.on("error", (error: Error) => {
+      if (down) return
+      down = true
+      runFork(Effect.logWarning(`redis ${role} connection down, reconnecting: ${error.message}`))
+    })
+    client.on("ready", () => {
+      if (!down) return
+      down = false
+      runFork(Effect.logInfo(`redis ${role} connection back`))
+    })
+    return client
+  })
+
+const make = (url: string) =>
+  Effect.gen(function* () {
+    const commands = yield* connect(url, "command")
+    const subscriber = yield* connect(url, "subscriber")
+    // With the offline queue off, commands fail until the first connection is up: give it a moment.
+    yield* Effect.timeoutOption(Effect.all([ready(commands), ready(subscriber)]), FirstConnectWait)
+
+    const readers = new Map<string, Set<() => void>>()
+    subscriber.on("message", (channel: string) => readers.get(channel)?.forEach((onMessage) => onMessage()))
+    // Serialises SUBSCRIBE/UNSUBSCRIBE so a channel's last reader leaving cannot race its next one arriving.
+    const lock = yield* Effect.makeSemaphore(1)
+
+    const join = (channel: string, onMessage: () => void) =>
+      Effect.gen(function* () {
+        const current = readers.get(channel)
+        if (current !== undefined) return current.add(onMessage)
+        yield* attempt(() => subscriber.subscribe(channel))
+        readers.set(channel, new Set([onMessage]))
+      })
+
+    const leave = (channel: string, onMessage: () => void) =>
+      Effect.suspend(() => {
+        const current = readers.get(channel)
+        current?.delete(onMessage)
+        if (current === undefined || current.size > 0) return Effect.void
+        readers.delete(channel)
+        return Effect.ignore(attempt(() => subscriber.unsubscribe(channel)))
+      })
+
+    const ping = Effect.zipRight(
+      attempt(() => commands.ping()),
+      Effect.suspend(() =>
+        subscriber.status === "ready"
+          ? Effect.void
+          : Effect.fail(new StoreUnavailable({ cause: `redis subscriber connection ${subscriber.status}` })),
+      ),
+    )
+
+    return Redis.of({
+      use: (f) => attempt(() => f(commands)),
+      ping,
+      subscribe: (channel, onMessage) =>
+        Effect.acquireRelease(lock.withPermits(1)(join(channel, onMessage)), () =>
+          lock.withPermits(1)(leave(channel, onMessage)),
+        ),
+    })
+  })
+
+/**
+ * One command connection and one subscriber connection to `url`. Building it never fails: with Redis
+ * down the app starts anyway, every request fails with StoreUnavailable, and it recovers on its own.
+ */
+export const layer = (url: string): Layer.Layer<Redis> => Layer.scoped(Redis, make(url))
