@@ -2,9 +2,14 @@ import type { IncomingMessage } from "node:http"
 import { HttpServerRequest, HttpServerResponse } from "@effect/platform"
 import { NodeHttpServerRequest } from "@effect/platform-node"
 import { SignalApi } from "@p2pal/domain"
+import { RateLimiter } from "@p2pal/infra/RateLimiter"
+import type { RateLimited } from "@p2pal/infra/RateLimiter"
 import { TransferStore } from "@p2pal/infra/TransferStore"
+import { Shutdown } from "./Shutdown.js"
 import type * as Store from "@p2pal/infra/TransferStore"
-import { Data, Effect, ParseResult, Schema } from "effect"
+import { Data, Effect, Metric, ParseResult, Schema } from "effect"
+import { ClientIp, limitKey } from "./ClientIp.js"
+import * as Metrics from "./Metrics.js"
 
 const StatusOf: Record<SignalApi.ApiErrorCode, number> = {
   bad_request: 400,
@@ -13,6 +18,7 @@ const StatusOf: Record<SignalApi.ApiErrorCode, number> = {
   already_claimed: 409,
   expired: 410,
   payload_too_large: 413,
+  rate_limited: 429,
   unavailable: 503,
 }
 
@@ -20,22 +26,26 @@ const StatusOf: Record<SignalApi.ApiErrorCode, number> = {
 export class ApiFailure extends Data.TaggedError("ApiFailure")<{
   readonly error: SignalApi.ApiErrorCode
   readonly message: string
+  /** With `rate_limited`: whole seconds until the client may try again, sent as Retry-After. */
+  readonly retryAfterSeconds?: number
 }> {}
 
-export const errorResponse = ({ error, message }: ApiFailure) =>
+export const errorResponse = ({ error, message, retryAfterSeconds }: ApiFailure) =>
   HttpServerResponse.unsafeJson({ error, message } satisfies SignalApi.ApiErrorBody, {
     status: StatusOf[error],
+    headers: retryAfterSeconds === undefined ? {} : { "retry-after": String(retryAfterSeconds) },
   })
 
-type StoreError =
-  | Store.TransferNotFound
-  | Store.Rejected
-  | Store.Unauthorized
-  | Store.MailboxFull
-  | Store.NameplatesExhausted
-  | Store.StoreUnavailable
+type ServiceError =
+  Store.TransferNotFound | Store.Rejected | Store.NameplatesExhausted | Store.StoreUnavailable | RateLimited
 
-const fromStore = (e: StoreError): ApiFailure => {
+const Limited: Record<RateLimited["kind"], string> = {
+  create: "new transfers",
+  join: "joins",
+  "failed-join": "failed joins",
+}
+
+const toApiFailure = (e: ServiceError): ApiFailure => {
   switch (e._tag) {
     case "TransferNotFound":
       return new ApiFailure({
@@ -62,18 +72,37 @@ const fromStore = (e: StoreError): ApiFailure => {
         error: "bad_request",
         message: `a ${e.status} transfer does not accept ${e.event}`,
       })
-    case "Unauthorized":
-      return new ApiFailure({ error: "unauthorized", message: "unknown token" })
-    case "MailboxFull":
-      return new ApiFailure({ error: "unavailable", message: "too many undelivered messages" })
     case "NameplatesExhausted":
     case "StoreUnavailable":
       return new ApiFailure({
         error: "unavailable",
         message: "the signal server cannot take transfers now: retry later",
       })
+    case "RateLimited": {
+      // Retry-After counts whole seconds; rounding down would send the client back too early.
+      const seconds = Math.max(1, Math.ceil(e.retryAfterMs / 1000))
+      return new ApiFailure({
+        error: "rate_limited",
+        message: `too many ${Limited[e.kind]} from this address: retry in ${seconds} s`,
+        retryAfterSeconds: seconds,
+      })
+    }
   }
 }
+
+/** Answers every failure of `handler` with its error body; a rate-limit refusal is also counted and logged. */
+const answering = <R>(
+  handler: Effect.Effect<HttpServerResponse.HttpServerResponse, ApiFailure | ServiceError, R>,
+) =>
+  handler.pipe(
+    Effect.tapErrorTag("RateLimited", ({ kind }) =>
+      Effect.zipRight(
+        Metric.increment(Metrics.rateLimited[kind]),
+        Effect.logWarning("rate limited").pipe(Effect.annotateLogs({ kind })),
+      ),
+    ),
+    Effect.catchAll((e) => errorResponse(e._tag === "ApiFailure" ? e : toApiFailure(e))),
+  )
 
 /**
  * Collects at most `limit` bytes. Past that it answers at once and leaves the rest unread for Node to
@@ -146,44 +175,80 @@ const decodeBody = <A, I>(schema: Schema.Schema<A, I>) =>
     )
   })
 
-export const createTransfer = Effect.gen(function* () {
-  const { ttlSeconds } = yield* decodeBody(SignalApi.CreateTransferRequest)
-  const store = yield* TransferStore
-  const created = yield* store.create(ttlSeconds * 1000).pipe(Effect.mapError(fromStore))
-  return yield* HttpServerResponse.schemaJson(SignalApi.CreateTransferResponse)(
-    {
-      nameplate: created.nameplate,
-      transferId: created.transferId,
-      token: created.senderToken,
-      expiresAt: created.expiresAt,
-      iceServers: [],
-    },
-    { status: 201 },
-  )
-}).pipe(Effect.catchTag("ApiFailure", errorResponse))
+/** The rate limiter and the key it counts this request's client under. */
+const limiterForClient = Effect.all([RateLimiter, Effect.map(ClientIp, limitKey)])
 
-export const joinTransfer = Effect.gen(function* () {
-  const { nameplate } = yield* decodeBody(SignalApi.JoinRequest)
-  const store = yield* TransferStore
-  const joined = yield* store.join(nameplate).pipe(Effect.mapError(fromStore))
-  return yield* HttpServerResponse.schemaJson(SignalApi.JoinResponse)({
-    transferId: joined.transferId,
-    token: joined.receiverToken,
-    expiresAt: joined.expiresAt,
-    iceServers: [],
-  })
-}).pipe(Effect.catchTag("ApiFailure", errorResponse))
+/** Encoding what the store returned cannot fail: if it does, that is a bug, answered 500 and logged. */
+const respond = <A, I>(schema: Schema.Schema<A, I>, body: A, status = 200) =>
+  Effect.orDie(HttpServerResponse.schemaJson(schema)(body, { status }))
+
+export const createTransfer = answering(
+  Effect.gen(function* () {
+    const [limiter, client] = yield* limiterForClient
+    // Counted before the body is read, so a refusal costs less than any request it refuses.
+    yield* limiter.hit("create", client)
+    const { ttlSeconds } = yield* decodeBody(SignalApi.CreateTransferRequest)
+    const store = yield* TransferStore
+    const created = yield* store.create(ttlSeconds * 1000)
+    yield* Metric.increment(Metrics.transfersCreated)
+    yield* Effect.logInfo("transfer created").pipe(Effect.annotateLogs({ transferId: created.transferId }))
+    return yield* respond(
+      SignalApi.CreateTransferResponse,
+      {
+        nameplate: created.nameplate,
+        transferId: created.transferId,
+        token: created.senderToken,
+        expiresAt: created.expiresAt,
+        iceServers: [],
+      },
+      201,
+    )
+  }),
+)
+
+/** What a join that named nothing claimable is answered: the answers a client guessing nameplates gets. */
+const FailedJoin: ReadonlySet<SignalApi.ApiErrorCode> = new Set(["not_found", "expired", "already_claimed"])
+
+export const joinTransfer = answering(
+  Effect.gen(function* () {
+    const [limiter, client] = yield* limiterForClient
+    // Past its failed-join allowance a client is refused before the store hears its next guess.
+    yield* limiter.check("failed-join", client)
+    yield* limiter.hit("join", client)
+    const { nameplate } = yield* decodeBody(SignalApi.JoinRequest)
+    const store = yield* TransferStore
+    // A concurrent failure may have used the last of the allowance first: this answer stands all the
+    // same, and the next join is the one refused.
+    const countFailure = Effect.catchTag(limiter.hit("failed-join", client), "RateLimited", () => Effect.void)
+    const joined = yield* store.join(nameplate).pipe(
+      Effect.mapError(toApiFailure),
+      Effect.tapError((failure) => (FailedJoin.has(failure.error) ? countFailure : Effect.void)),
+    )
+    yield* Metric.increment(Metrics.transfersJoined)
+    yield* Effect.logInfo("transfer joined").pipe(Effect.annotateLogs({ transferId: joined.transferId }))
+    return yield* respond(SignalApi.JoinResponse, {
+      transferId: joined.transferId,
+      token: joined.receiverToken,
+      expiresAt: joined.expiresAt,
+      iceServers: [],
+    })
+  }),
+)
 
 export const healthz = Effect.succeed(HttpServerResponse.unsafeJson({ status: "ok" }))
 
-export const readyz = Effect.gen(function* () {
-  const store = yield* TransferStore
-  yield* store.ping.pipe(
-    Effect.timeoutFail({
-      duration: "2 seconds",
-      onTimeout: () => new ApiFailure({ error: "unavailable", message: "the store did not answer" }),
-    }),
-    Effect.mapError((e) => (e._tag === "ApiFailure" ? e : fromStore(e))),
-  )
-  return HttpServerResponse.unsafeJson({ status: "ready" })
-}).pipe(Effect.catchTag("ApiFailure", errorResponse))
+export const readyz = answering(
+  Effect.gen(function* () {
+    // A load balancer stops routing here while the sockets drain.
+    if (yield* (yield* Shutdown).isBegun)
+      return yield* new ApiFailure({ error: "unavailable", message: "shutting down" })
+    const store = yield* TransferStore
+    yield* store.ping.pipe(
+      Effect.timeoutFail({
+        duration: "2 seconds",
+        onTimeout: () => new ApiFailure({ error: "unavailable", message: "the store did not answer" }),
+      }),
+    )
+    return HttpServerResponse.unsafeJson({ status: "ready" })
+  }),
+)

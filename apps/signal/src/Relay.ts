@@ -195,7 +195,8 @@ export const relay = Effect.gen(function* () {
     Effect.catchTag("SocketError", () => Effect.void),
   )
   yield* Fiber.await(reader)
-  return HttpServerResponse.empty()
+  // What the client got was the upgrade; the request log says so.
+  return HttpServerResponse.empty({ status: 101 })
 }).pipe(
   (relay) => Effect.flatMap(Shutdown, (shutdown) => shutdown.hold(relay)),
   Effect.catchTag("ApiFailure", errorResponse),

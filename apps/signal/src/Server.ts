@@ -1,24 +1,32 @@
 import { HttpRouter, HttpServer } from "@effect/platform"
 import { Console, Effect, Layer } from "effect"
 import { ApiFailure, createTransfer, errorResponse, healthz, joinTransfer, readyz } from "./Api.js"
+import * as ClientIp from "./ClientIp.js"
+import * as Log from "./Log.js"
+import * as Metrics from "./Metrics.js"
 import { relay } from "./Relay.js"
 
 export const app = HttpRouter.empty.pipe(
   HttpRouter.post("/api/transfer", createTransfer),
   HttpRouter.post("/api/join", joinTransfer),
-  HttpRouter.get("/api/ws", relay),
+  HttpRouter.get("/api/ws", Metrics.countingWebSockets(relay)),
   HttpRouter.get("/healthz", healthz),
   HttpRouter.get("/readyz", readyz),
+  HttpRouter.get("/metrics", Metrics.metrics),
   Effect.catchTag("RouteNotFound", () =>
     errorResponse(new ApiFailure({ error: "not_found", message: "no such endpoint" })),
   ),
+  Log.requests,
+  ClientIp.middleware,
 )
 
 /** Serves `app`, then prints the one stdout line scripts wait for: the address actually bound. */
 export const layer = Layer.scopedDiscard(
   Effect.gen(function* () {
+    yield* Metrics.register
     yield* HttpServer.serveEffect(app)
     const url = yield* HttpServer.addressFormattedWith(Effect.succeed)
+    yield* Effect.logInfo("listening").pipe(Effect.annotateLogs({ url }))
     yield* Console.log(`p2pal-signal listening on ${url}`)
   }),
 )

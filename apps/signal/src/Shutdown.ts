@@ -47,11 +47,14 @@ export class Shutdown extends Context.Tag("@p2pal/signal/Shutdown")<
   )
 
   /**
-   * Drains before what it is built after closes: built after the HTTP server layer, its finalizer runs
-   * first, while the server still carries the sockets' close handshakes.
+   * On exit: stops listening (so a client that reconnects lands on another instance, not this one
+   * again), then drains. Built after the HTTP server layer, its finalizer runs first, while the server
+   * still carries the sockets' close handshakes.
    */
-  static readonly drainOnExit = (within: number) =>
+  static readonly drainOnExit = (stopListening: Effect.Effect<void>, within: number) =>
     Layer.scopedDiscard(
-      Effect.flatMap(Shutdown, (shutdown) => Effect.addFinalizer(() => shutdown.drain(within))),
+      Effect.flatMap(Shutdown, (shutdown) =>
+        Effect.addFinalizer(() => Effect.zipRight(stopListening, shutdown.drain(within))),
+      ),
     )
 }

@@ -53,15 +53,20 @@ const signal = Command.make(
   "p2pal-signal",
   { port, host, trustProxy, limits, redis },
   ({ port, host, trustProxy, limits, redis }) =>
-    Layer.launch(
-      Shutdown.drainOnExit(DrainMs).pipe(
-        Layer.provide(Server.layer),
-        Layer.provide(NodeHttpServer.layer(createServer, { port, host })),
-        Layer.provide(Shutdown.layer),
-        Layer.provide(stores(redis, limits)),
-        Layer.provide(Layer.succeed(TrustProxy, trustProxy)),
-      ),
-    ),
+    Effect.suspend(() => {
+      const server = createServer()
+      // close() stops accepting at once; open connections go on until they end.
+      const stopListening = Effect.sync(() => void server.close())
+      return Layer.launch(
+        Shutdown.drainOnExit(stopListening, DrainMs).pipe(
+          Layer.provide(Server.layer),
+          Layer.provide(NodeHttpServer.layer(() => server, { port, host })),
+          Layer.provide(Shutdown.layer),
+          Layer.provide(stores(redis, limits)),
+          Layer.provide(Layer.succeed(TrustProxy, trustProxy)),
+        ),
+      )
+    }),
 )
 
 const cli = Command.run(signal, { name: "p2pal-signal", version: "0.1.0" })

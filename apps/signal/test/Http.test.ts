@@ -1,5 +1,5 @@
 import { SignalApi } from "@p2pal/domain"
-import { FastCheck, Schema } from "effect"
+import { Schema } from "effect"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { createTransfer, post, postJson, type Signal, startSignal } from "./harness.js"
 
@@ -96,35 +96,6 @@ describe("p2pal-signal HTTP API", () => {
     const response = await fetch(new URL("/api/nothing", signal.url))
     expect(response.status).toBe(404)
     expect(isApiError(await response.json())).toBe(true)
-  })
-
-  it("never answers 5xx to arbitrary bodies, and stays up", async () => {
-    const bodies = FastCheck.oneof(
-      FastCheck.string({ maxLength: 200 }),
-      FastCheck.json({ maxDepth: 3 }),
-      FastCheck.record({ ttlSeconds: FastCheck.anything(), nameplate: FastCheck.anything() }).map((value) =>
-        JSON.stringify(value),
-      ),
-      FastCheck.uint8Array({ maxLength: 200 }),
-      FastCheck.string({
-        minLength: SignalApi.MaxRequestBodyBytes + 1,
-        maxLength: SignalApi.MaxRequestBodyBytes + 64,
-      }),
-    )
-    await FastCheck.assert(
-      FastCheck.asyncProperty(
-        FastCheck.constantFrom("/api/transfer", "/api/join"),
-        bodies,
-        async (path, body) => {
-          const response = await post(signal, path, body)
-          expect(response.status).toBeLessThan(500)
-          if (response.status >= 400) expect(isApiError(response.body)).toBe(true)
-        },
-      ),
-      { numRuns: 300 },
-    )
-    expect(signal.child.exitCode).toBeNull()
-    expect((await fetch(new URL("/healthz", signal.url))).status).toBe(200)
   })
 })
 

@@ -49,6 +49,8 @@ export const ApiErrorCode = Schema.Literal(
   "already_claimed",
   "unauthorized",
   "payload_too_large",
+  /** Too many requests from this client address; the response's Retry-After says when to try again. */
+  "rate_limited",
   "unavailable",
 )
 export type ApiErrorCode = typeof ApiErrorCode.Type

@@ -86,6 +86,8 @@ const make = (url: string) =>
 
     const readers = new Map<string, Set<() => void>>()
     subscriber.on("message", (channel: string) => readers.get(channel)?.forEach((onMessage) => onMessage()))
+    // Messages published while the subscriber was reconnecting are lost: ring every reader once it is back.
+    subscriber.on("ready", () => readers.forEach((set) => set.forEach((onMessage) => onMessage())))
     // Serialises SUBSCRIBE/UNSUBSCRIBE so a channel's last reader leaving cannot race its next one arriving.
     const lock = yield* Effect.makeSemaphore(1)
 

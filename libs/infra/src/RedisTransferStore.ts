@@ -7,8 +7,12 @@ import * as Store from "./TransferStore.js"
 const NameplateDigits = [2, 3, 4, 5, 6]
 /** Random picks at one nameplate length before moving on to a longer one. */
 const NameplateTries = 4
-/** How often an inbox reads its mailbox with no doorbell: pub/sub may drop a message, the stream does not. */
-const PollInterval = "2 seconds"
+/**
+ * How often an inbox reads its mailbox with no doorbell. Doorbells lost while the subscriber reconnects
+ * are rung again when it is back, so this is a last resort (and how a reader learns its transfer was
+ * forgotten); every waiting socket costs two commands per poll, so it is slow.
+ */
+const PollMs = 20_000
 /** How often each instance looks for transfers whose deadline passed, to count them. */
 const SweepInterval = "1 second"
 /**
@@ -99,6 +103,8 @@ const issueToken = (transferId: Ids.TransferId, side: Ids.Side) => {
 export interface Options {
   /** How long a transfer is remembered after its deadline or its end; `RetentionMs` unless given. */
   readonly retentionMs?: number
+  /** How often a waiting inbox reads its mailbox without a doorbell; `PollMs` unless given. */
+  readonly pollMs?: number
 }
 
 const make = (options: Options) =>
@@ -317,7 +323,7 @@ const make = (options: Options) =>
           if (Option.isNone(first)) return yield* new Store.TransferNotFound()
           const wakeUps = Stream.merge(
             Stream.fromQueue(rings),
-            Stream.fromSchedule(Schedule.spaced(PollInterval)),
+            Stream.fromSchedule(Schedule.spaced(options.pollMs ?? PollMs)),
           )
           const later = wakeUps.pipe(
             Stream.mapEffect(() => next),

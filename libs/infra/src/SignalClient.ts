@@ -47,6 +47,15 @@ const post = <A, I>(server: string, path: string, body: unknown, response: Schem
         ),
       )
     }
+    // Told by its status, not its body: a proxy in front of the server may be the one limiting.
+    if (res.status === 429) {
+      const seconds = res.headers.get("retry-after") ?? ""
+      const when = /^[0-9]+$/.test(seconds) ? `retry in ${seconds} s` : "retry later"
+      return yield* new ServerFailed({
+        server,
+        detail: `the signal server is rate-limiting this address: ${when}`,
+      })
+    }
     const error = Schema.decodeUnknownOption(SignalApi.ApiErrorBody)(
       json._tag === "Some" ? json.value : undefined,
     )

@@ -1,0 +1,58 @@
+import { Options } from "@effect/cli"
+import type { Limits } from "@p2pal/infra/RateLimiter"
+import { Duration, Option } from "effect"
+
+export const trustProxy = Options.boolean("trust-proxy").pipe(
+  Options.withDescription(
+    "believe X-Forwarded-For: the client is its last address, the one your reverse proxy appended. " +
+      "Only behind such a proxy, or any client dodges the rate limits by claiming addresses. " +
+      "Off by default: the client is the connection's peer",
+  ),
+)
+
+/** Who a limit counts: an IPv4 address, or an IPv6 /64 (what one subscriber usually gets). */
+const client = "one client (an IPv4 address or an IPv6 /64)"
+
+const perWindow = (name: string, description: string, fallback: number) =>
+  Options.integer(name).pipe(
+    Options.withDescription(`${description}; default ${fallback}`),
+    Options.filterMap((n) => (n >= 1 ? Option.some(n) : Option.none()), `--${name} must be at least 1`),
+    Options.withDefault(fallback),
+  )
+
+const creates = perWindow(
+  "limit-creates",
+  `transfers ${client} may create (POST /api/transfer) per --limit-window`,
+  30,
+)
+const joins = perWindow("limit-joins", `joins (POST /api/join) ${client} may make per --limit-window`, 60)
+const failedJoins = perWindow(
+  "limit-failed-joins",
+  `failed joins (unknown, expired or already claimed nameplate) ${client} may make per --limit-window; ` +
+    "past it, every join of that client is refused until the window ends",
+  10,
+)
+
+const window = Options.text("limit-window").pipe(
+  Options.withDescription(
+    'how long each allowance lasts, as "<number> <unit>": "1 minute", "30 seconds", "2 hours"; default 1 minute',
+  ),
+  Options.filterMap(
+    (text) =>
+      Option.filter(Duration.decodeUnknown(text), (d) => Duration.isFinite(d) && Duration.toMillis(d) > 0),
+    'expected a duration such as "1 minute" or "30 seconds"',
+  ),
+  Options.withDefault(Duration.minutes(1)),
+)
+
+/** The rate limits, for whichever limiter layer serves them. */
+export const limits: Options.Options<Limits> = Options.all({ creates, joins, failedJoins, window }).pipe(
+  Options.map(({ creates, joins, failedJoins, window }) => {
+    const windowMs = Duration.toMillis(window)
+    return {
+      create: { max: creates, windowMs },
+      join: { max: joins, windowMs },
+      "failed-join": { max: failedJoins, windowMs },
+    }
+  }),
+)

@@ -1,0 +1,422 @@
+// Load on one signal app instance: how fast it creates and joins transfers, and what a waiting transfer
+// and an open WebSocket cost it in memory. Runs the built app (bin/p2pal-signal) with its in-memory store,
+// then with --redis against a redis-server started here on a free port, and prints one row per mode.
+//
+//   npm run bench:signal -- [--transfers 10000] [--sockets 2000] [--joins 2000] [--only memory|redis]
+//
+// Joins go to the first transfers created, whose senders hold the sockets: the usual order, a sender
+// waiting on its socket when the receiver joins. Fewer joins than transfers keep a run near two minutes
+// on a small machine, while every join still looks up a nameplate among all the waiting transfers.
+//
+// Memory is the process's resident set (VmRSS) after a phase minus before it, divided by the count. It
+// includes garbage not collected yet, so read it as an upper bound. With Redis the transfers live in
+// redis-server, whose resident set is measured the same way.
+import { spawn } from "node:child_process"
+import { accessSync, constants, readFileSync } from "node:fs"
+import * as http from "node:http"
+import * as net from "node:net"
+import { delimiter, join } from "node:path"
+import { performance } from "node:perf_hooks"
+import { createInterface } from "node:readline"
+import { fileURLToPath } from "node:url"
+import { parseArgs } from "node:util"
+import WebSocket from "ws"
+
+const root = fileURLToPath(new URL("..", import.meta.url))
+/** Requests or socket handshakes in flight at once, as many busy clients would keep. */
+const InFlight = 64
+/** Long enough that no transfer expires while the bench runs. */
+const TtlSeconds = 900
+/** Transfers created before measuring, so the baseline includes compiled code and warmed pools. */
+const WarmUp = 256
+/** File descriptors this process and the app keep beside the sockets (stdio, listeners, Redis). */
+const FdReserve = 256
+
+const { values: flags } = parseArgs({
+  options: {
+    transfers: { type: "string", default: "10000" },
+    sockets: { type: "string", default: "2000" },
+    joins: { type: "string", default: "2000" },
+    only: { type: "string" },
+  },
+})
+const transfers = positive("--transfers", flags.transfers)
+const wantedSockets = positive("--sockets", flags.sockets)
+const wantedJoins = positive("--joins", flags.joins)
+if (flags.only !== undefined && flags.only !== "memory" && flags.only !== "redis") {
+  usage(`--only must be memory or redis, got ${flags.only}`)
+}
+
+function usage(message) {
+  process.stderr.write(
+    `${message}\nusage: npm run bench:signal -- [--transfers 10000] [--sockets 2000] [--joins 2000] [--only memory|redis]\n`,
+  )
+  process.exit(2)
+}
+
+function positive(name, text) {
+  const value = Number(text)
+  if (!Number.isSafeInteger(value) || value < 1) usage(`${name} must be a positive integer, got ${text}`)
+  return value
+}
+
+// Every child we start, so a failure or Ctrl+C leaves none behind.
+const children = new Set()
+process.on("exit", () => children.forEach((proc) => proc.child.kill("SIGKILL")))
+process.on("SIGINT", () => process.exit(130))
+process.on("SIGTERM", () => process.exit(143))
+
+function start(name, command, args) {
+  const child = spawn(command, args, { cwd: root, stdio: ["ignore", "pipe", "pipe"] })
+  const proc = { child, name, stderr: "" }
+  children.add(proc)
+  child.stderr.setEncoding("utf8").on("data", (text) => (proc.stderr = (proc.stderr + text).slice(-2000)))
+  proc.exited = new Promise((resolve) => {
+    child.once("error", (error) => resolve({ how: error.message }))
+    child.once("exit", (code, signal) => resolve({ how: signal ? `signal ${signal}` : `code ${code}` }))
+  }).then((result) => {
+    children.delete(proc)
+    return result
+  })
+  proc.lines = createInterface({ input: child.stdout })
+  return proc
+}
+
+async function stop(proc) {
+  if (!children.has(proc)) return
+  proc.child.kill("SIGTERM")
+  const timer = setTimeout(() => proc.child.kill("SIGKILL"), 5000)
+  await proc.exited
+  clearTimeout(timer)
+}
+
+/** Resident set of a process we started, in bytes. */
+function rss(proc) {
+  const match = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${proc.child.pid}/status`, "utf8"))
+  return Number(match[1]) * 1024
+}
+
+/** The soft limit on open files, which caps how many sockets each side can hold. */
+function openFileLimit() {
+  const match = /^Max open files\s+(\d+|unlimited)/m.exec(readFileSync("/proc/self/limits", "utf8"))
+  return match?.[1] === "unlimited" ? Infinity : Number(match?.[1] ?? 1024)
+}
+
+function onPath(name) {
+  return (process.env.PATH ?? "")
+    .split(delimiter)
+    .map((dir) => join(dir, name))
+    .find((file) => {
+      try {
+        accessSync(file, constants.X_OK)
+        return true
+      } catch {
+        return false
+      }
+    })
+}
+
+function freePort() {
+  return new Promise((resolve, reject) => {
+    const server = net.createServer().on("error", reject)
+    server.listen(0, "127.0.0.1", () => {
+      const { port } = server.address()
+      server.close(() => resolve(port))
+    })
+  })
+}
+
+function pong(port) {
+  return new Promise((resolve) => {
+    const socket = net.connect(port, "127.0.0.1")
+    socket.setTimeout(1000)
+    socket.on("connect", () => socket.write("PING\r\n"))
+    socket.on("data", (data) => {
+      socket.destroy()
+      resolve(data.toString().startsWith("+PONG"))
+    })
+    socket.on("error", () => resolve(false))
+    socket.on("timeout", () => {
+      socket.destroy()
+      resolve(false)
+    })
+  })
+}
+
+async function startRedis(binary) {
+  const port = await freePort()
+  const redis = start("redis-server", binary, [
+    ...["--port", String(port), "--bind", "127.0.0.1"],
+    ...["--save", "", "--appendonly", "no", "--maxmemory-policy", "noeviction"],
+  ])
+  const deadline = performance.now() + 10_000
+  while (!(await pong(port))) {
+    if (!children.has(redis)) throw new Error(`redis-server exited: ${redis.stderr}`)
+    if (performance.now() > deadline) throw new Error("redis-server did not answer PING within 10 s")
+    await new Promise((resolve) => setTimeout(resolve, 50))
+  }
+  return { redis, url: `redis://127.0.0.1:${port}` }
+}
+
+/** The app's rate limits would refuse a bench from one address: raised past its load, if it has them. */
+function limitFlags(help) {
+  const max = String(2 * (transfers + WarmUp))
+  return ["--limit-creates", "--limit-joins", "--limit-failed-joins"]
+    .filter((flag) => help.includes(flag))
+    .flatMap((flag) => [flag, max])
+}
+
+async function helpText() {
+  const proc = start("p2pal-signal --help", join(root, "bin/p2pal-signal"), ["--help"])
+  const lines = []
+  proc.lines.on("line", (line) => lines.push(line))
+  await proc.exited
+  return lines.join("\n")
+}
+
+/** Starts the app; resolves with its URL, or with the reason it did not start. */
+async function startSignal(extraArgs) {
+  const args = ["--port", "0", "--host", "127.0.0.1", ...extraArgs]
+  const server = start("p2pal-signal", join(root, "bin/p2pal-signal"), args)
+  const listening = new Promise((resolve) =>
+    server.lines.on("line", (line) => {
+      const url = /^p2pal-signal listening on (http:\/\/\S+)/.exec(line)?.[1]
+      if (url) resolve({ server, url })
+    }),
+  )
+  const failed = server.exited.then(({ how }) => {
+    const hint = /Cannot find module/.test(server.stderr) ? "\n(is it built? run `npm run build`)" : ""
+    return { failure: `exited (${how}): ${server.stderr.trim().slice(-800)}${hint}` }
+  })
+  const timedOut = new Promise((resolve) =>
+    setTimeout(() => resolve({ failure: "printed no listening line within 15 s" }), 15_000).unref(),
+  )
+  const result = await Promise.race([listening, failed, timedOut])
+  if (result.failure) await stop(server)
+  return result
+}
+
+/** Runs `task(i)` for i in [0, count) with at most InFlight at once; returns requests per second. */
+async function pool(count, task) {
+  let next = 0
+  const worker = async () => {
+    while (next < count) await task(next++)
+  }
+  const startedAt = performance.now()
+  await Promise.all(Array.from({ length: Math.min(InFlight, count) }, worker))
+  return count / ((performance.now() - startedAt) / 1000)
+}
+
+/** Counts what went wrong in a phase and keeps the first one's description for the report. */
+function failures(what) {
+  const tally = { what, count: 0, first: undefined }
+  tally.add = (detail) => {
+    tally.count++
+    tally.first ??= detail
+  }
+  return tally
+}
+
+// node:http rather than fetch: on a small machine the client shares the cores with the app, and fetch
+// spent about twice the CPU per request here, which lowered the app's measured rate.
+const agent = new http.Agent({ keepAlive: true, maxSockets: InFlight })
+
+/** Resolves with the status and body text; a failed connection counts as status 0, never throws. */
+function post(url, body) {
+  const text = JSON.stringify(body)
+  return new Promise((resolve) => {
+    const request = http.request(
+      url,
+      {
+        method: "POST",
+        agent,
+        headers: { "content-type": "application/json", "content-length": Buffer.byteLength(text) },
+      },
+      (response) => {
+        let answer = ""
+        response.setEncoding("utf8")
+        response.on("data", (chunk) => (answer += chunk))
+        response.on("end", () => resolve({ status: response.statusCode, text: answer }))
+      },
+    )
+    request.on("error", (error) => resolve({ status: 0, text: error.message }))
+    request.end(text)
+  })
+}
+
+async function createTransfers(url, count, failed) {
+  const created = []
+  const perSecond = await pool(count, async () => {
+    const { status, text } = await post(`${url}/api/transfer`, { ttlSeconds: TtlSeconds })
+    if (status === 201) created.push(JSON.parse(text))
+    else failed.add(`${status} ${text}`)
+  })
+  return { created, perSecond }
+}
+
+function openSocket(url, token) {
+  return new Promise((resolve, reject) => {
+    const socket = new WebSocket(`${url.replace(/^http/, "ws")}/api/ws?token=${encodeURIComponent(token)}`)
+    socket.once("open", () => {
+      socket.off("error", reject)
+      // Held open until the phase ends; a later error only ends this socket.
+      socket.on("error", () => {})
+      resolve(socket)
+    })
+    // A refused upgrade arrives here too ("Unexpected server response: 401").
+    socket.once("error", reject)
+  })
+}
+
+async function measure(mode, url, app, redis) {
+  const failedCreates = failures("failed creations")
+  await createTransfers(url, WarmUp, failedCreates)
+
+  const before = { app: rss(app), redis: redis && rss(redis) }
+  const { created, perSecond: createsPerSecond } = await createTransfers(url, transfers, failedCreates)
+  const afterCreates = { app: rss(app), redis: redis && rss(redis) }
+
+  const sockets = []
+  const failedSockets = failures("failed sockets")
+  const socketCount = Math.min(wantedSockets, created.length, openFileLimit() - FdReserve)
+  if (socketCount < wantedSockets) {
+    process.stderr.write(
+      `${mode}: opening ${socketCount} sockets, not ${wantedSockets} (created transfers or \`ulimit -n\` ${openFileLimit()})\n`,
+    )
+  }
+  // Sockets the app closes before the end are not failed requests, but they are not held either.
+  const closedEarly = failures("sockets closed by the app")
+  const opensPerSecond = await pool(socketCount, (i) =>
+    openSocket(url, created[i].token).then(
+      (socket) => {
+        sockets.push(socket)
+        socket.once("close", (code, reason) => closedEarly.add(`${code} ${reason}`))
+      },
+      (error) => failedSockets.add(error.message),
+    ),
+  )
+  const afterSockets = rss(app)
+  const held = sockets.filter((socket) => socket.readyState === WebSocket.OPEN).length
+
+  const failedJoins = failures("failed joins")
+  const joins = Math.min(wantedJoins, created.length)
+  const joinsPerSecond = await pool(joins, async (i) => {
+    const { status, text } = await post(`${url}/api/join`, { nameplate: created[i].nameplate })
+    if (status !== 200) failedJoins.add(`${status} ${text}`)
+  })
+  sockets.forEach((socket) => {
+    socket.removeAllListeners("close")
+    socket.terminate()
+  })
+
+  const digits = created.map((c) => c.nameplate.length)
+  const failed = [failedCreates, failedSockets, failedJoins]
+  for (const { what, count, first } of [...failed, closedEarly]) {
+    if (count > 0) process.stderr.write(`${mode}: ${count} ${what}, the first: ${first}\n`)
+  }
+  return {
+    mode,
+    created: created.length,
+    createsPerSecond,
+    appPerTransfer: (afterCreates.app - before.app) / Math.max(created.length, 1),
+    redisPerTransfer: redis && (afterCreates.redis - before.redis) / Math.max(created.length, 1),
+    sockets: held,
+    opensPerSecond,
+    appPerSocket: (afterSockets - afterCreates.app) / Math.max(held, 1),
+    joins,
+    joinsPerSecond,
+    digits: digits.length === 0 ? "-" : `${Math.min(...digits)}-${Math.max(...digits)}`,
+    failed: failed.reduce((sum, f) => sum + f.count, 0),
+  }
+}
+
+async function runMode(mode, limits) {
+  let redis
+  try {
+    const redisArgs = []
+    if (mode === "redis") {
+      const binary = onPath("redis-server")
+      if (binary === undefined) {
+        process.stderr.write("redis: skipped, no redis-server on the PATH (apt-get install redis-server)\n")
+        return undefined
+      }
+      const started = await startRedis(binary)
+      redis = started.redis
+      redisArgs.push("--redis", started.url)
+    }
+    process.stderr.write(
+      `${mode}: ${transfers} transfers, up to ${wantedSockets} sockets and ${wantedJoins} joins...\n`,
+    )
+    const signal = await startSignal([...redisArgs, ...limits])
+    if (signal.failure) {
+      process.stderr.write(`${mode}: p2pal-signal did not start: ${signal.failure}\n`)
+      return undefined
+    }
+    try {
+      return await measure(mode, signal.url, signal.server, redis)
+    } finally {
+      await stop(signal.server)
+    }
+  } finally {
+    if (redis) await stop(redis)
+  }
+}
+
+function printTable(results) {
+  const rows = [
+    [
+      "store",
+      "transfers",
+      "creates/s",
+      "app B/transfer",
+      "redis B/transfer",
+      "sockets",
+      "opens/s",
+      "app B/socket",
+      "joins",
+      "joins/s",
+      "nameplate digits",
+      "failed",
+    ],
+  ]
+  for (const r of results) {
+    rows.push([
+      r.mode,
+      String(r.created),
+      r.createsPerSecond.toFixed(0),
+      r.appPerTransfer.toFixed(0),
+      r.redisPerTransfer === undefined ? "-" : r.redisPerTransfer.toFixed(0),
+      String(r.sockets),
+      r.opensPerSecond.toFixed(0),
+      r.appPerSocket.toFixed(0),
+      String(r.joins),
+      r.joinsPerSecond.toFixed(0),
+      r.digits,
+      String(r.failed),
+    ])
+  }
+  const widths = rows[0].map((_, col) => Math.max(...rows.map((r) => r[col].length)))
+  for (const r of rows) {
+    console.log(
+      r.map((cell, col) => (col === 0 ? cell.padEnd(widths[col]) : cell.padStart(widths[col]))).join("  "),
+    )
+  }
+}
+
+async function main() {
+  const limits = limitFlags(await helpText())
+  const modes = flags.only === undefined ? ["memory", "redis"] : [flags.only]
+  const results = []
+  for (const mode of modes) {
+    const result = await runMode(mode, limits)
+    if (result) results.push(result)
+  }
+  agent.destroy()
+  if (results.length === 0) throw new Error("no mode ran")
+  printTable(results)
+}
+
+main().catch((error) => {
+  process.stderr.write(`bench failed: ${error.message}\n`)
+  process.exit(1)
+})
