@@ -33,16 +33,20 @@ export const encodeManifest = (m: Manifest): Uint8Array => encoder.encode(JSON.s
 
 const failure = (rule: string, message: string) => new ManifestError({ entry: undefined, rule, message })
 
-/** The first schema issue, located and cut short: the value quoted in it is hostile and may be huge. */
-const describe = (error: ParseResult.ParseError): string => {
+/**
+ * The first schema issue, located and cut short, as a suffix: " at entries.0.size: Expected ...". The
+ * value quoted in it may be hostile and huge.
+ */
+export const firstIssue = (error: ParseResult.ParseError): string => {
   const [issue] = ParseResult.ArrayFormatter.formatErrorSync(error)
   const where =
     issue === undefined || issue.path.length === 0 ? "" : ` at ${issue.path.map(String).join(".")}`
   const what = issue?.message ?? ""
-  return escapeForDisplay(
-    `the manifest is malformed${where}: ${what.length > 200 ? `${what.slice(0, 200)}...` : what}`,
-  )
+  return `${where}: ${what.length > 200 ? `${what.slice(0, 200)}...` : what}`
 }
+
+const describe = (error: ParseResult.ParseError): string =>
+  escapeForDisplay(`the manifest is malformed${firstIssue(error)}`)
 
 /** Decodes received manifest bytes and applies ManifestPolicy; treats them as hostile throughout. */
 export const decodeManifest = (bytes: Uint8Array): Either.Either<Manifest, ManifestError> =>
