@@ -1,18 +1,9 @@
-import { spawnSync } from "node:child_process"
 import { randomBytes } from "node:crypto"
 import * as fs from "node:fs/promises"
 import * as path from "node:path"
 import { describe, expect, it } from "vitest"
-import {
-  bin,
-  type Finished,
-  run,
-  type Running,
-  start,
-  useSignalApp,
-  tempDir,
-  waitFor,
-} from "../support/Processes.js"
+import { cannotDenyReads, expectUnreadable, permissionBound } from "../support/Permissions.js"
+import { bin, leftIn, midTransfer, run, start, useSignalApp, tempDir } from "../support/Processes.js"
 
 const signalApp = useSignalApp()
 
@@ -54,42 +45,6 @@ const within = <A>(ms: number, what: string, promise: Promise<A>) => {
     timer = setTimeout(() => reject(new Error(`${what} did not happen within ${ms} ms`)), ms)
   })
   return Promise.race([promise, timeout]).finally(() => clearTimeout(timer))
-}
-
-/**
- * Waits until the receiver's temporary file for `name` has grown past 8 MiB: the transfer is under way,
- * bytes are on disk, and far from done. Gives up at once if either process has exited.
- */
-const midTransfer = async (out: string, name: string, processes: ReadonlyArray<Running>) => {
-  const exits: Array<Finished> = []
-  for (const p of processes) void p.finished.then((f) => exits.push(f))
-  const temp = new RegExp(`^\\.${name.replace(/\./g, "\\.")}\\.[0-9a-f]{8}\\.p2pal-part$`)
-  return waitFor(`a temporary file for ${name} past 8 MiB in ${out}`, async () => {
-    if (exits.length > 0) throw new Error(`a process exited before mid-transfer: ${JSON.stringify(exits)}`)
-    for (const entry of await fs.readdir(out).catch(() => [])) {
-      if (!temp.test(entry)) continue
-      const size = (await fs.stat(path.join(out, entry)).catch(() => undefined))?.size ?? 0
-      if (size >= 8 * MiB) return entry
-    }
-    return undefined
-  })
-}
-
-/** Every entry below `dir`, never following symlinks ("name -> target"); none if `dir` does not exist. */
-const leftIn = async (dir: string): Promise<Array<string>> => {
-  const entries = await fs.readdir(dir, { withFileTypes: true }).catch((e: NodeJS.ErrnoException) => {
-    if (e.code === "ENOENT") return []
-    throw e
-  })
-  const found: Array<string> = []
-  for (const entry of entries) {
-    const full = path.join(dir, entry.name)
-    if (entry.isSymbolicLink()) found.push(`${entry.name} -> ${await fs.readlink(full)}`)
-    else if (entry.isDirectory())
-      found.push(`${entry.name}/`, ...(await leftIn(full)).map((e) => `${entry.name}/${e}`))
-    else found.push(entry.name)
-  }
-  return found.sort()
 }
 
 describe("nothing half-written when a transfer is interrupted", () => {
@@ -166,35 +121,20 @@ describe("refusals before anything is written", () => {
     expect(await leftIn(out)).toEqual(before)
   })
 
-  /**
-   * chmod 000 does not stop root (CAP_DAC_OVERRIDE). As root the sender runs under util-linux setpriv
-   * with those capabilities dropped from its bounding set: still uid 0, but bound by permission bits.
-   */
-  const isRoot = process.getuid?.() === 0
-  const hasSetpriv = spawnSync("setpriv", ["--version"]).status === 0
-  const wrapper = isRoot ? ["setpriv", "--bounding-set=-dac_override,-dac_read_search"] : []
-  const cannotMakeUnreadable = isRoot && !hasSetpriv
-  it.skipIf(cannotMakeUnreadable && process.env.CI !== "true")(
-    cannotMakeUnreadable
-      ? "SKIPPED: running as root without setpriv (util-linux), so chmod 000 cannot stop reads"
+  it.skipIf(cannotDenyReads !== undefined && process.env.CI !== "true")(
+    cannotDenyReads !== undefined
+      ? `SKIPPED: ${cannotDenyReads}`
       : "refuses an unreadable source file (chmod 000): exit 7 naming it, nothing written on the receiver",
     async () => {
-      expect(cannotMakeUnreadable, "install util-linux (setpriv) to run this as root").toBe(false)
+      expect(cannotDenyReads, "install util-linux (setpriv) to run this as root").toBeUndefined()
       const root = await tempDir()
       const secret = path.join(root, "secret.bin")
       await fs.writeFile(secret, randomBytes(100_000))
       await fs.chmod(secret, 0o000)
-      // The setup must really deny reads to the sender, or this test proves nothing.
-      const [probeCommand, ...probeArgs] = [...wrapper, "cat", secret]
-      const probe = await run(probeCommand!, probeArgs)
-      expect(probe, "the sender could still read the chmod 000 file").toMatchObject({
-        code: 1,
-        stdout: "",
-        stderr: expect.stringContaining("Permission denied"),
-      })
+      await expectUnreadable(secret)
       const out = path.join(root, "out")
 
-      const sender = launchSend([secret], wrapper)
+      const sender = launchSend([secret], permissionBound)
       // Refusing before a code is printed and failing once the receiver accepted are both fine.
       const code = await sender.line(joinCode).then(
         ([c]) => c!,

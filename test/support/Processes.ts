@@ -207,3 +207,39 @@ export const startOnTty = (command: string, args: ReadonlyArray<string>) =>
 export const removeTempDirs = async () => {
   for (const dir of temps.splice(0)) await fs.rm(dir, { recursive: true, force: true })
 }
+
+/**
+ * Waits until the receiver's temporary file for `name` in `out` has grown past 8 MiB: the transfer is
+ * under way, bytes are on disk, and far from done. Gives up at once if any of `processes` has exited.
+ */
+export const midTransfer = async (out: string, name: string, processes: ReadonlyArray<Running>) => {
+  const exits: Array<Finished> = []
+  for (const p of processes) void p.finished.then((f) => exits.push(f))
+  const temp = new RegExp(`^\\.${name.replace(/\./g, "\\.")}\\.[0-9a-f]{8}\\.p2pal-part$`)
+  return waitFor(`a temporary file for ${name} past 8 MiB in ${out}`, async () => {
+    if (exits.length > 0) throw new Error(`a process exited before mid-transfer: ${JSON.stringify(exits)}`)
+    for (const entry of await fs.readdir(out).catch(() => [])) {
+      if (!temp.test(entry)) continue
+      const size = (await fs.stat(path.join(out, entry)).catch(() => undefined))?.size ?? 0
+      if (size >= 8 * 1024 * 1024) return entry
+    }
+    return undefined
+  })
+}
+
+/** Every entry below `dir`, never following symlinks ("name -> target"); none if `dir` does not exist. */
+export const leftIn = async (dir: string): Promise<Array<string>> => {
+  const entries = await fs.readdir(dir, { withFileTypes: true }).catch((e: NodeJS.ErrnoException) => {
+    if (e.code === "ENOENT") return []
+    throw e
+  })
+  const found: Array<string> = []
+  for (const entry of entries) {
+    const full = path.join(dir, entry.name)
+    if (entry.isSymbolicLink()) found.push(`${entry.name} -> ${await fs.readlink(full)}`)
+    else if (entry.isDirectory())
+      found.push(`${entry.name}/`, ...(await leftIn(full)).map((e) => `${entry.name}/${e}`))
+    else found.push(entry.name)
+  }
+  return found.sort()
+}

@@ -1,5 +1,7 @@
 import type { TransferError } from "@p2pal/domain/Errors"
 import { escapeForDisplay } from "@p2pal/domain/ManifestPolicy"
+import * as Format from "./Format.js"
+import * as Skipped from "./Skipped.js"
 
 /** Stable exit codes: scripts tell a wrong code from a network problem from a disk problem. */
 export const ExitCode = {
@@ -13,6 +15,7 @@ export const ExitCode = {
   localIo: 7,
   declined: 8,
   codeMismatch: 9,
+  skipped: 10,
   interrupted: 130,
 } as const
 
@@ -65,5 +68,33 @@ export const describe = (error: TransferError): { readonly message: string; read
       }
     case "Declined":
       return { message: "transfer declined; nothing was written", exitCode: ExitCode.declined }
+    case "FilesSkipped": {
+      const count = Format.count(error.files.length, "file")
+      return {
+        message: [
+          error.side === "sender"
+            ? `completed, but ${count} could not be read and ${error.files.length === 1 ? "was" : "were"} skipped:`
+            : `completed, but the sender skipped ${count}; ${error.files.length === 1 ? "it was" : "they were"} not saved:`,
+          ...error.files.map((file) => `  ${Skipped.describe(file)}`),
+        ].join("\n"),
+        exitCode: ExitCode.skipped,
+      }
+    }
+    case "CheckpointNotFound":
+      // Naming a checkpoint that is not there is a wrong value on the command line.
+      return {
+        message: `no checkpoint for transfer ${escapeForDisplay(error.transferId)}; \`p2pal checkpoint list\` shows the ones there are`,
+        exitCode: ExitCode.usage,
+      }
+    case "CheckpointCorrupt":
+      return {
+        message: `the checkpoint file ${escapeForDisplay(error.path)} is damaged (${escapeForDisplay(error.detail)}): delete it with \`p2pal checkpoint delete ${escapeForDisplay(error.transferId)}\``,
+        exitCode: ExitCode.localIo,
+      }
+    case "CheckpointIo":
+      return {
+        message: `checkpoint file ${escapeForDisplay(error.path)}: ${escapeForDisplay(error.detail)}`,
+        exitCode: ExitCode.localIo,
+      }
   }
 }

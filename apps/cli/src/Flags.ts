@@ -37,6 +37,11 @@ export const out = Options.directory("out").pipe(
   Options.withDescription("directory to receive into (created if missing)"),
 )
 export const overwrite = Options.boolean("overwrite").pipe(Options.withDescription("replace existing files"))
+export const skipErrors = Options.boolean("skip-errors").pipe(
+  Options.withDescription(
+    "skip files that cannot be read (or change while being sent) instead of aborting; exits 10 if any were skipped",
+  ),
+)
 
 const usage = (message: string) => Effect.fail(new UsageError({ message }))
 

@@ -7,6 +7,7 @@ import { Effect, Either, Option } from "effect"
 import * as path from "node:path"
 import * as Flags from "./Flags.js"
 import * as Format from "./Format.js"
+import * as Skipped from "./Skipped.js"
 import { Ui } from "./Ui.js"
 
 const code = Args.text({ name: "code" }).pipe(
@@ -68,6 +69,7 @@ export const recv = Command.make(
         (e) => new UsageError({ message: e.message }),
       )
       const out = path.resolve(flags.out)
+      const skipped = yield* Skipped.tracker("receiver")
       yield* ui.info("Joining transfer...")
       yield* Session.receive({
         server,
@@ -80,10 +82,12 @@ export const recv = Command.make(
             ? Effect.as(Effect.forEach(describeManifest(manifest), ui.info), true)
             : ui.confirm(describeManifest(manifest), `Save into ${escapeForDisplay(out)}?`),
         onVerified: (verification) =>
-          flags.verify ? ui.confirmLine(Flags.verificationLine(verification)) : Effect.void,
+          flags.verify ? ui.notice(Flags.verificationLine(verification)) : Effect.void,
         onStart: ui.showProgress,
+        onSkipped: skipped.skip,
         // The progress bars close with this scope, before the verified line is printed below them.
       }).pipe(Effect.scoped)
       yield* ui.verified()
+      yield* skipped.outcome
     }).pipe(Effect.scoped, Effect.provide(Ui.layer(flags.quiet))),
 ).pipe(Command.withDescription("receive what a sender offers under a join code"))

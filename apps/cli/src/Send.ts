@@ -6,6 +6,7 @@ import * as Sources from "@p2pal/transfer/Sources"
 import { Effect } from "effect"
 import * as Flags from "./Flags.js"
 import * as Format from "./Format.js"
+import * as Skipped from "./Skipped.js"
 import { Ui } from "./Ui.js"
 
 const files = Args.text({ name: "file" }).pipe(
@@ -36,6 +37,7 @@ export const send = Command.make(
     stun: Flags.stun,
     verify: Flags.verify,
     encrypt: Flags.encrypt,
+    skipErrors: Flags.skipErrors,
     files,
   },
   (flags) =>
@@ -45,10 +47,12 @@ export const send = Command.make(
       const stun = yield* Flags.stunServers(flags.stun)
       const ttl = yield* Flags.parseTtl(flags.ttl)
       const chunkSize = yield* Flags.chunkBytes(flags.chunkSize)
-      const sources = yield* Sources.collect(flags.files, flags.recursive)
+      const skipped = yield* Skipped.tracker("sender")
+      const skipUnreadable = flags.skipErrors ? skipped.skip : undefined
+      const sources = yield* Sources.collect(flags.files, flags.recursive, skipUnreadable)
       yield* ui.info(summary(sources, DurationText.format(ttl)))
-      for (const skipped of sources.skipped)
-        yield* ui.info(`skipping ${escapeForDisplay(skipped)}: not a regular file or directory`)
+      for (const special of sources.skipped)
+        yield* ui.info(`skipping ${escapeForDisplay(special)}: not a regular file or directory`)
       yield* ui.info("Creating transfer...")
       const path = yield* Session.send({
         server,
@@ -57,12 +61,13 @@ export const send = Command.make(
         chunkSize,
         encrypt: flags.encrypt,
         sources,
+        skipUnreadable,
         onCode: (code) =>
           ui.quiet
             ? ui.result(code)
             : Effect.zipRight(ui.info(`Join code: ${code}`), ui.info("Waiting for receiver...")),
         onVerified: (verification) =>
-          flags.verify ? ui.confirmLine(Flags.verificationLine(verification)) : Effect.void,
+          flags.verify ? ui.notice(Flags.verificationLine(verification)) : Effect.void,
         onConnected: (progress) => ui.showProgress(progress, sources.manifest),
         // The progress bars close with this scope, before the verified line is printed below them.
       }).pipe(Effect.scoped)
@@ -72,5 +77,6 @@ export const send = Command.make(
           `Connected directly: ${path.local} <-> ${path.remote}` +
             (path.rttMs === undefined ? "" : `, RTT ${path.rttMs} ms`),
         )
+      yield* skipped.outcome
     }).pipe(Effect.scoped, Effect.provide(Ui.layer(flags.quiet))),
 ).pipe(Command.withDescription("send files or directories; prints a join code for the receiver"))

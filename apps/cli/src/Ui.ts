@@ -36,8 +36,8 @@ export class Ui extends Context.Tag("@p2pal/cli/Ui")<
     readonly info: (line: string) => Effect.Effect<void>
     /** For scripts: printed on stdout even in quiet mode. */
     readonly result: (line: string) => Effect.Effect<void>
-    /** A line the user asked for explicitly (e.g. --verify): shown even in quiet mode. */
-    readonly confirmLine: (line: string) => Effect.Effect<void>
+    /** Shown even in quiet mode: a line the user asked for (--verify) or must not miss (a skipped file). */
+    readonly notice: (line: string) => Effect.Effect<void>
     /** Reads one line from stdin, prompting on stderr when a person is there to see it. */
     readonly ask: (prompt: string) => Effect.Effect<string>
     /** Shows `context` and asks; both are shown even in quiet mode, since nobody can answer blind. */
@@ -50,12 +50,24 @@ export class Ui extends Context.Tag("@p2pal/cli/Ui")<
     readonly verified: () => Effect.Effect<void>
   }
 >() {
-  static readonly layer = (quiet: boolean) =>
-    Layer.succeed(Ui, {
+  static readonly layer = (quiet: boolean) => {
+    /** Whether progress bars are on screen (the last two lines of stderr). */
+    let barsDrawn = false
+    const eraseBars = () => {
+      if (barsDrawn) process.stderr.write("\x1b[2A\x1b[2K\n\x1b[2K\x1b[1A")
+      barsDrawn = false
+    }
+    // A line written while the bars are up takes their place; the next redraw puts them below it.
+    const say = (line: string) =>
+      Effect.sync(() => {
+        eraseBars()
+        process.stderr.write(`${line}\n`)
+      })
+    return Layer.succeed(Ui, {
       quiet,
-      info: (line) => (quiet ? Effect.void : Effect.sync(() => process.stderr.write(`${line}\n`))),
+      info: (line) => (quiet ? Effect.void : say(line)),
       result: (line) => Effect.sync(() => process.stdout.write(`${line}\n`)),
-      confirmLine: (line) => Effect.sync(() => process.stderr.write(`${line}\n`)),
+      notice: say,
       ask: (prompt) => readLine(process.stdin.isTTY ? prompt : undefined),
       confirm: (context, question) =>
         Effect.suspend(() => {
@@ -67,7 +79,6 @@ export class Ui extends Context.Tag("@p2pal/cli/Ui")<
         if (quiet || !process.stderr.isTTY) return Effect.void
         return Effect.gen(function* () {
           const started = yield* Clock.currentTimeMillis
-          let drawn = false
           const draw = Effect.gen(function* () {
             // Nothing to show before the first file starts (a per-file bar would read 100% of nothing).
             if (progress.file < 0) return
@@ -81,14 +92,10 @@ export class Ui extends Context.Tag("@p2pal/cli/Ui")<
               `${bar(progress.fileBytes, size)}  ${name}`,
               `${bar(progress.bytes, progress.totalBytes)}  ${Format.bytes(progress.bytes)} / ${Format.bytes(progress.totalBytes)}  ${Format.bytes(rate)}/s  ETA ${Format.seconds(eta)}`,
             ]
-            process.stderr.write(`${drawn ? "\x1b[2A" : ""}${lines.map((l) => `\x1b[2K${l}\n`).join("")}`)
-            drawn = true
+            process.stderr.write(`${barsDrawn ? "\x1b[2A" : ""}${lines.map((l) => `\x1b[2K${l}\n`).join("")}`)
+            barsDrawn = true
           })
-          yield* Effect.addFinalizer(() =>
-            Effect.sync(() => {
-              if (drawn) process.stderr.write("\x1b[2A\x1b[2K\n\x1b[2K\x1b[1A")
-            }),
-          )
+          yield* Effect.addFinalizer(() => Effect.sync(eraseBars))
           yield* draw.pipe(Effect.repeat(Schedule.spaced("200 millis")), Effect.forkScoped)
         })
       },
@@ -97,4 +104,5 @@ export class Ui extends Context.Tag("@p2pal/cli/Ui")<
           ? Effect.void
           : Effect.sync(() => process.stderr.write(`[${"=".repeat(BarWidth)}] 100% — SHA-256 verified\n`)),
     })
+  }
 }

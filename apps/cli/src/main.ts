@@ -4,20 +4,28 @@ import { NodeContext, NodeRuntime } from "@effect/platform-node"
 import { isTransferError } from "@p2pal/domain/Errors"
 import { PeerLink } from "@p2pal/infra/PeerLink"
 import { SignalClient } from "@p2pal/infra/SignalClient"
+import { Checkpoints } from "@p2pal/transfer/Checkpoints"
 import { Hasher } from "@p2pal/transfer/Hasher"
 import { Cause, Console, Effect, Exit, Layer } from "effect"
+import { checkpoint } from "./Checkpoint.js"
 import { describe, ExitCode } from "./Failure.js"
 import { recv } from "./Recv.js"
 import { send } from "./Send.js"
 
 const p2pal = Command.make("p2pal").pipe(
   Command.withDescription("send files and directories straight to another machine over WebRTC"),
-  Command.withSubcommands([send, recv]),
+  Command.withSubcommands([send, recv, checkpoint]),
 )
 
 const cli = Command.run(p2pal, { name: "p2pal", version: "0.1.0" })
 
-const MainLive = Layer.mergeAll(NodeContext.layer, PeerLink.layer, SignalClient.layer, Hasher.layer)
+const MainLive = Layer.mergeAll(
+  NodeContext.layer,
+  PeerLink.layer,
+  SignalClient.layer,
+  Hasher.layer,
+  Checkpoints.layer,
+)
 
 /** Tells the user how the command ended and picks the exit code. */
 const report = (exit: Exit.Exit<void, unknown>): Effect.Effect<number> => {

@@ -1,4 +1,5 @@
 import { Schema } from "effect"
+import { Direction } from "./Checkpoint.js"
 
 /** Everything that can end a p2pal command. The CLI maps each to one message and exit code. */
 
@@ -44,6 +45,36 @@ export class CodeMismatch extends Schema.TaggedError<CodeMismatch>()("CodeMismat
 
 export class Declined extends Schema.TaggedError<Declined>()("Declined", {}) {}
 
+/** A file left out of a transfer with `send --skip-errors`, and why. */
+export const SkippedFile = Schema.Struct({ path: Schema.String, reason: Schema.String })
+export type SkippedFile = typeof SkippedFile.Type
+
+/** The transfer completed, but without these files: the sender could not read them (`--skip-errors`). */
+export class FilesSkipped extends Schema.TaggedError<FilesSkipped>()("FilesSkipped", {
+  side: Schema.Literal("sender", "receiver"),
+  files: Schema.NonEmptyArray(SkippedFile),
+}) {}
+
+/** No checkpoint is stored for that transfer id (in the direction asked for, if one was). */
+export class CheckpointNotFound extends Schema.TaggedError<CheckpointNotFound>()("CheckpointNotFound", {
+  transferId: Schema.String,
+}) {}
+
+/** A checkpoint file that cannot be trusted (cut short, edited, or not ours): reported, never used. */
+export class CheckpointCorrupt extends Schema.TaggedError<CheckpointCorrupt>()("CheckpointCorrupt", {
+  /** From the file's name, so the user can delete it by id. */
+  transferId: Schema.String,
+  direction: Direction,
+  path: Schema.String,
+  detail: Schema.String,
+}) {}
+
+/** Reading, writing or removing a checkpoint file failed. */
+export class CheckpointIo extends Schema.TaggedError<CheckpointIo>()("CheckpointIo", {
+  path: Schema.String,
+  detail: Schema.String,
+}) {}
+
 export const TransferError = Schema.Union(
   UsageError,
   CodeRejected,
@@ -54,6 +85,10 @@ export const TransferError = Schema.Union(
   LocalIoFailed,
   CodeMismatch,
   Declined,
+  FilesSkipped,
+  CheckpointNotFound,
+  CheckpointCorrupt,
+  CheckpointIo,
 )
 export type TransferError = typeof TransferError.Type
 export const isTransferError = Schema.is(TransferError)

@@ -13,7 +13,7 @@ export const MaxChunkBytes = 63 * 1024
 export const SealTagBytes = 16
 /** No frame may exceed this. */
 export const MaxFrameBytes = HeaderBytes + 64 * 1024
-/** Largest Reject / Error payload (UTF-8 bytes); longer texts are cut on encode. */
+/** Largest Reject / Error / Skip payload (UTF-8 bytes); longer texts are cut on encode. */
 export const MaxTextBytes = 1024
 export const MaxManifestBytes = 16 * 1024 * 1024
 
@@ -37,6 +37,11 @@ export type Frame =
   /** The receiver verified every file. */
   | { readonly _tag: "Done" }
   | { readonly _tag: "Error"; readonly message: string }
+  /**
+   * a = file index: the sender could not read that file (`send --skip-errors`), so it ends here
+   * instead of with FileEnd; payload = why, in UTF-8.
+   */
+  | { readonly _tag: "Skip"; readonly file: number; readonly reason: string }
 
 export class FrameError extends Data.TaggedError("FrameError")<{ readonly reason: string }> {}
 
@@ -75,6 +80,16 @@ const utf8Capped = (text: string): Uint8Array => {
   return bytes.subarray(0, end)
 }
 
+/** The text, or undefined if the bytes are not valid UTF-8. */
+const utf8 = (payload: Uint8Array): string | undefined => {
+  try {
+    return decoder.decode(payload)
+  } catch {
+    return undefined
+  }
+}
+const notUtf8 = "text is not valid UTF-8"
+
 const bare = <T extends "Accept" | "Done">(tag: T, type: number): Codec<T> => ({
   type,
   uses: "",
@@ -93,11 +108,8 @@ const text = <T extends "Reject" | "Error">(
   payload: [0, MaxTextBytes],
   toWire: (frame) => ({ a: 0, b: 0, payload: utf8Capped((frame as Record<string, string>)[field]!) }),
   fromWire: ({ payload }) => {
-    try {
-      return { _tag: tag, [field]: decoder.decode(payload) } as FrameOf<T>
-    } catch {
-      return "text is not valid UTF-8"
-    }
+    const value = utf8(payload)
+    return value === undefined ? notUtf8 : ({ _tag: tag, [field]: value } as FrameOf<T>)
   },
 })
 
@@ -140,6 +152,17 @@ const codecs: { readonly [T in Tag]: Codec<T> } = {
   },
   Done: bare("Done", 7),
   Error: text("Error", 8, "message"),
+  Skip: {
+    type: 9,
+    uses: "a",
+    payload: [0, MaxTextBytes],
+    toWire: (f) => ({ a: f.file, b: 0, payload: utf8Capped(f.reason) }),
+    // Whether the file is the one being sent is the receiver's check: it knows where the transfer is.
+    fromWire: ({ a: file, payload }) => {
+      const reason = utf8(payload)
+      return reason === undefined ? notUtf8 : { _tag: "Skip", file, reason }
+    },
+  },
 }
 
 /** The table is typed per tag; code working on any frame sees the erased form. */

@@ -47,6 +47,7 @@ const frame: fc.Arbitrary<Frame> = fc.oneof(
   safe.map((bytes): Frame => ({ _tag: "Ack", bytes })),
   fc.constant<Frame>({ _tag: "Done" }),
   text.map((message): Frame => ({ _tag: "Error", message })),
+  fc.record({ file: u32, reason: text }).map((f): Frame => ({ _tag: "Skip", ...f })),
 )
 
 /** A header with the given fields, followed by `payload`. */
@@ -67,7 +68,7 @@ const reasonOf = (message: Uint8Array): string =>
 /** Messages whose header is mostly plausible, so decoding gets past the first checks. */
 const nearlyValid = fc
   .record({
-    type: fc.integer({ min: 0, max: 9 }),
+    type: fc.integer({ min: 0, max: 10 }),
     a: fc.oneof(fc.constant(0), u32),
     b: fc.oneof(
       fc.constant(0n),
@@ -153,6 +154,8 @@ describe("Frames", () => {
       { _tag: "Ack", bytes: -1 },
       { _tag: "ManifestPart", total: 0, offset: 0, bytes: new Uint8Array(1) },
       { _tag: "ManifestPart", total: 2, offset: 1, bytes: new Uint8Array(2) },
+      { _tag: "Skip", file: 2 ** 32, reason: "gone" },
+      { _tag: "Skip", file: -1, reason: "gone" },
     ]
     for (const f of bad) expect(() => encode(f), f._tag).toThrow(RangeError)
   })
@@ -163,6 +166,10 @@ describe("Frames", () => {
     expect(decoded).toEqual({ _tag: "Reject", reason: "é".repeat(MaxTextBytes / 2) })
     const emoji = Either.getOrThrow(decode(encode({ _tag: "Error", message: `x${"😀".repeat(300)}` })))
     expect(emoji).toEqual({ _tag: "Error", message: `x${"😀".repeat(255)}` })
+    const skip = Either.getOrThrow(
+      decode(encode({ _tag: "Skip", file: 3, reason: "é".repeat(MaxTextBytes) })),
+    )
+    expect(skip).toEqual({ _tag: "Skip", file: 3, reason: "é".repeat(MaxTextBytes / 2) })
   })
 
   it("keeps a leading byte order mark in text", () => {
@@ -182,7 +189,7 @@ describe("Frames", () => {
     ],
     ["oversized chunk frame", raw(4, 0, 0n, new Uint8Array(MaxFrameBytes - HeaderBytes + 1)), /larger than/],
     ["type 0", raw(0, 0, 0n, none), /unknown frame type 0/],
-    ["type 9", raw(9, 0, 0n, none), /unknown frame type 9/],
+    ["type 10", raw(10, 0, 0n, none), /unknown frame type 10/],
     ["type 255", raw(255, 0, 0n, none), /unknown frame type 255/],
     ["truncated chunk", raw(4, 0, 0n, new Uint8Array(10), 11), /length field says 11 .* carries 10/],
     ["extra bytes", raw(2, 0, 0n, new Uint8Array(1), 0), /length field says 0 .* carries 1/],
@@ -221,6 +228,13 @@ describe("Frames", () => {
       raw(3, 0, 0n, new Uint8Array(MaxTextBytes + 1).fill(0x61)),
       /Reject: payload of 1025/,
     ],
+    ["Skip with b", raw(9, 1, 5n, none), /Skip: field b must be 0/],
+    ["Skip with invalid UTF-8", raw(9, 1, 0n, new Uint8Array([0x61, 0xff])), /Skip: text is not valid UTF-8/],
+    [
+      "Skip reason too long",
+      raw(9, 1, 0n, new Uint8Array(MaxTextBytes + 1).fill(0x61)),
+      /Skip: payload of 1025/,
+    ],
     ["manifest size 0", raw(1, 0, 0n, new Uint8Array(1)), /ManifestPart: manifest size 0 is outside/],
     ["manifest over the cap", raw(1, MaxManifestBytes + 1, 0n, new Uint8Array(1)), /manifest size 16777217/],
     ["manifest part past its size", raw(1, 10, 8n, new Uint8Array(3)), /bytes 8\.\.11 run past its size 10/],
@@ -236,6 +250,7 @@ describe("Frames", () => {
     expect(reasonOf(raw(1, 10, 7n, new Uint8Array(3)))).toBe("decoded ManifestPart")
     expect(reasonOf(raw(3, 0, 0n, new Uint8Array(MaxTextBytes).fill(0x61)))).toBe("decoded Reject")
     expect(reasonOf(raw(3, 0, 0n, none))).toBe("decoded Reject")
+    expect(reasonOf(raw(9, 0xffff_ffff, 0n, new Uint8Array(MaxTextBytes).fill(0x61)))).toBe("decoded Skip")
   })
 
   it("decodes a message that is a view into a larger buffer", () => {

@@ -1,7 +1,7 @@
 import { Frames, Manifest } from "@p2pal/domain"
-import { Declined, IntegrityFailed, LocalIoFailed, PeerFailed } from "@p2pal/domain/Errors"
+import { Declined, IntegrityFailed, LocalIoFailed, PeerFailed, type SkippedFile } from "@p2pal/domain/Errors"
 import type { Channel } from "@p2pal/infra/PeerLink"
-import { Effect, Either, Exit, type Scope } from "effect"
+import { Effect, Either, type Scope } from "effect"
 import { randomBytes } from "node:crypto"
 import * as fs from "node:fs/promises"
 import * as path from "node:path"
@@ -23,6 +23,8 @@ export interface ReceiveOptions {
     progress: Progress,
     manifest: Manifest.Manifest,
   ) => Effect.Effect<void, never, Scope.Scope>
+  /** The sender skipped a file it could not read (`send --skip-errors`); nothing of it was kept. */
+  readonly onSkipped: (file: SkippedFile) => Effect.Effect<void>
 }
 
 const receiveManifest = (nextFrame: Effect.Effect<Frames.Frame, PeerFailed>) =>
@@ -111,7 +113,8 @@ const byteCount = (n: number | bigint) => `${n.toLocaleString("en-US")} bytes`
 
 /**
  * Writes one file to a temporary name next to its target and moves it into place only once its
- * SHA-256 matches the sender's; on any failure the temporary file is removed.
+ * SHA-256 matches the sender's; on any failure, or when the sender skips it, the temporary file is
+ * removed. Returns the sender's reason if it skipped the file.
  */
 const receiveFile = (
   channel: Channel,
@@ -131,12 +134,13 @@ const receiveFile = (
       path.dirname(target),
       `.${path.basename(target)}.${randomBytes(4).toString("hex")}.p2pal-part`,
     )
+    let placed = false
     const handle = yield* Effect.acquireRelease(
       Effect.tryPromise({ try: () => fs.open(temp, "wx", 0o644), catch: ioError(temp) }),
-      (h, exit) =>
+      (h) =>
         Effect.promise(async () => {
           await h.close()
-          if (Exit.isFailure(exit)) await fs.rm(temp, { force: true })
+          if (!placed) await fs.rm(temp, { force: true })
         }),
     )
     const hasher = yield* Hasher
@@ -207,8 +211,20 @@ const receiveFile = (
           try: () => (overwrite ? fs.rename(temp, target) : fs.link(temp, target).then(() => fs.rm(temp))),
           catch: ioError(target),
         })
-        return
-      } else return yield* unexpected(frame, `data for ${entry.path}`)
+        placed = true
+        return undefined
+      } else if (frame._tag === "Skip") {
+        // Only the file in progress can be skipped: one already ended (or not begun, or unknown) cannot.
+        if (frame.file !== index)
+          return yield* new PeerFailed({
+            message: `protocol error: skip for file ${frame.file} while receiving ${entry.path}`,
+          })
+        // Acknowledges what arrived, so the sender's window does not stay short by it for good.
+        yield* flush
+        return frame.reason
+      } else if (frame._tag === "Error")
+        return yield* new PeerFailed({ message: `the sender stopped: ${frame.message}` })
+      else return yield* unexpected(frame, `data for ${entry.path}`)
     }
   }).pipe(Effect.scoped)
 
@@ -267,22 +283,23 @@ export const receive = Effect.fn("Receiver.receive")(function* (channel: Channel
     const target = targetOf(options.out, entry)
     const dir = entry._tag === "dir" ? target : path.dirname(target)
     yield* Effect.tryPromise({ try: () => fs.mkdir(dir, { recursive: true }), catch: ioError(dir) })
-    if (entry._tag === "file")
-      yield* receiveFile(
-        channel,
-        nextFrame,
-        index,
-        entry,
-        target,
-        options.overwrite,
-        progress,
-        plaintextOf,
-      ).pipe(
-        // The sender learns why its data was refused (bytes past the declared size, chunks out of order).
-        Effect.tapErrorTag("PeerFailed", (e) =>
-          Effect.ignore(sendFrame(channel, { _tag: "Error", message: e.message })),
-        ),
-      )
+    if (entry._tag !== "file") continue
+    const skipped = yield* receiveFile(
+      channel,
+      nextFrame,
+      index,
+      entry,
+      target,
+      options.overwrite,
+      progress,
+      plaintextOf,
+    ).pipe(
+      // The sender learns why its data was refused (bytes past the declared size, chunks out of order).
+      Effect.tapErrorTag("PeerFailed", (e) =>
+        Effect.ignore(sendFrame(channel, { _tag: "Error", message: e.message })),
+      ),
+    )
+    if (skipped !== undefined) yield* options.onSkipped({ path: entry.path, reason: skipped })
   }
   yield* sendFrame(channel, { _tag: "Done" })
 })

@@ -1,14 +1,14 @@
 import { Frames, Manifest } from "@p2pal/domain"
-import { PeerFailed } from "@p2pal/domain/Errors"
+import { LocalIoFailed, PeerFailed, type SkippedFile } from "@p2pal/domain/Errors"
 import type { Channel } from "@p2pal/infra/PeerLink"
-import { Deferred, Effect } from "effect"
+import { Data, Deferred, Duration, Effect } from "effect"
 import { constants as fsConstants } from "node:fs"
 import * as fs from "node:fs/promises"
 import type { Progress } from "./Progress.js"
 import { Hasher } from "./Hasher.js"
-import { ioError } from "./Io.js"
+import { readFailure } from "./Io.js"
 import * as Payload from "./Payload.js"
-import type { Sources } from "./Sources.js"
+import type { Source, Sources } from "./Sources.js"
 import { AckWindowBytes, frameReader, sendFrame, unexpected } from "./Wire.js"
 
 export interface SendOptions {
@@ -17,7 +17,22 @@ export interface SendOptions {
   readonly progress: Progress
   /** With `--encrypt`: seal every chunk payload with this key (the manifest says so). */
   readonly payloadKey?: Buffer | undefined
+  /**
+   * With `--skip-errors`: a file that cannot be read, or changes while it is read, is skipped (the
+   * receiver is told) and handed to this, instead of ending the transfer.
+   */
+  readonly skipUnreadable?: ((file: SkippedFile) => Effect.Effect<void>) | undefined
 }
+
+/** The source of the file being sent failed it; `reason` names no local path, the receiver hears it too. */
+class Unreadable extends Data.TaggedError("Unreadable")<{ readonly reason: string }> {}
+
+const cannotRead = (e: unknown) => new Unreadable({ reason: readFailure(e) })
+
+const changed = "it changed while being sent"
+
+/** After telling the receiver we stop, how long to wait for it to answer, so the message is not lost in a close. */
+const StopGrace = Duration.seconds(5)
 
 /** Chunks read from disk per read call: large reads keep the disk from idling the pump. */
 const ChunksPerRead = 16
@@ -94,7 +109,7 @@ export const send = Effect.fn("Sender.send")(function* (
     ),
   )
 
-  const sendFile = (index: number, entry: Manifest.Entry & { _tag: "file" }, source: string) =>
+  const sendFile = (index: number, entry: Manifest.Entry & { _tag: "file" }, source: Source) =>
     Effect.gen(function* () {
       progress.file = index
       progress.fileBytes = 0
@@ -103,8 +118,9 @@ export const send = Effect.fn("Sender.send")(function* (
         // A symlink swapped in since the manifest was built is refused, not followed (O_NOFOLLOW), and a
         // FIFO cannot hang the open (O_NONBLOCK; it changes nothing for regular files).
         Effect.tryPromise({
-          try: () => fs.open(source, fsConstants.O_RDONLY | fsConstants.O_NOFOLLOW | fsConstants.O_NONBLOCK),
-          catch: ioError(source),
+          try: () =>
+            fs.open(source.path, fsConstants.O_RDONLY | fsConstants.O_NOFOLLOW | fsConstants.O_NONBLOCK),
+          catch: cannotRead,
         }),
         (h) => Effect.promise(() => h.close()),
       )
@@ -121,7 +137,7 @@ export const send = Effect.fn("Sender.send")(function* (
         }
         const payloads = frames.map((f) => f.subarray(Frames.HeaderBytes))
         const { bytesRead } = await handle.readv(payloads, position)
-        if (bytesRead !== end - position) throw new Error("the file changed while it was being sent")
+        if (bytesRead !== end - position) throw new Error(changed)
         return { frames, payloads, start: position, end }
       }
       // Reads are plain promises started the moment they are queued (a forked fiber waits for the
@@ -143,7 +159,7 @@ export const send = Effect.fn("Sender.send")(function* (
         const next = reads.shift()!
         const { frames, payloads, start, end } = yield* Effect.tryPromise({
           try: () => next,
-          catch: ioError(source),
+          catch: cannotRead,
         })
         readAhead()
         // The window is checked per run of frames: it may be overshot by one run (about 1 MiB).
@@ -158,6 +174,14 @@ export const send = Effect.fn("Sender.send")(function* (
         // node-datachannel copied each frame on send, so the bytes can move to the hashing thread now.
         hash.absorb(payloads)
       }
+      // Every byte was read, but a file grown, or rewritten in place, since it was listed is not the
+      // file the receiver was offered (a shrunk one already failed its read).
+      const now = yield* Effect.tryPromise({
+        try: () => handle.stat(),
+        catch: cannotRead,
+      })
+      if (now.size !== entry.size || now.mtimeMs !== source.mtimeMs)
+        return yield* new Unreadable({ reason: changed })
       yield* sendFrame(channel, {
         _tag: "FileEnd",
         file: index,
@@ -166,11 +190,43 @@ export const send = Effect.fn("Sender.send")(function* (
       })
     }).pipe(Effect.scoped)
 
+  /** Skips the file (`--skip-errors`), or stops the transfer naming it; the receiver is told either way. */
+  const unreadable = (
+    index: number,
+    entry: Manifest.Entry,
+    source: Source,
+    reason: string,
+  ): Effect.Effect<void, PeerFailed | LocalIoFailed> => {
+    const { skipUnreadable } = options
+    if (skipUnreadable !== undefined)
+      return Effect.zipRight(
+        sendFrame(channel, { _tag: "Skip", file: index, reason }),
+        skipUnreadable({ path: source.path, reason }),
+      )
+    return sendFrame(channel, { _tag: "Error", message: `could not send ${entry.path}: ${reason}` }).pipe(
+      // The receiver answers by stopping too; until then the message may still sit in a send buffer.
+      Effect.zipRight(Deferred.await(verified).pipe(Effect.raceFirst(channel.closed))),
+      Effect.timeout(StopGrace),
+      Effect.ignore,
+      Effect.zipRight(
+        Effect.fail(
+          new LocalIoFailed({
+            path: source.path,
+            message: `${reason}; the transfer was stopped (--skip-errors would send the other files without it)`,
+          }),
+        ),
+      ),
+    )
+  }
+
   const entries = sources.manifest.entries
   for (let index = 0; index < entries.length; index++) {
     const entry = entries[index]!
     const source = sources.files.get(index)
-    if (entry._tag === "file" && source !== undefined) yield* sendFile(index, entry, source)
+    if (entry._tag === "file" && source !== undefined)
+      yield* sendFile(index, entry, source).pipe(
+        Effect.catchTag("Unreadable", ({ reason }) => unreadable(index, entry, source, reason)),
+      )
   }
   yield* Deferred.await(verified).pipe(Effect.raceFirst(channel.closed))
   progress.bytes = progress.totalBytes

@@ -109,6 +109,8 @@ export interface SendSession extends PeerOptions {
   /** Seal chunk payloads with a key from the PAKE, on top of DTLS. */
   readonly encrypt: boolean
   readonly sources: Sources
+  /** `--skip-errors`: see Sender.SendOptions. */
+  readonly skipUnreadable?: Sender.SendOptions["skipUnreadable"]
   /** The code is ready: show it to the user. */
   readonly onCode: (code: string) => Effect.Effect<void>
   /** The PAKE succeeded: the string both sides can compare (`--verify`). */
@@ -145,6 +147,7 @@ export const send = Effect.fn("Session.send")(function* (options: SendSession) {
     chunkSize: options.chunkSize,
     progress,
     payloadKey: options.encrypt ? secured.payloadKey : undefined,
+    skipUnreadable: options.skipUnreadable,
   })
   yield* session.send({ _tag: "complete" }).pipe(Effect.ignore)
   return channel.path()

@@ -1,16 +1,22 @@
 import type { Manifest } from "@p2pal/domain/Manifest"
 import * as ManifestPolicy from "@p2pal/domain/ManifestPolicy"
-import { LocalIoFailed, UsageError } from "@p2pal/domain/Errors"
-import { Effect, Either } from "effect"
+import { LocalIoFailed, type SkippedFile, UsageError } from "@p2pal/domain/Errors"
+import { Effect, Either, Option } from "effect"
 import { constants as fsConstants } from "node:fs"
 import * as fs from "node:fs/promises"
 import * as path from "node:path"
-import { ioError } from "./Io.js"
+import { ioError, readFailure } from "./Io.js"
+
+/** Where a file entry comes from, and its modification time when listed: a later one means it changed. */
+export interface Source {
+  readonly path: string
+  readonly mtimeMs: number
+}
 
 /** What the sender offers: the manifest, and where on disk each file entry comes from (by entry index). */
 export interface Sources {
   readonly manifest: Manifest
-  readonly files: ReadonlyMap<number, string>
+  readonly files: ReadonlyMap<number, Source>
   /** Entries left out because they are neither regular files nor directories (symlinks, devices, sockets). */
   readonly skipped: ReadonlyArray<string>
 }
@@ -21,15 +27,40 @@ type Entry = Manifest["entries"][number]
  * Builds the manifest for `send`: plain files go in by base name; with `recursive`, a directory goes in
  * under its own name with its whole tree. Symlinks are not followed, so nothing outside what the user
  * named can leak into a transfer.
+ *
+ * A file or directory inside that cannot be read ends it, naming the path; with `skipUnreadable`
+ * (`--skip-errors`) it is left out and handed to that instead.
  */
-export const collect = (paths: ReadonlyArray<string>, recursive: boolean) =>
+export const collect = (
+  paths: ReadonlyArray<string>,
+  recursive: boolean,
+  skipUnreadable?: (file: SkippedFile) => Effect.Effect<void>,
+) =>
   Effect.gen(function* () {
     const entries: Array<Entry> = []
-    const files = new Map<number, string>()
+    const files = new Map<number, Source>()
     const skipped: Array<string> = []
     const seen = new Set<string>()
+    let unreadable = 0
 
-    const add = (entry: Entry, source?: string) =>
+    /** What `read` gives, or None for a path left out because it cannot be read. */
+    const readOrSkip = <A>(abs: string, read: () => Promise<A>) =>
+      Effect.tryPromise({ try: read, catch: readFailure }).pipe(
+        Effect.map(Option.some),
+        Effect.catchAll((reason) => {
+          if (skipUnreadable === undefined)
+            return Effect.fail(
+              new LocalIoFailed({
+                path: abs,
+                message: `${reason}; nothing was sent (--skip-errors sends the rest without it)`,
+              }),
+            )
+          unreadable++
+          return Effect.as(skipUnreadable({ path: abs, reason }), Option.none<A>())
+        }),
+      )
+
+    const add = (entry: Entry, source?: Source) =>
       Effect.gen(function* () {
         if (seen.has(entry.path))
           return yield* new UsageError({
@@ -42,11 +73,10 @@ export const collect = (paths: ReadonlyArray<string>, recursive: boolean) =>
 
     const walk = (dir: string, rel: string): Effect.Effect<void, LocalIoFailed | UsageError> =>
       Effect.gen(function* () {
+        const listed = yield* readOrSkip(dir, () => fs.readdir(dir, { withFileTypes: true }))
+        if (Option.isNone(listed)) return
         yield* add({ _tag: "dir", path: rel })
-        const children = yield* Effect.tryPromise({
-          try: () => fs.readdir(dir, { withFileTypes: true }),
-          catch: ioError(dir),
-        })
+        const children = listed.value
         children.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0))
         for (const child of children) {
           const abs = path.join(dir, child.name)
@@ -61,21 +91,22 @@ export const collect = (paths: ReadonlyArray<string>, recursive: boolean) =>
       Effect.gen(function* () {
         // Opening now finds an unreadable file before a code is handed out, not after the receiver said
         // yes; O_NOFOLLOW and O_NONBLOCK as in the sender, so a link or FIFO swapped in is refused or harmless.
-        const size = yield* Effect.tryPromise({
-          try: async () => {
-            const handle = await fs.open(
-              abs,
-              fsConstants.O_RDONLY | fsConstants.O_NOFOLLOW | fsConstants.O_NONBLOCK,
-            )
-            try {
-              return (await handle.stat()).size
-            } finally {
-              await handle.close()
-            }
-          },
-          catch: ioError(abs),
+        const stat = yield* readOrSkip(abs, async () => {
+          const handle = await fs.open(
+            abs,
+            fsConstants.O_RDONLY | fsConstants.O_NOFOLLOW | fsConstants.O_NONBLOCK,
+          )
+          try {
+            return await handle.stat()
+          } finally {
+            await handle.close()
+          }
         })
-        yield* add({ _tag: "file", path: rel, size }, abs)
+        if (Option.isSome(stat))
+          yield* add(
+            { _tag: "file", path: rel, size: stat.value.size },
+            { path: abs, mtimeMs: stat.value.mtimeMs },
+          )
       })
 
     for (const input of paths) {
@@ -92,7 +123,10 @@ export const collect = (paths: ReadonlyArray<string>, recursive: boolean) =>
         })
       else return yield* new UsageError({ message: `${input} is not a regular file or directory` })
     }
-    if (entries.length === 0) return yield* new UsageError({ message: "nothing to send" })
+    if (entries.length === 0)
+      return yield* new UsageError({
+        message: unreadable > 0 ? "nothing to send: every file was skipped" : "nothing to send",
+      })
     const manifest: Manifest = { version: 1, entries }
     // The receiver applies the same policy; checking here says which name is the problem before anyone waits.
     yield* Either.mapLeft(

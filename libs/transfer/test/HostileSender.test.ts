@@ -1,9 +1,11 @@
 import { layer } from "@effect/vitest"
 import { Manifest, PeerSignal } from "@p2pal/domain"
-import { HeaderBytes, MaxFrameBytes, MaxManifestBytes } from "@p2pal/domain/Frames"
+import type { SkippedFile } from "@p2pal/domain/Errors"
+import { HeaderBytes, MaxChunkBytes, MaxFrameBytes, MaxManifestBytes } from "@p2pal/domain/Frames"
 import { PeerLink, type SignalPort } from "@p2pal/infra/PeerLink"
 import { Hasher } from "@p2pal/transfer/Hasher"
 import * as Receiver from "@p2pal/transfer/Receiver"
+import { WriteBatchBytes } from "@p2pal/transfer/Wire"
 import { Effect, Exit, Layer, Queue, Schema, Stream } from "effect"
 import { spawn } from "node:child_process"
 import { createHash } from "node:crypto"
@@ -21,6 +23,7 @@ type Step =
   | { readonly await: string }
   | { readonly chunk: { readonly file: number; readonly offset: number; readonly bytes: string } }
   | { readonly fileEnd: { readonly file: number; readonly size: number; readonly sha256: string } }
+  | { readonly skip: { readonly file: number; readonly reason: string } }
 
 /** A frame the receiver sent, as the rogue reports it: payload bytes dropped. */
 interface Reply {
@@ -98,6 +101,30 @@ const manifestOf = (...entries: ReadonlyArray<Manifest.Entry>): Step => ({
 /** A manifest the schema itself refuses, so encodeManifest cannot build it. */
 const rawManifest = (json: string): Step => ({ manifest: base64(encoder.encode(json)) })
 const file = (p: string, size = 1): Manifest.Entry => ({ _tag: "file", path: p, size })
+/** The steps that send `data` as file `index`, whole and with its true SHA-256. */
+const whole = (index: number, data: Uint8Array): ReadonlyArray<Step> => [
+  { chunk: { file: index, offset: 0, bytes: base64(data) } },
+  {
+    fileEnd: {
+      file: index,
+      size: data.length,
+      sha256: base64(createHash("sha256").update(data).digest()),
+    },
+  },
+]
+
+/** Receive options for these tests; the sender never skips a file unless a test says so. */
+const receiveOptions = (
+  out: string,
+  overrides: Partial<Receiver.ReceiveOptions> = {},
+): Receiver.ReceiveOptions => ({
+  out,
+  overwrite: false,
+  confirm: () => Effect.succeed(true),
+  onStart: () => Effect.void,
+  onSkipped: (skipped) => Effect.die(`unexpected skip of ${skipped.path}`),
+  ...overrides,
+})
 
 /** A raw frame: the header (type, a, b, len) and `len` zero bytes, with no checks applied. */
 const header = (type: number, a: number, b: number, len: number): Uint8Array => {
@@ -123,6 +150,8 @@ interface Row {
   readonly hears: string
   /** The receiver asked the user and took the transfer before the rogue misbehaved. */
   readonly accepted?: boolean
+  /** Files the rogue sent whole before it misbehaved: kept, as from any sender. */
+  readonly saved?: ReadonlyArray<string>
 }
 
 /** Refused while the file list is read: the receiver's error and the sender's Reject carry the same words. */
@@ -227,6 +256,30 @@ const rows: ReadonlyArray<Row> = [
     hears: "the sender sent more bytes than declared for x.bin",
     accepted: true,
   },
+  {
+    name: "a skip for a file the manifest does not have",
+    script: () => [manifestOf(file("x.bin", 10)), { await: "Accept" }, { skip: { file: 7, reason: "gone" } }],
+    error: "PeerFailed",
+    says: "protocol error: skip for file 7 while receiving x.bin",
+    reply: "Error",
+    hears: "protocol error: skip for file 7 while receiving x.bin",
+    accepted: true,
+  },
+  {
+    name: "a skip for a file that already ended",
+    script: () => [
+      manifestOf(file("a.txt", 3), file("b.txt", 3)),
+      { await: "Accept" },
+      ...whole(0, encoder.encode("abc")),
+      { skip: { file: 0, reason: "gone" } },
+    ],
+    error: "PeerFailed",
+    says: "protocol error: skip for file 0 while receiving b.txt",
+    reply: "Error",
+    hears: "protocol error: skip for file 0 while receiving b.txt",
+    accepted: true,
+    saved: ["out/a.txt"],
+  },
   refused(
     "a manifest declared over MaxManifestBytes (refused before allocating it)",
     [{ raw: base64(header(1, MaxManifestBytes + 1, 0, 1)) }],
@@ -266,12 +319,10 @@ layer(Layer.merge(PeerLink.layer, Hasher.layer), { excludeTestServices: true })(
           const { channel, nextReply } = yield* connect(row.script(root))
           let confirmed = false
           const received = yield* Effect.exit(
-            Receiver.receive(channel, {
-              out,
-              overwrite: false,
-              confirm: () => Effect.sync(() => (confirmed = true)),
-              onStart: () => Effect.void,
-            }).pipe(
+            Receiver.receive(
+              channel,
+              receiveOptions(out, { confirm: () => Effect.sync(() => (confirmed = true)) }),
+            ).pipe(
               // A receiver that lets the rogue through would wait for its data forever: fail in good time.
               Effect.timeout("15 seconds"),
             ),
@@ -284,9 +335,13 @@ layer(Layer.merge(PeerLink.layer, Hasher.layer), { excludeTestServices: true })(
           expect(reply).toMatchObject({ _tag: row.reply })
           expect(reply.reason ?? reply.message).toContain(row.hears)
           expect(confirmed).toBe(row.accepted ?? false)
-          // Nothing new anywhere under the root, out included; only an accepted transfer creates out itself.
+          // Nothing new anywhere under the root, out included; only an accepted transfer creates out itself,
+          // and keeps what arrived whole before the rogue misbehaved.
           const created = (yield* scan(root)).filter((entry) => !before.includes(entry))
-          expect(created).toEqual(row.accepted && !before.includes("out/") ? ["out/"] : [])
+          expect(created).toEqual([
+            ...(row.accepted && !before.includes("out/") ? ["out/"] : []),
+            ...(row.saved ?? []),
+          ])
           expect(yield* scan(root)).toEqual(expect.arrayContaining(before))
         }),
       )
@@ -298,23 +353,9 @@ layer(Layer.merge(PeerLink.layer, Hasher.layer), { excludeTestServices: true })(
         const { channel, nextReply } = yield* connect([
           manifestOf(file("hello.txt", data.length)),
           { await: "Accept" },
-          { chunk: { file: 0, offset: 0, bytes: base64(data) } },
-          {
-            fileEnd: {
-              file: 0,
-              size: data.length,
-              sha256: base64(createHash("sha256").update(data).digest()),
-            },
-          },
+          ...whole(0, data),
         ])
-        const received = yield* Effect.exit(
-          Receiver.receive(channel, {
-            out,
-            overwrite: false,
-            confirm: () => Effect.succeed(true),
-            onStart: () => Effect.void,
-          }),
-        )
+        const received = yield* Effect.exit(Receiver.receive(channel, receiveOptions(out)))
         expect(Exit.isSuccess(received)).toBe(true)
         expect(yield* nextReply).toEqual({ _tag: "Accept" })
         expect(yield* nextReply).toEqual({ _tag: "Done" })
@@ -322,6 +363,42 @@ layer(Layer.merge(PeerLink.layer, Hasher.layer), { excludeTestServices: true })(
         expect(yield* Effect.promise(() => fs.readFile(target))).toEqual(Buffer.from(data))
         expect((yield* Effect.promise(() => fs.stat(target))).mode & 0o7000).toBe(0)
         expect(yield* scan(out)).toEqual(["hello.txt"])
+      }),
+    )
+
+    it.scoped("takes a skip of the file in progress: its temporary file goes, the next file arrives", () =>
+      Effect.gen(function* () {
+        const out = yield* tempDir
+        // Over one write batch, so the receiver has written (and acknowledged) part of it before the skip.
+        const count = Math.ceil(WriteBatchBytes / MaxChunkBytes) + 1
+        const bytes = base64(new Uint8Array(MaxChunkBytes).fill(7))
+        const chunks = Array.from({ length: count }, (_, i): Step => ({
+          chunk: { file: 0, offset: i * MaxChunkBytes, bytes },
+        }))
+        const next = encoder.encode("the file after\n")
+        const { channel, nextReply } = yield* connect([
+          manifestOf(file("skipped.bin", 2 * count * MaxChunkBytes), file("next.txt", next.length)),
+          { await: "Accept" },
+          ...chunks,
+          { await: "Ack" },
+          { skip: { file: 0, reason: "it changed while being sent" } },
+          ...whole(1, next),
+        ])
+        const skipped: Array<SkippedFile> = []
+        const received = yield* Effect.exit(
+          Receiver.receive(
+            channel,
+            receiveOptions(out, { onSkipped: (file) => Effect.sync(() => skipped.push(file)) }),
+          ),
+        )
+        expect(Exit.isSuccess(received)).toBe(true)
+        expect(yield* nextReply).toEqual({ _tag: "Accept" })
+        expect(yield* nextReply).toEqual({ _tag: "Done" })
+        expect(skipped).toEqual([{ path: "skipped.bin", reason: "it changed while being sent" }])
+        expect(yield* scan(out)).toEqual(["next.txt"])
+        expect(yield* Effect.promise(() => fs.readFile(path.join(out, "next.txt")))).toEqual(
+          Buffer.from(next),
+        )
       }),
     )
   },

@@ -28,6 +28,7 @@ const receiveOptions = (
   overwrite: false,
   confirm: () => Effect.succeed(true),
   onStart: () => Effect.void,
+  onSkipped: (skipped) => Effect.die(`unexpected skip of ${skipped.path}`),
   ...overrides,
 })
 

@@ -11,6 +11,7 @@
 //   {await: tag}                            the next frame must have this tag, else the script stops
 //   {chunk: {file, offset, bytes: base64}}
 //   {fileEnd: {file, size, sha256: base64}}
+//   {skip: {file, reason}}
 import { decode, encode, HeaderBytes, MaxFrameBytes } from "@p2pal/domain/Frames"
 import { createInterface } from "node:readline"
 import { PeerConnection, cleanup } from "node-datachannel"
@@ -80,6 +81,7 @@ async function run() {
       send({ _tag: "Chunk", ...step.chunk, bytes: bytes(step.chunk.bytes) })
     else if (step.fileEnd !== undefined)
       send({ _tag: "FileEnd", ...step.fileEnd, sha256: bytes(step.fileEnd.sha256) })
+    else if (step.skip !== undefined) send({ _tag: "Skip", ...step.skip })
     else return exit(1, `unknown step ${JSON.stringify(step)}`)
   }
 }
