@@ -11,7 +11,7 @@
 // Memory is the process's resident set (VmRSS) after a phase minus before it, divided by the count. It
 // includes garbage not collected yet, so read it as an upper bound. With Redis the transfers live in
 // redis-server, whose resident set is measured the same way.
-import { spawn } from "node:child_process"
+import { spawn, spawnSync } from "node:child_process"
 import { accessSync, constants, readFileSync } from "node:fs"
 import * as http from "node:http"
 import * as net from "node:net"
@@ -126,21 +126,10 @@ function freePort() {
   })
 }
 
+/** Whether redis-server on `port` answers (redis-cli comes with it in Debian's redis-tools). */
 function pong(port) {
-  return new Promise((resolve) => {
-    const socket = net.connect(port, "127.0.0.1")
-    socket.setTimeout(1000)
-    socket.on("connect", () => socket.write("PING\r\n"))
-    socket.on("data", (data) => {
-      socket.destroy()
-      resolve(data.toString().startsWith("+PONG"))
-    })
-    socket.on("error", () => resolve(false))
-    socket.on("timeout", () => {
-      socket.destroy()
-      resolve(false)
-    })
-  })
+  const answer = spawnSync("redis-cli", ["-p", String(port), "ping"], { encoding: "utf8", timeout: 1000 })
+  return answer.stdout?.trim() === "PONG"
 }
 
 async function startRedis(binary) {
@@ -150,7 +139,7 @@ async function startRedis(binary) {
     ...["--save", "", "--appendonly", "no", "--maxmemory-policy", "noeviction"],
   ])
   const deadline = performance.now() + 10_000
-  while (!(await pong(port))) {
+  while (!pong(port)) {
     if (!children.has(redis)) throw new Error(`redis-server exited: ${redis.stderr}`)
     if (performance.now() > deadline) throw new Error("redis-server did not answer PING within 10 s")
     await new Promise((resolve) => setTimeout(resolve, 50))

@@ -38,6 +38,10 @@ const startSend = async (server: string, file: string) => {
   return { code: code!, finished: sender.finished }
 }
 
+/** `p2pal recv` through `server` into the files' output directory. */
+const receive = (server: string, out: string, code: string) =>
+  run(p2pal, ["recv", "-y", "-q", ...flags(server), "--out", out, code])
+
 const someFile = async () => {
   const root = await tempDir()
   const file = path.join(root, "payload.bin")
@@ -76,7 +80,7 @@ describe.runIf(requireRedis())("several signal instances on one Redis", () => {
     const [a, b] = [await instance(redis().url), await instance(redis().url)]
     const files = await someFile()
     const sender = await startSend(a.url, files.file)
-    const received = await run(p2pal, ["recv", "-y", "-q", ...flags(b.url), "--out", files.out, sender.code])
+    const received = await receive(b.url, files.out, sender.code)
     await expectDelivered(sender.finished, received, files)
   })
 
@@ -97,15 +101,7 @@ describe.runIf(requireRedis())("several signal instances on one Redis", () => {
         const ended = await a.finished
         expect(ended.signal ?? ended.code).toBe(how === "SIGKILL" ? "SIGKILL" : 0)
         await metricReaches(b, "p2pal_websockets_active", 1)
-        const received = await run(p2pal, [
-          "recv",
-          "-y",
-          "-q",
-          ...flags(balancer.url),
-          "--out",
-          files.out,
-          sender.code,
-        ])
+        const received = await receive(balancer.url, files.out, sender.code)
         await expectDelivered(sender.finished, received, files)
         expect(balancer.handed()[1]).toBeGreaterThan(0)
       } finally {
@@ -141,15 +137,7 @@ describe.runIf(requireRedis())("several signal instances on one Redis", () => {
       (await status(signal, "/readyz")) === 200 ? true : undefined,
     )
     const sender = await startSend(signal.url, files.file)
-    const received = await run(p2pal, [
-      "recv",
-      "-y",
-      "-q",
-      ...flags(signal.url),
-      "--out",
-      files.out,
-      sender.code,
-    ])
+    const received = await receive(signal.url, files.out, sender.code)
     await expectDelivered(sender.finished, received, files)
   })
 })

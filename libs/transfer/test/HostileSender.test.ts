@@ -15,6 +15,7 @@ import * as path from "node:path"
 import { createInterface } from "node:readline"
 import { fileURLToPath } from "node:url"
 import { expect } from "vitest"
+import { receiveOptions } from "./ReceiveOptions.js"
 
 /** One step of the rogue's script (see rogue-sender.mjs); byte fields are base64. */
 type Step =
@@ -112,19 +113,6 @@ const whole = (index: number, data: Uint8Array): ReadonlyArray<Step> => [
     },
   },
 ]
-
-/** Receive options for these tests; the sender never skips a file unless a test says so. */
-const receiveOptions = (
-  out: string,
-  overrides: Partial<Receiver.ReceiveOptions> = {},
-): Receiver.ReceiveOptions => ({
-  out,
-  overwrite: false,
-  confirm: () => Effect.succeed(true),
-  onStart: () => Effect.void,
-  onSkipped: (skipped) => Effect.die(`unexpected skip of ${skipped.path}`),
-  ...overrides,
-})
 
 /** A raw frame: the header (type, a, b, len) and `len` zero bytes, with no checks applied. */
 const header = (type: number, a: number, b: number, len: number): Uint8Array => {

@@ -12,6 +12,7 @@ import * as os from "node:os"
 import * as path from "node:path"
 import { expect } from "vitest"
 import { connectPair } from "./Loopback.js"
+import { receiveOptions } from "./ReceiveOptions.js"
 import { frameReader, sendFrame, WriteBatchBytes } from "@p2pal/transfer/Wire"
 import { Manifest } from "@p2pal/domain"
 
@@ -19,18 +20,6 @@ const tempDir = Effect.acquireRelease(
   Effect.promise(() => fs.mkdtemp(path.join(os.tmpdir(), "p2pal-transfer-"))),
   (dir) => Effect.promise(() => fs.rm(dir, { recursive: true, force: true })),
 )
-
-const receiveOptions = (
-  out: string,
-  overrides: Partial<Receiver.ReceiveOptions> = {},
-): Receiver.ReceiveOptions => ({
-  out,
-  overwrite: false,
-  confirm: () => Effect.succeed(true),
-  onStart: () => Effect.void,
-  onSkipped: (skipped) => Effect.die(`unexpected skip of ${skipped.path}`),
-  ...overrides,
-})
 
 // One node-datachannel runtime for the file: its cleanup() ends every connection in the process.
 layer(Layer.merge(PeerLink.layer, Hasher.layer), { excludeTestServices: true })(
