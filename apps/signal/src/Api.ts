@@ -5,6 +5,7 @@ import { SignalApi } from "@p2pal/domain"
 import { RateLimiter } from "@p2pal/infra/RateLimiter"
 import type { RateLimited } from "@p2pal/infra/RateLimiter"
 import { TransferStore } from "@p2pal/infra/TransferStore"
+import { IceServers } from "./IceServers.js"
 import { Shutdown } from "./Shutdown.js"
 import type * as Store from "@p2pal/infra/TransferStore"
 import { Data, Effect, Metric, ParseResult, Schema } from "effect"
@@ -199,7 +200,7 @@ export const createTransfer = answering(
         transferId: created.transferId,
         token: created.senderToken,
         expiresAt: created.expiresAt,
-        iceServers: [],
+        iceServers: yield* (yield* IceServers).forTransfer(created.transferId, created.expiresAt),
       },
       201,
     )
@@ -230,7 +231,7 @@ export const joinTransfer = answering(
       transferId: joined.transferId,
       token: joined.receiverToken,
       expiresAt: joined.expiresAt,
-      iceServers: [],
+      iceServers: yield* (yield* IceServers).forTransfer(joined.transferId, joined.expiresAt),
     })
   }),
 )

@@ -1,6 +1,6 @@
-import { Options } from "@effect/cli"
+import { HelpDoc, Options, ValidationError } from "@effect/cli"
 import type { Limits } from "@p2pal/infra/RateLimiter"
-import { Duration, Option } from "effect"
+import { Config, Duration, Effect, Option, type Redacted } from "effect"
 
 export const trustProxy = Options.boolean("trust-proxy").pipe(
   Options.withDescription(
@@ -54,5 +54,36 @@ export const limits: Options.Options<Limits> = Options.all({ creates, joins, fai
       join: { max: joins, windowMs },
       "failed-join": { max: failedJoins, windowMs },
     }
+  }),
+)
+
+const turnUrls = Options.text("turn-url").pipe(
+  Options.withDescription(
+    "a TURN server (turn:host:3478) to hand each side of a transfer, with credentials made from " +
+      "--turn-secret; repeatable",
+  ),
+  Options.repeated,
+)
+
+const turnSecret = Options.redacted("turn-secret").pipe(
+  Options.withDescription(
+    "the secret shared with the TURN server (coturn: use-auth-secret, static-auth-secret); env TURN_SECRET",
+  ),
+  Options.withFallbackConfig(Config.redacted("TURN_SECRET")),
+  Options.optional,
+)
+
+/** TURN for the clients: both flags, or neither. */
+export const turn: Options.Options<
+  Option.Option<{ urls: ReadonlyArray<string>; secret: Redacted.Redacted }>
+> = Options.all({ urls: turnUrls, secret: turnSecret }).pipe(
+  Options.mapEffect(({ urls, secret }) => {
+    if (urls.length === 0 && Option.isNone(secret)) return Effect.succeedNone
+    if (urls.length > 0 && Option.isSome(secret)) return Effect.succeedSome({ urls, secret: secret.value })
+    return Effect.fail(
+      ValidationError.invalidValue(
+        HelpDoc.p("--turn-url and --turn-secret go together: give both or neither"),
+      ),
+    )
   }),
 )

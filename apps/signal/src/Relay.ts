@@ -1,13 +1,11 @@
 import { HttpServerRequest, HttpServerResponse, Socket } from "@effect/platform"
 import { Ids, SignalApi } from "@p2pal/domain"
-import { TransferStore } from "@p2pal/infra/TransferStore"
+import { ActiveLeaseMs, TransferStore } from "@p2pal/infra/TransferStore"
 import type * as Store from "@p2pal/infra/TransferStore"
 import { Data, Effect, Fiber, Mailbox, Option, Schema, Stream } from "effect"
 import { ApiFailure, errorResponse, parseErrorText } from "./Api.js"
 import { Shutdown } from "./Shutdown.js"
 
-/** Once both sides are connected the transfer may run this long, whatever the code's TTL was. */
-const ActiveLeaseMs = 24 * 60 * 60 * 1000
 /** Frames read from a client but not yet relayed; a client that outruns the store is cut off. */
 const FrameBacklog = 64
 /** The WebSocket protocol caps a close reason at 123 bytes. */

@@ -10,7 +10,8 @@ import { layer as RedisRateLimiter } from "@p2pal/infra/RedisRateLimiter"
 import { layer as RedisTransferStore } from "@p2pal/infra/RedisTransferStore"
 import { Cause, Config, Effect, Layer, Option } from "effect"
 import { TrustProxy } from "./ClientIp.js"
-import { limits, trustProxy } from "./Flags.js"
+import { limits, trustProxy, turn } from "./Flags.js"
+import { IceServers } from "./IceServers.js"
 import * as Log from "./Log.js"
 import * as Server from "./Server.js"
 import { Shutdown } from "./Shutdown.js"
@@ -51,8 +52,8 @@ const stores = (redis: Option.Option<string>, limits: Limits) =>
 
 const signal = Command.make(
   "p2pal-signal",
-  { port, host, trustProxy, limits, redis },
-  ({ port, host, trustProxy, limits, redis }) =>
+  { port, host, trustProxy, limits, redis, turn },
+  ({ port, host, trustProxy, limits, redis, turn }) =>
     Effect.suspend(() => {
       const server = createServer()
       // close() stops accepting at once; open connections go on until they end.
@@ -64,6 +65,12 @@ const signal = Command.make(
           Layer.provide(Shutdown.layer),
           Layer.provide(stores(redis, limits)),
           Layer.provide(Layer.succeed(TrustProxy, trustProxy)),
+          Layer.provide(
+            Option.match(turn, {
+              onNone: () => IceServers.none,
+              onSome: ({ urls, secret }) => IceServers.turnRest(urls, secret),
+            }),
+          ),
         ),
       )
     }),

@@ -26,6 +26,9 @@ export const expiredTransfers = Metric.counter("p2pal_transfers_expired_total", 
   incremental: true,
 })
 
+/** Once both sides are connected the transfer may run this long, whatever the code's TTL was. */
+export const ActiveLeaseMs = 24 * 60 * 60 * 1000
+
 export class TransferNotFound extends Data.TaggedError("TransferNotFound")<{}> {}
 export class TransferExpired extends Data.TaggedError("TransferExpired")<{}> {}
 export class TransferEnded extends Data.TaggedError("TransferEnded")<{
