@@ -48,7 +48,7 @@ const within = <A>(ms: number, what: string, promise: Promise<A>) => {
 }
 
 describe("nothing half-written when a transfer is interrupted", () => {
-  it("Ctrl+C on the receiver: it exits 130 and removes its temporary file; the sender exits 5", async () => {
+  it("Ctrl+C on the receiver: it exits 130 keeping its temporary file for a resume; the sender exits 5", async () => {
     const root = await tempDir()
     const file = await largeFile(root)
     const out = path.join(root, "out")
@@ -65,17 +65,20 @@ describe("nothing half-written when a transfer is interrupted", () => {
       receiverExit: received.code,
       senderExit: sent.code,
       leftInOut: await fs.readdir(out),
-    }).toEqual({ receiverExit: 130, senderExit: 5, leftInOut: [] })
+    }).toEqual({ receiverExit: 130, senderExit: 5, leftInOut: [temp] })
+    expect(received.stderr).toContain(
+      "Interrupted. Kept what arrived; the sender can resume with p2pal send --resume",
+    )
     expect(sent.stderr).toMatch(peerWentAway)
   })
 
-  it("Ctrl+C on the sender: the receiver exits 5 saying so and keeps nothing; the sender exits 130", async () => {
+  it("Ctrl+C on the sender: it exits 130 saying how to resume; the receiver exits 5 saying so, nothing placed", async () => {
     const root = await tempDir()
     const file = await largeFile(root)
     const out = path.join(root, "out")
     const { code, sender } = await startSend([file])
     const receiver = startRecv(code, out)
-    await midTransfer(out, "large.bin", [sender, receiver])
+    const temp = await midTransfer(out, "large.bin", [sender, receiver])
 
     sender.child.kill("SIGINT")
     const sent = await within(NoticeWithinMs, "the sender exiting after SIGINT", sender.finished)
@@ -85,7 +88,8 @@ describe("nothing half-written when a transfer is interrupted", () => {
       senderExit: sent.code,
       receiverExit: received.code,
       leftInOut: await fs.readdir(out),
-    }).toEqual({ senderExit: 130, receiverExit: 5, leftInOut: [] })
+    }).toEqual({ senderExit: 130, receiverExit: 5, leftInOut: [temp] })
+    expect(sent.stderr).toMatch(/Interrupted\. Resume with: p2pal send --resume \S+/)
     expect(received.stderr).toMatch(new RegExp(`p2pal: (${peerWentAway.source})`))
     expect(received.stderr).not.toContain("100%")
   })

@@ -1,6 +1,6 @@
 import { type ChildProcess, spawn } from "node:child_process"
 import { createHash } from "node:crypto"
-import { rmSync } from "node:fs"
+import { mkdtempSync, rmSync } from "node:fs"
 import * as fs from "node:fs/promises"
 import * as os from "node:os"
 import * as path from "node:path"
@@ -19,6 +19,13 @@ export interface Finished {
 
 const live = new Set<ChildProcess>()
 process.on("exit", () => live.forEach((p) => p.kill("SIGKILL")))
+
+/**
+ * `P2PAL_HOME` of every process a test file starts (unless it passes its own): their checkpoints stay
+ * out of the user's ~/.p2pal and go with the test file.
+ */
+const p2palHome = mkdtempSync(path.join(os.tmpdir(), "p2pal-e2e-home-"))
+process.on("exit", () => rmSync(p2palHome, { recursive: true, force: true }))
 
 export interface Running {
   readonly child: ChildProcess
@@ -41,7 +48,7 @@ export interface StartOptions {
 export const start = (command: string, args: ReadonlyArray<string>, options: StartOptions = {}): Running => {
   const child = spawn(command, args, {
     stdio: ["pipe", "pipe", "pipe"],
-    env: { ...process.env, ...options.env },
+    env: { ...process.env, P2PAL_HOME: p2palHome, ...options.env },
   })
   live.add(child)
   let stdout = ""
@@ -206,6 +213,8 @@ export const startOnTty = (command: string, args: ReadonlyArray<string>) =>
  */
 export const removeTempDirs = async () => {
   for (const dir of temps.splice(0)) await fs.rm(dir, { recursive: true, force: true })
+  // Checkpoints of the file's processes; the store makes the directory again if a later test needs it.
+  await fs.rm(p2palHome, { recursive: true, force: true })
 }
 
 /**

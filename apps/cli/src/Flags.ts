@@ -1,4 +1,4 @@
-import { DurationText, Frames, SignalApi } from "@p2pal/domain"
+import { Checkpoint, DurationText, Frames, SignalApi } from "@p2pal/domain"
 import { UsageError } from "@p2pal/domain/Errors"
 import { Options } from "@effect/cli"
 import { Duration, Effect, Option } from "effect"
@@ -43,6 +43,11 @@ export const skipErrors = Options.boolean("skip-errors").pipe(
   ),
 )
 
+export const checkpointTtl = Options.text("checkpoint-ttl").pipe(
+  Options.withDefault(DurationText.format(Checkpoint.DefaultTtl)),
+  Options.withDescription("how long the checkpoint of an interrupted transfer stays resumable (e.g. 24h)"),
+)
+
 const usage = (message: string) => Effect.fail(new UsageError({ message }))
 
 /** node-datachannel uses one STUN server, given as stun:host[:port]; anything else would be ignored silently. */
@@ -75,6 +80,12 @@ export const parseTtl = (value: string) =>
             `--ttl must be between ${SignalApi.MinTtlSeconds}s and ${SignalApi.MaxTtlSeconds / 3600}h (got ${value})`,
           )
     },
+  })
+
+export const parseCheckpointTtl = (value: string) =>
+  Option.match(DurationText.parse(value), {
+    onNone: () => usage(`--checkpoint-ttl ${value} is not a duration like 24h or 168h`),
+    onSome: Effect.succeed,
   })
 
 export const chunkBytes = (kib: number) =>

@@ -2,6 +2,7 @@ import { Args, Command } from "@effect/cli"
 import { JoinCode, Manifest } from "@p2pal/domain"
 import { UsageError } from "@p2pal/domain/Errors"
 import { escapeForDisplay } from "@p2pal/domain/ManifestPolicy"
+import { Checkpoints } from "@p2pal/transfer/Checkpoints"
 import * as Session from "@p2pal/transfer/Session"
 import { Effect, Either, Option } from "effect"
 import * as path from "node:path"
@@ -57,6 +58,7 @@ export const recv = Command.make(
     quiet: Flags.quiet,
     stun: Flags.stun,
     verify: Flags.verify,
+    checkpointTtl: Flags.checkpointTtl,
     code,
   },
   (flags) =>
@@ -69,8 +71,14 @@ export const recv = Command.make(
         (e) => new UsageError({ message: e.message }),
       )
       const out = path.resolve(flags.out)
+      const checkpoints = {
+        store: yield* Checkpoints,
+        ttl: yield* Flags.parseCheckpointTtl(flags.checkpointTtl),
+      }
       const skipped = yield* Skipped.tracker("receiver")
       yield* ui.info("Joining transfer...")
+      /** The id the checkpoint is kept under, once the transfer is accepted. */
+      let checkpointId: string | undefined
       yield* Session.receive({
         server,
         stun,
@@ -83,10 +91,26 @@ export const recv = Command.make(
             : ui.confirm(describeManifest(manifest), `Save into ${escapeForDisplay(out)}?`),
         onVerified: (verification) =>
           flags.verify ? ui.notice(Flags.verificationLine(verification)) : Effect.void,
-        onStart: ui.showProgress,
+        onStart: (progress, manifest) =>
+          Effect.gen(function* () {
+            checkpointId = manifest.transfer
+            if (progress.bytes > 0)
+              yield* ui.info(`Resuming: ${progress.bytes} of ${progress.totalBytes} bytes already here`)
+            yield* ui.showProgress(progress, manifest)
+          }),
         onSkipped: skipped.skip,
+        checkpoints,
         // The progress bars close with this scope, before the verified line is printed below them.
-      }).pipe(Effect.scoped)
+      }).pipe(
+        Effect.scoped,
+        Effect.onInterrupt(() =>
+          checkpointId === undefined
+            ? Effect.void
+            : ui.notice(
+                `Interrupted. Kept what arrived; the sender can resume with p2pal send --resume ${checkpointId}, then run p2pal recv with the new code and the same --out`,
+              ),
+        ),
+      )
       yield* ui.verified()
       yield* skipped.outcome
     }).pipe(Effect.scoped, Effect.provide(Ui.layer(flags.quiet))),

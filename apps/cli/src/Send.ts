@@ -1,18 +1,47 @@
-import { Args, Command } from "@effect/cli"
-import { DurationText, Manifest } from "@p2pal/domain"
+import { Args, Command, Options } from "@effect/cli"
+import { DurationText, Ids, Manifest } from "@p2pal/domain"
+import { CheckpointNotFound, UsageError } from "@p2pal/domain/Errors"
 import { escapeForDisplay } from "@p2pal/domain/ManifestPolicy"
+import { Checkpoints } from "@p2pal/transfer/Checkpoints"
 import * as Session from "@p2pal/transfer/Session"
 import * as Sources from "@p2pal/transfer/Sources"
-import { Effect } from "effect"
+import { Effect, Option, Schema } from "effect"
 import * as Flags from "./Flags.js"
 import * as Format from "./Format.js"
 import * as Skipped from "./Skipped.js"
 import { Ui } from "./Ui.js"
 
 const files = Args.text({ name: "file" }).pipe(
-  Args.atLeast(1),
-  Args.withDescription("files (or, with -r, directories) to send"),
+  Args.repeated,
+  Args.withDescription("files (or, with -r, directories) to send; none with --resume"),
 )
+
+const resume = Options.text("resume").pipe(
+  Options.optional,
+  Options.withDescription(
+    "resume an interrupted transfer by its checkpoint id (`p2pal checkpoint list`); sends the same files under a new code",
+  ),
+)
+
+/**
+ * The sources of the transfer `id` as its send checkpoint recorded them; a file changed since comes whole,
+ * and the user is told.
+ */
+const resumed = (id: string) =>
+  Effect.gen(function* () {
+    const ui = yield* Ui
+    // Anything that is not a transfer id cannot name a checkpoint (nor a path outside their directory).
+    const transferId = yield* Schema.decodeUnknown(Ids.TransferId)(id).pipe(
+      Effect.orElseFail(() => new CheckpointNotFound({ transferId: id })),
+    )
+    const checkpoint = yield* (yield* Checkpoints).load(transferId, "send")
+    // load() has checked the direction already; this tells the type checker.
+    if (checkpoint.direction !== "send") return yield* new CheckpointNotFound({ transferId: id })
+    const sources = yield* Sources.fromCheckpoint(checkpoint, (path) =>
+      ui.notice(`${escapeForDisplay(path)} changed since the checkpoint: sending it again from the start`),
+    )
+    return { sources, resume: { transferId, createdAt: checkpoint.createdAt } }
+  })
 
 const summary = (sources: Sources.Sources, ttl: string) => {
   const { entries } = sources.manifest
@@ -38,6 +67,8 @@ export const send = Command.make(
     verify: Flags.verify,
     encrypt: Flags.encrypt,
     skipErrors: Flags.skipErrors,
+    resume,
+    checkpointTtl: Flags.checkpointTtl,
     files,
   },
   (flags) =>
@@ -47,13 +78,29 @@ export const send = Command.make(
       const stun = yield* Flags.stunServers(flags.stun)
       const ttl = yield* Flags.parseTtl(flags.ttl)
       const chunkSize = yield* Flags.chunkBytes(flags.chunkSize)
+      const checkpointTtl = yield* Flags.parseCheckpointTtl(flags.checkpointTtl)
       const skipped = yield* Skipped.tracker("sender")
       const skipUnreadable = flags.skipErrors ? skipped.skip : undefined
-      const sources = yield* Sources.collect(flags.files, flags.recursive, skipUnreadable)
+      const { sources, resume } = yield* Option.match(flags.resume, {
+        onNone: () =>
+          flags.files.length === 0
+            ? new UsageError({ message: "nothing to send: name files, or a checkpoint with --resume <id>" })
+            : Effect.map(Sources.collect(flags.files, flags.recursive, skipUnreadable), (sources) => ({
+                sources,
+                resume: undefined,
+              })),
+        onSome: (id) =>
+          flags.files.length > 0
+            ? new UsageError({
+                message: "--resume sends the files its checkpoint names: give no files with it",
+              })
+            : resumed(id),
+      })
       yield* ui.info(summary(sources, DurationText.format(ttl)))
       for (const special of sources.skipped)
         yield* ui.info(`skipping ${escapeForDisplay(special)}: not a regular file or directory`)
       yield* ui.info("Creating transfer...")
+      let checkpointId: string | undefined
       const path = yield* Session.send({
         server,
         stun,
@@ -62,6 +109,9 @@ export const send = Command.make(
         encrypt: flags.encrypt,
         sources,
         skipUnreadable,
+        checkpointTtl,
+        resume,
+        onCheckpoint: (id) => Effect.sync(() => void (checkpointId = id)),
         onCode: (code) =>
           ui.quiet
             ? ui.result(code)
@@ -70,7 +120,14 @@ export const send = Command.make(
           flags.verify ? ui.notice(Flags.verificationLine(verification)) : Effect.void,
         onConnected: (progress) => ui.showProgress(progress, sources.manifest),
         // The progress bars close with this scope, before the verified line is printed below them.
-      }).pipe(Effect.scoped)
+      }).pipe(
+        Effect.scoped,
+        Effect.onInterrupt(() =>
+          checkpointId === undefined
+            ? Effect.void
+            : ui.notice(`Interrupted. Resume with: p2pal send --resume ${checkpointId}`),
+        ),
+      )
       yield* ui.verified()
       if (path !== undefined)
         yield* ui.info(

@@ -23,6 +23,11 @@ export class ServerFailed extends Schema.TaggedError<ServerFailed>()("ServerFail
 
 export class PeerFailed extends Schema.TaggedError<PeerFailed>()("PeerFailed", {
   message: Schema.String,
+  /**
+   * The connection went away (the peer quit, crashed or the network dropped): what arrived is sound
+   * and a resume can build on it. Unset for a peer that broke the protocol or sent bad data.
+   */
+  lost: Schema.optional(Schema.Boolean),
 }) {}
 
 export class IntegrityFailed extends Schema.TaggedError<IntegrityFailed>()("IntegrityFailed", {

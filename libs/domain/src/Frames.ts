@@ -32,7 +32,7 @@ export type Frame =
   | { readonly _tag: "Chunk"; readonly file: number; readonly offset: number; readonly bytes: Uint8Array }
   /** a = file index, b = file size, payload = SHA-256 of the file (32 bytes). */
   | { readonly _tag: "FileEnd"; readonly file: number; readonly size: number; readonly sha256: Uint8Array }
-  /** b = cumulative bytes durably written by the receiver. */
+  /** b = cumulative bytes written by the receiver, those it held already when the transfer resumed included. */
   | { readonly _tag: "Ack"; readonly bytes: number }
   /** The receiver verified every file. */
   | { readonly _tag: "Done" }
@@ -42,6 +42,11 @@ export type Frame =
    * instead of with FileEnd; payload = why, in UTF-8.
    */
   | { readonly _tag: "Skip"; readonly file: number; readonly reason: string }
+  /**
+   * From the receiver, before Accept (which ends the list), when it resumes a transfer: a = file index,
+   * b = bytes of that file it already holds; the file's size means it is verified and needs nothing.
+   */
+  | { readonly _tag: "ResumeFrom"; readonly file: number; readonly offset: number }
 
 export class FrameError extends Data.TaggedError("FrameError")<{ readonly reason: string }> {}
 
@@ -162,6 +167,14 @@ const codecs: { readonly [T in Tag]: Codec<T> } = {
       const reason = utf8(payload)
       return reason === undefined ? notUtf8 : { _tag: "Skip", file, reason }
     },
+  },
+  ResumeFrom: {
+    type: 10,
+    uses: "ab",
+    payload: [0, 0],
+    toWire: (f) => ({ a: f.file, b: f.offset, payload: noPayload }),
+    // Whether the file exists and holds that many bytes is the sender's check: it knows the manifest.
+    fromWire: ({ a: file, b: offset }) => ({ _tag: "ResumeFrom", file, offset }),
   },
 }
 

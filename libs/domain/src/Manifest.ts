@@ -1,5 +1,6 @@
 import { Either, ParseResult, Schema } from "effect"
 import { MaxManifestBytes } from "./Frames.js"
+import { TransferId } from "./Ids.js"
 import { check, escapeForDisplay, ManifestError } from "./ManifestPolicy.js"
 
 export { ManifestError }
@@ -20,6 +21,16 @@ export const Manifest = Schema.Struct({
   entries: Schema.Array(Entry),
   /** Chunk payloads are sealed with a key from the PAKE, on top of DTLS (`send --encrypt`). */
   encryption: Schema.optional(Schema.Literal("aes-256-gcm")),
+  /**
+   * The id both sides key their checkpoints by: the first session's transfer id, kept by every resumed
+   * session (each of which gets a new code and a new server-side id).
+   */
+  transfer: Schema.optional(TransferId),
+  /**
+   * `send --resume`: indices of the files that changed on the sender's disk since the checkpoint. They
+   * come again from the first byte, whatever the receiver kept of them.
+   */
+  changed: Schema.optional(Schema.Array(Schema.NonNegativeInt)),
 })
 export type Manifest = typeof Manifest.Type
 
@@ -66,7 +77,24 @@ export const decodeManifest = (bytes: Uint8Array): Either.Either<Manifest, Manif
         ),
         Either.flatMap((json) => Either.mapLeft(decodeSchema(json), (e) => failure("schema", describe(e)))),
         Either.flatMap(check),
+        Either.flatMap(checkChanged),
       )
+
+/** `changed` names file entries, each once, in order: anything else is a confused or hostile sender. */
+const checkChanged = (m: Manifest): Either.Either<Manifest, ManifestError> => {
+  const changed = m.changed ?? []
+  const bad = changed.find(
+    (index, i) => m.entries[index]?._tag !== "file" || (i > 0 && index <= changed[i - 1]!),
+  )
+  return bad === undefined
+    ? Either.right(m)
+    : Either.left(
+        failure(
+          "changed",
+          `the manifest marks entry ${bad} as changed, which is not a file listed once in order`,
+        ),
+      )
+}
 
 export const totalBytes = (m: Manifest): number =>
   m.entries.reduce((sum, entry) => sum + (entry._tag === "file" ? entry.size : 0), 0)

@@ -48,6 +48,7 @@ const frame: fc.Arbitrary<Frame> = fc.oneof(
   fc.constant<Frame>({ _tag: "Done" }),
   text.map((message): Frame => ({ _tag: "Error", message })),
   fc.record({ file: u32, reason: text }).map((f): Frame => ({ _tag: "Skip", ...f })),
+  fc.record({ file: u32, offset: safe }).map((f): Frame => ({ _tag: "ResumeFrom", ...f })),
 )
 
 /** A header with the given fields, followed by `payload`. */
@@ -189,7 +190,7 @@ describe("Frames", () => {
     ],
     ["oversized chunk frame", raw(4, 0, 0n, new Uint8Array(MaxFrameBytes - HeaderBytes + 1)), /larger than/],
     ["type 0", raw(0, 0, 0n, none), /unknown frame type 0/],
-    ["type 10", raw(10, 0, 0n, none), /unknown frame type 10/],
+    ["type 11", raw(11, 0, 0n, none), /unknown frame type 11/],
     ["type 255", raw(255, 0, 0n, none), /unknown frame type 255/],
     ["truncated chunk", raw(4, 0, 0n, new Uint8Array(10), 11), /length field says 11 .* carries 10/],
     ["extra bytes", raw(2, 0, 0n, new Uint8Array(1), 0), /length field says 0 .* carries 1/],
@@ -235,6 +236,7 @@ describe("Frames", () => {
       raw(9, 1, 0n, new Uint8Array(MaxTextBytes + 1).fill(0x61)),
       /Skip: payload of 1025/,
     ],
+    ["ResumeFrom with a payload", raw(10, 1, 5n, new Uint8Array(1)), /ResumeFrom: payload of 1 bytes/],
     ["manifest size 0", raw(1, 0, 0n, new Uint8Array(1)), /ManifestPart: manifest size 0 is outside/],
     ["manifest over the cap", raw(1, MaxManifestBytes + 1, 0n, new Uint8Array(1)), /manifest size 16777217/],
     ["manifest part past its size", raw(1, 10, 8n, new Uint8Array(3)), /bytes 8\.\.11 run past its size 10/],

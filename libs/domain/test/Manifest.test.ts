@@ -114,6 +114,11 @@ describe("Manifest", () => {
       "schema",
     ],
     ["numeric path", json({ version: 1, entries: [{ _tag: "dir", path: 7 }] }), "schema"],
+    ["a malformed transfer id", json({ ...manifest(file("a")), transfer: "../x" }), "schema"],
+    ["changed naming a directory", json({ ...manifest(dir("d"), file("d/a")), changed: [0] }), "changed"],
+    ["changed past the entries", json({ ...manifest(file("a")), changed: [1] }), "changed"],
+    ["changed naming a file twice", json({ ...manifest(file("a"), file("b")), changed: [1, 1] }), "changed"],
+    ["changed out of order", json({ ...manifest(file("a"), file("b")), changed: [1, 0] }), "changed"],
   ]
   it.each(garbage)("rejects %s", (_, bytes, rule) => {
     expect(ruleOf(bytes)).toBe(rule)

@@ -54,7 +54,7 @@ const connect = Effect.fn("PeerLink.connect")(function* (options: ConnectOptions
   const signalingFailed = yield* Deferred.make<never, ConnectError>()
   const incoming = yield* Effect.acquireRelease(Mailbox.make<Uint8Array, PeerFailed>(), (m) => m.shutdown)
   const fail = (message: string) => {
-    const error = new PeerFailed({ message })
+    const error = new PeerFailed({ message, lost: true })
     Deferred.unsafeDone(lost, Effect.fail(error))
     incoming.unsafeDone(Exit.fail(error))
   }
@@ -188,6 +188,7 @@ const connect = Effect.fn("PeerLink.connect")(function* (options: ConnectOptions
           return Effect.fail(
             new PeerFailed({
               message: `the connection to the peer was lost (${e instanceof Error ? e.message : String(e)})`,
+              lost: true,
             }),
           )
         }

@@ -1,4 +1,5 @@
 import { Context, Deferred, Effect, Layer } from "effect"
+import type { FileHandle } from "node:fs/promises"
 import { Worker } from "node:worker_threads"
 
 export type Request =
@@ -103,4 +104,26 @@ export class Hasher extends Context.Tag("@p2pal/transfer/Hasher")<
       }
     }),
   )
+}
+
+/** Bytes read per call by `absorbPrefix`. */
+const PrefixReadBytes = 1024 * 1024
+
+/**
+ * Feeds the first `length` bytes of an open file to `hash`: the part of a file a resumed transfer does
+ * not move again, so its SHA-256 still covers the whole file. Rejects if the file is shorter.
+ */
+export const absorbPrefix = async (
+  hasher: Hasher["Type"],
+  hash: FileHash,
+  handle: FileHandle,
+  length: number,
+): Promise<void> => {
+  for (let at = 0; at < length;) {
+    const block = hasher.allocate(Math.min(PrefixReadBytes, length - at))
+    const { bytesRead } = await handle.read(block, 0, block.length, at)
+    if (bytesRead !== block.length) throw new Error(`it holds fewer than the ${length} bytes to resume from`)
+    hash.absorb([block])
+    at += bytesRead
+  }
 }

@@ -1,14 +1,16 @@
 import { Frames, Manifest } from "@p2pal/domain"
 import { Declined, IntegrityFailed, LocalIoFailed, PeerFailed, type SkippedFile } from "@p2pal/domain/Errors"
 import type { Channel } from "@p2pal/infra/PeerLink"
-import { Effect, Either, type Scope } from "effect"
-import { randomBytes } from "node:crypto"
+import { Effect, Either, Exit, type Scope } from "effect"
+import { constants as fsConstants } from "node:fs"
 import * as fs from "node:fs/promises"
 import * as path from "node:path"
 import { Progress } from "./Progress.js"
-import { Hasher } from "./Hasher.js"
+import { absorbPrefix, Hasher } from "./Hasher.js"
 import { ioError } from "./Io.js"
 import * as Payload from "./Payload.js"
+import * as RecvCheckpoint from "./RecvCheckpoint.js"
+import { checkTargets, freeBytes, targetOf } from "./Targets.js"
 import { frameReader, sendFrame, unexpected, WriteBatchBytes } from "./Wire.js"
 
 export interface ReceiveOptions {
@@ -25,6 +27,11 @@ export interface ReceiveOptions {
   ) => Effect.Effect<void, never, Scope.Scope>
   /** The sender skipped a file it could not read (`send --skip-errors`); nothing of it was kept. */
   readonly onSkipped: (file: SkippedFile) => Effect.Effect<void>
+  /**
+   * Keep a checkpoint of a transfer whose manifest names its id, so that after Ctrl+C or a lost peer the
+   * temporary files stay and a resumed session continues them. Without it, any failure removes them.
+   */
+  readonly checkpoints?: RecvCheckpoint.RecvCheckpointOptions | undefined
 }
 
 const receiveManifest = (nextFrame: Effect.Effect<Frames.Frame, PeerFailed>) =>
@@ -44,8 +51,11 @@ const receiveManifest = (nextFrame: Effect.Effect<Frames.Frame, PeerFailed>) =>
     return Manifest.decodeManifest(buffer)
   })
 
-/** Bytes written between two background flushes of a file to disk. */
-const DiskFlushBytes = 64 * 1024 * 1024
+/**
+ * Bytes written between two background flushes of a file to disk; each one that completes moves the
+ * checkpoint on, so it is also how much a crash may cost a resume.
+ */
+const DurableBytes = 16 * 1024 * 1024
 
 /** Writes all of `bytes` at `position`: a write may stop short (a disk filling up), so it goes on from there. */
 const writeAll = async (handle: fs.FileHandle, bytes: Uint8Array, position: number) => {
@@ -56,65 +66,14 @@ const writeAll = async (handle: fs.FileHandle, bytes: Uint8Array, position: numb
   }
 }
 
-/** Where each entry lands under `out`; the manifest policy has already ruled out anything escaping it. */
-const targetOf = (out: string, entry: Manifest.Entry) => path.join(out, ...entry.path.split("/"))
-
-const lstat = (p: string) => Effect.promise(() => fs.lstat(p).catch(() => undefined))
-
-/**
- * Refuses, before anything is written, to replace what is already on disk unless asked to, or to
- * write through a symlink that already sits inside `out` (it could point anywhere).
- */
-const checkTargets = (out: string, manifest: Manifest.Manifest, overwrite: boolean) => {
-  const safeParents = new Set<string>()
-  return Effect.forEach(manifest.entries, (entry) =>
-    Effect.gen(function* () {
-      const target = targetOf(out, entry)
-      const parts = entry.path.split("/")
-      for (let depth = 1; depth < parts.length; depth++) {
-        const parent = path.join(out, ...parts.slice(0, depth))
-        if (safeParents.has(parent)) continue
-        if ((yield* lstat(parent))?.isSymbolicLink())
-          return yield* new LocalIoFailed({
-            path: parent,
-            message: "is a symlink; refusing to write through it",
-          })
-        safeParents.add(parent)
-      }
-      const stat = yield* lstat(target)
-      if (stat === undefined) return
-      if (entry._tag === "dir" && stat.isDirectory()) return
-      if (entry._tag === "file" && stat.isFile() && overwrite) return
-      return yield* new LocalIoFailed({
-        path: target,
-        message:
-          entry._tag === "file" && stat.isFile()
-            ? "already exists; nothing was written (use --overwrite to replace it)"
-            : `already exists as a ${stat.isSymbolicLink() ? "symlink" : stat.isDirectory() ? "directory" : "special file"}; nothing was written`,
-      })
-    }),
-  )
-}
-
-/** Free bytes an unprivileged user may fill on the file system that holds (or will hold) `dir`. */
-const freeBytes = async (dir: string): Promise<bigint> => {
-  for (let at = path.resolve(dir); ; at = path.dirname(at)) {
-    try {
-      const stats = await fs.statfs(at, { bigint: true })
-      return stats.bavail * stats.bsize
-    } catch (e) {
-      // The out dir is created only once the transfer is accepted: ask the nearest ancestor that exists.
-      if ((e as NodeJS.ErrnoException).code !== "ENOENT" || path.dirname(at) === at) throw e
-    }
-  }
-}
-
 const byteCount = (n: number | bigint) => `${n.toLocaleString("en-US")} bytes`
 
 /**
  * Writes one file to a temporary name next to its target and moves it into place only once its
- * SHA-256 matches the sender's; on any failure, or when the sender skips it, the temporary file is
- * removed. Returns the sender's reason if it skipped the file.
+ * SHA-256 matches the sender's; when the sender skips it, or on a failure a resume cannot build on, the
+ * temporary file is removed. With a checkpoint, a file already partly here continues from its durable
+ * bytes (their hash rebuilt from disk), and after Ctrl+C or a lost peer the temporary file stays, synced
+ * and recorded. Returns the sender's reason if it skipped the file.
  */
 const receiveFile = (
   channel: Channel,
@@ -126,33 +85,65 @@ const receiveFile = (
   progress: Progress,
   /** A chunk's file bytes: its payload, or with --encrypt the opened payload (undefined if forged). */
   plaintextOf: (chunk: Frames.Frame & { _tag: "Chunk" }) => Uint8Array | undefined,
+  tracker: RecvCheckpoint.Tracker | undefined,
 ) =>
   Effect.gen(function* () {
+    const state = tracker?.files.get(index)
+    const from = state?.durable ?? 0
     progress.file = index
-    progress.fileBytes = 0
+    progress.fileBytes = from
     const temp = path.join(
       path.dirname(target),
-      `.${path.basename(target)}.${randomBytes(4).toString("hex")}.p2pal-part`,
+      from > 0 && state?.temp !== undefined ? state.temp : RecvCheckpoint.tempName(target),
     )
-    let placed = false
-    const handle = yield* Effect.acquireRelease(
-      Effect.tryPromise({ try: () => fs.open(temp, "wx", 0o644), catch: ioError(temp) }),
-      (h) =>
-        Effect.promise(async () => {
-          await h.close()
-          if (!placed) await fs.rm(temp, { force: true })
-        }),
-    )
+    if (state !== undefined) state.temp = path.basename(temp)
     const hasher = yield* Hasher
     const hash = hasher.start()
-    let received = 0
-    let written = 0
+    let placed = false
+    let received = from
+    let written = from
+    const handle = yield* Effect.acquireRelease(
+      Effect.tryPromise({
+        try: async () => {
+          if (from === 0) return fs.open(temp, "wx", 0o644)
+          // Bytes past the durable ones may be torn by a crash: cut them, and hash the rest as it is on disk.
+          const h = await fs.open(temp, fsConstants.O_RDWR | fsConstants.O_NOFOLLOW)
+          try {
+            await h.truncate(from)
+            await absorbPrefix(hasher, hash, h, from)
+            return h
+          } catch (e) {
+            await h.close()
+            throw e
+          }
+        },
+        catch: ioError(temp),
+      }),
+      (h, exit) => {
+        const keep = !placed && state !== undefined && tracker !== undefined && RecvCheckpoint.resumable(exit)
+        return Effect.promise(async () => {
+          if (keep)
+            await h.datasync().then(
+              () => (state.durable = RecvCheckpoint.durableOf(written, entry.size)),
+              // Not synced: the durable bytes recorded earlier are still a sound prefix.
+              () => {},
+            )
+          await h.close()
+          if (!placed && !keep) await fs.rm(temp, { force: true })
+        }).pipe(
+          // Not saved: the checkpoint on disk still holds an earlier, smaller prefix of the file.
+          Effect.zipRight(keep ? Effect.ignore(tracker.save) : Effect.void),
+        )
+      },
+    )
     let batch: Array<Uint8Array> = []
     // The kernel would keep the whole file dirty until the final fsync and then flush it all at once
     // (about 0.5 s per GiB here, with nothing else left to overlap): flushing as the file grows keeps
     // that tail short. Chained, so a failed flush fails the final sync instead of going unseen.
     let flushedToDisk: Promise<void> = Promise.resolve()
-    let flushRequestedAt = 0
+    let flushRequestedAt = from
+    /** Bytes the background flushes have made durable so far. */
+    let synced = from
     const flush = Effect.gen(function* () {
       if (batch.length === 0) return
       // One contiguous copy into recycled memory: a single write, and a single block for the hashing thread.
@@ -165,10 +156,15 @@ const receiveFile = (
       batch = []
       yield* Effect.tryPromise({ try: () => writeAll(handle, block, written), catch: ioError(target) })
       written = received
-      if (written - flushRequestedAt >= DiskFlushBytes) {
-        flushRequestedAt = written
-        flushedToDisk = flushedToDisk.then(() => handle.datasync())
+      if (written - flushRequestedAt >= DurableBytes) {
+        const upTo = (flushRequestedAt = written)
+        flushedToDisk = flushedToDisk.then(() => handle.datasync()).then(() => void (synced = upTo))
         flushedToDisk.catch(() => {})
+      }
+      const durable = RecvCheckpoint.durableOf(synced, entry.size)
+      if (state !== undefined && tracker !== undefined && durable > state.durable) {
+        state.durable = durable
+        yield* tracker.save
       }
       hash.absorb([block])
       progress.bytes += written - progress.fileBytes
@@ -206,12 +202,23 @@ const receiveFile = (
           try: () => flushedToDisk.then(() => handle.sync()),
           catch: ioError(target),
         })
-        yield* Effect.tryPromise({
-          // link() refuses an existing target, so a file that appeared meanwhile is never clobbered.
-          try: () => (overwrite ? fs.rename(temp, target) : fs.link(temp, target).then(() => fs.rm(temp))),
-          catch: ioError(target),
-        })
-        placed = true
+        // Not interrupted half way: a file moved into place but still recorded as a temporary one would
+        // look like someone else's on resume.
+        yield* Effect.uninterruptible(
+          Effect.gen(function* () {
+            yield* Effect.tryPromise({
+              // link() refuses an existing target, so a file that appeared meanwhile is never clobbered.
+              try: () =>
+                overwrite ? fs.rename(temp, target) : fs.link(temp, target).then(() => fs.rm(temp)),
+              catch: ioError(target),
+            })
+            placed = true
+            if (state !== undefined && tracker !== undefined) {
+              Object.assign(state, { temp: undefined, durable: entry.size, verified: true })
+              yield* tracker.save
+            }
+          }),
+        )
         return undefined
       } else if (frame._tag === "Skip") {
         // Only the file in progress can be skipped: one already ended (or not begun, or unknown) cannot.
@@ -221,6 +228,7 @@ const receiveFile = (
           })
         // Acknowledges what arrived, so the sender's window does not stay short by it for good.
         yield* flush
+        if (state !== undefined) Object.assign(state, { temp: undefined, durable: 0 })
         return frame.reason
       } else if (frame._tag === "Error")
         return yield* new PeerFailed({ message: `the sender stopped: ${frame.message}` })
@@ -246,20 +254,29 @@ export const receive = Effect.fn("Receiver.receive")(function* (channel: Channel
     return yield* new PeerFailed({ message })
   }
   const manifest = decoded.right
-  yield* checkTargets(options.out, manifest, options.overwrite).pipe(
+  const { checkpoints } = options
+  const tracker =
+    checkpoints === undefined || manifest.transfer === undefined
+      ? undefined
+      : yield* RecvCheckpoint.open(checkpoints, manifest.transfer, manifest, options.out, (entry) =>
+          targetOf(options.out, entry),
+        )
+  const placedBefore = tracker?.placedBefore ?? new Set<number>()
+  yield* checkTargets(options.out, manifest, options.overwrite, placedBefore).pipe(
     Effect.tapError((e) => refuse(`the receiver already has ${path.relative(options.out, e.path)}`)),
   )
   // Refused up front, rather than failing on a full disk partway through the transfer.
   const total = Manifest.totalBytes(manifest)
+  const here = tracker?.bytesHere ?? 0
   const free = yield* Effect.tryPromise({
     try: () => freeBytes(options.out),
     catch: ioError(options.out),
   }).pipe(Effect.tapError(() => Effect.ignore(refuse("the receiver could not check its free disk space"))))
-  if (BigInt(total) > free) {
-    yield* Effect.ignore(refuse(`the receiver does not have ${byteCount(total)} of free disk space`))
+  if (BigInt(total - here) > free) {
+    yield* Effect.ignore(refuse(`the receiver does not have ${byteCount(total - here)} of free disk space`))
     return yield* new LocalIoFailed({
       path: options.out,
-      message: `not enough free disk space: the files need ${byteCount(total)} but only ${byteCount(free)} are free; nothing was written`,
+      message: `not enough free disk space: the files need ${byteCount(total - here)} but only ${byteCount(free)} are free; nothing was written`,
     })
   }
   if (!(yield* options.confirm(manifest))) {
@@ -276,30 +293,60 @@ export const receive = Effect.fn("Receiver.receive")(function* (channel: Channel
     manifest.encryption === undefined || payloadKey === undefined
       ? chunk.bytes
       : Payload.openChunk(payloadKey, chunk.file, chunk.offset, chunk.bytes)
+  for (const [file, offset] of tracker?.resumeFrom ?? [])
+    yield* sendFrame(channel, { _tag: "ResumeFrom", file, offset })
   yield* sendFrame(channel, { _tag: "Accept" })
+  if (tracker !== undefined) yield* Effect.zipRight(tracker.discardStale, tracker.save)
   const progress = new Progress(total)
+  progress.bytes = here
   yield* options.onStart(progress, manifest)
-  for (const [index, entry] of manifest.entries.entries()) {
-    const target = targetOf(options.out, entry)
-    const dir = entry._tag === "dir" ? target : path.dirname(target)
-    yield* Effect.tryPromise({ try: () => fs.mkdir(dir, { recursive: true }), catch: ioError(dir) })
-    if (entry._tag !== "file") continue
-    const skipped = yield* receiveFile(
-      channel,
-      nextFrame,
-      index,
-      entry,
-      target,
-      options.overwrite,
-      progress,
-      plaintextOf,
-    ).pipe(
-      // The sender learns why its data was refused (bytes past the declared size, chunks out of order).
-      Effect.tapErrorTag("PeerFailed", (e) =>
-        Effect.ignore(sendFrame(channel, { _tag: "Error", message: e.message })),
-      ),
-    )
-    if (skipped !== undefined) yield* options.onSkipped({ path: entry.path, reason: skipped })
-  }
+  yield* receiveFiles(channel, nextFrame, manifest, options, progress, plaintextOf, tracker).pipe(
+    // Kept for a resume only when one can build on it; a peer that broke the protocol leaves nothing.
+    Effect.onExit((exit) =>
+      tracker !== undefined && Exit.isFailure(exit) && !RecvCheckpoint.resumable(exit)
+        ? Effect.ignore(tracker.remove)
+        : Effect.void,
+    ),
+  )
+  if (tracker !== undefined) yield* tracker.remove
   yield* sendFrame(channel, { _tag: "Done" })
 })
+
+/** Every file of the manifest in order, except those verified in an earlier session. */
+const receiveFiles = (
+  channel: Channel,
+  nextFrame: Effect.Effect<Frames.Frame, PeerFailed>,
+  manifest: Manifest.Manifest,
+  options: ReceiveOptions,
+  progress: Progress,
+  plaintextOf: (chunk: Frames.Frame & { _tag: "Chunk" }) => Uint8Array | undefined,
+  tracker: RecvCheckpoint.Tracker | undefined,
+) =>
+  Effect.forEach(
+    manifest.entries,
+    (entry, index) =>
+      Effect.gen(function* () {
+        const target = targetOf(options.out, entry)
+        const dir = entry._tag === "dir" ? target : path.dirname(target)
+        yield* Effect.tryPromise({ try: () => fs.mkdir(dir, { recursive: true }), catch: ioError(dir) })
+        if (entry._tag !== "file" || tracker?.files.get(index)?.verified === true) return
+        const skipped = yield* receiveFile(
+          channel,
+          nextFrame,
+          index,
+          entry,
+          target,
+          options.overwrite || (tracker?.placedBefore.has(index) ?? false),
+          progress,
+          plaintextOf,
+          tracker,
+        ).pipe(
+          // The sender learns why its data was refused (bytes past the declared size, chunks out of order).
+          Effect.tapErrorTag("PeerFailed", (e) =>
+            Effect.ignore(sendFrame(channel, { _tag: "Error", message: e.message })),
+          ),
+        )
+        if (skipped !== undefined) yield* options.onSkipped({ path: entry.path, reason: skipped })
+      }),
+    { discard: true },
+  )

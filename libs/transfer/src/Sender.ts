@@ -5,7 +5,7 @@ import { Data, Deferred, Duration, Effect } from "effect"
 import { constants as fsConstants } from "node:fs"
 import * as fs from "node:fs/promises"
 import type { Progress } from "./Progress.js"
-import { Hasher } from "./Hasher.js"
+import { absorbPrefix, Hasher } from "./Hasher.js"
 import { readFailure } from "./Io.js"
 import * as Payload from "./Payload.js"
 import type { Source, Sources } from "./Sources.js"
@@ -22,6 +22,15 @@ export interface SendOptions {
    * receiver is told) and handed to this, instead of ending the transfer.
    */
   readonly skipUnreadable?: ((file: SkippedFile) => Effect.Effect<void>) | undefined
+  /** For the caller's checkpoint: what the receiver has confirmed of each file. */
+  readonly acked?: AckedFiles | undefined
+}
+
+export interface AckedFiles {
+  /** Bytes of each file (by manifest index) the receiver confirmed; the sender fills it in. */
+  readonly bytes: Map<number, number>
+  /** Runs after each change to `bytes`. */
+  readonly onChange: Effect.Effect<void>
 }
 
 /** The source of the file being sent failed it; `reason` names no local path, the receiver hears it too. */
@@ -38,6 +47,47 @@ const StopGrace = Duration.seconds(5)
 const ChunksPerRead = 16
 /** Reads in flight ahead of the one being sent. */
 const ReadAhead = 4
+
+/** Refuses a broken ResumeFrom list: the receiver hears why, as the sender's user does. */
+const badResume = (channel: Channel, problem: string) => {
+  const message = `protocol error: the receiver asked to resume ${problem}`
+  return Effect.zipRight(
+    Effect.ignore(sendFrame(channel, { _tag: "Error", message })),
+    Effect.fail(new PeerFailed({ message })),
+  )
+}
+
+/**
+ * Waits for the receiver's answer to the manifest: its ResumeFrom list, if it holds some of the files
+ * already, then Accept. Returns, per file index, the bytes the receiver holds (its size: verified).
+ * Each file may be named once, so the list is at most as long as the manifest has files.
+ */
+const acceptance = (
+  channel: Channel,
+  nextFrame: Effect.Effect<Frames.Frame, PeerFailed>,
+  manifest: Manifest.Manifest,
+) =>
+  Effect.gen(function* () {
+    const offsets = new Map<number, number>()
+    const changed = new Set(manifest.changed ?? [])
+    while (true) {
+      const reply = yield* nextFrame
+      if (reply._tag === "Accept") return offsets
+      if (reply._tag === "Reject")
+        return yield* new PeerFailed({ message: `the receiver declined: ${reply.reason}` })
+      if (reply._tag === "Error")
+        return yield* new PeerFailed({ message: `the receiver failed: ${reply.message}` })
+      if (reply._tag !== "ResumeFrom") return yield* unexpected(reply, "Accept")
+      const { file, offset } = reply
+      const entry = manifest.entries[file]
+      if (entry?._tag !== "file") return yield* badResume(channel, `file ${file}, which is not in the list`)
+      if (offsets.has(file)) return yield* badResume(channel, `${entry.path} twice`)
+      if (offset > entry.size)
+        return yield* badResume(channel, `${entry.path} at ${offset}, past its ${entry.size} bytes`)
+      if (changed.has(file)) return yield* badResume(channel, `${entry.path}, which changed and comes whole`)
+      offsets.set(file, offset)
+    }
+  })
 
 /**
  * The sending side of one transfer: offers the manifest, then streams every file in manifest order,
@@ -58,17 +108,30 @@ export const send = Effect.fn("Sender.send")(function* (
     yield* sendFrame(channel, { _tag: "ManifestPart", total: manifestBytes.length, offset, bytes })
   }
   const nextFrame = frameReader(channel)
-  const reply = yield* nextFrame
-  if (reply._tag === "Reject")
-    return yield* new PeerFailed({ message: `the receiver declined: ${reply.reason}` })
-  if (reply._tag === "Error")
-    return yield* new PeerFailed({ message: `the receiver failed: ${reply.message}` })
-  if (reply._tag !== "Accept") return yield* unexpected(reply, "Accept")
+  const offsets = yield* acceptance(channel, nextFrame, sources.manifest)
 
   const { progress } = options
   const hasher = yield* Hasher
   const verified = yield* Deferred.make<void, PeerFailed>()
-  let acked = 0
+  // Both sides count the bytes the receiver already holds as written and acknowledged.
+  let acked = [...offsets.values()].reduce((sum, offset) => sum + offset, 0)
+  progress.bytes = acked
+  const ackedFiles = options.acked
+  for (const [index, offset] of offsets) ackedFiles?.bytes.set(index, offset)
+  /** Files begun in this session and not yet fully acknowledged: where their new bytes start in the count. */
+  const unconfirmed = new Map<
+    number,
+    { readonly start: number; readonly from: number; readonly size: number }
+  >()
+  const recordAcked = Effect.suspend(() => {
+    if (ackedFiles === undefined) return Effect.void
+    for (const [index, { start, from, size }] of unconfirmed) {
+      const bytes = from + Math.min(size - from, Math.max(0, acked - start))
+      ackedFiles.bytes.set(index, bytes)
+      if (bytes === size) unconfirmed.delete(index)
+    }
+    return ackedFiles.onChange
+  })
   let wake: (() => void) | undefined
   const ackLoop = Effect.gen(function* () {
     while (true) {
@@ -77,6 +140,7 @@ export const send = Effect.fn("Sender.send")(function* (
         acked = frame.bytes
         progress.bytes = acked
         wake?.()
+        yield* recordAcked
       } else if (frame._tag === "Done") return
       else if (frame._tag === "Error")
         return yield* new PeerFailed({ message: `the receiver stopped: ${frame.message}` })
@@ -88,7 +152,7 @@ export const send = Effect.fn("Sender.send")(function* (
     Effect.flatMap((exit) => Deferred.done(verified, exit)),
     Effect.forkScoped,
   )
-  let sent = 0
+  let sent = acked
   const roomInWindow = Effect.async<void>((resume) => {
     wake = () => {
       if (sent - acked <= AckWindowBytes) {
@@ -109,10 +173,12 @@ export const send = Effect.fn("Sender.send")(function* (
     ),
   )
 
-  const sendFile = (index: number, entry: Manifest.Entry & { _tag: "file" }, source: Source) =>
+  /** Sends the file from byte `from` on; the bytes before it, which the receiver holds, are only hashed. */
+  const sendFile = (index: number, entry: Manifest.Entry & { _tag: "file" }, source: Source, from: number) =>
     Effect.gen(function* () {
       progress.file = index
-      progress.fileBytes = 0
+      progress.fileBytes = from
+      unconfirmed.set(index, { start: sent, from, size: entry.size })
       const hash = hasher.start()
       const handle = yield* Effect.acquireRelease(
         // A symlink swapped in since the manifest was built is refused, not followed (O_NOFOLLOW), and a
@@ -124,6 +190,7 @@ export const send = Effect.fn("Sender.send")(function* (
         }),
         (h) => Effect.promise(() => h.close()),
       )
+      yield* Effect.tryPromise({ try: () => absorbPrefix(hasher, hash, handle, from), catch: cannotRead })
       // One buffer holds a run of chunk frames back to back, and one readv fills their payloads in
       // place: file bytes are never copied into frames, and the run moves to the hashing thread whole.
       const readBlock = async (position: number, end: number) => {
@@ -143,7 +210,7 @@ export const send = Effect.fn("Sender.send")(function* (
       // Reads are plain promises started the moment they are queued (a forked fiber waits for the
       // scheduler, which stalled the pump for seconds per GiB), and a few run ahead of the network.
       const reads: Array<ReturnType<typeof readBlock>> = []
-      let queued = 0
+      let queued = from
       const readAhead = () => {
         while (reads.length < ReadAhead && queued < entry.size) {
           const end = Math.min(queued + options.chunkSize * ChunksPerRead, entry.size)
@@ -198,6 +265,7 @@ export const send = Effect.fn("Sender.send")(function* (
     reason: string,
   ): Effect.Effect<void, PeerFailed | LocalIoFailed> => {
     const { skipUnreadable } = options
+    unconfirmed.delete(index)
     if (skipUnreadable !== undefined)
       return Effect.zipRight(
         sendFrame(channel, { _tag: "Skip", file: index, reason }),
@@ -223,8 +291,10 @@ export const send = Effect.fn("Sender.send")(function* (
   for (let index = 0; index < entries.length; index++) {
     const entry = entries[index]!
     const source = sources.files.get(index)
-    if (entry._tag === "file" && source !== undefined)
-      yield* sendFile(index, entry, source).pipe(
+    const from = offsets.get(index) ?? 0
+    // The receiver verified it in an earlier session.
+    if (entry._tag === "file" && source !== undefined && !(offsets.has(index) && from === entry.size))
+      yield* sendFile(index, entry, source, from).pipe(
         Effect.catchTag("Unreadable", ({ reason }) => unreadable(index, entry, source, reason)),
       )
   }

@@ -1,12 +1,14 @@
-import { JoinCode, Manifest } from "@p2pal/domain"
+import { type Ids, JoinCode, Manifest, type SignalApi } from "@p2pal/domain"
 import { CodeMismatch, CodeRejected, PeerFailed, ServerFailed } from "@p2pal/domain/Errors"
 import { type ConnectError, PeerLink } from "@p2pal/infra/PeerLink"
 import { SignalClient, type Session as SignalSession } from "@p2pal/infra/SignalClient"
-import { Duration, Effect, Option, type Scope } from "effect"
+import { Clock, Duration, Effect, Exit, Option, type Scope } from "effect"
 import { randomInt } from "node:crypto"
+import { Checkpoints } from "./Checkpoints.js"
 import { Progress } from "./Progress.js"
 import * as Receiver from "./Receiver.js"
 import * as SecureSignal from "./SecureSignal.js"
+import * as SendCheckpoint from "./SendCheckpoint.js"
 import * as Sender from "./Sender.js"
 import type { Sources } from "./Sources.js"
 
@@ -111,6 +113,12 @@ export interface SendSession extends PeerOptions {
   readonly sources: Sources
   /** `--skip-errors`: see Sender.SendOptions. */
   readonly skipUnreadable?: Sender.SendOptions["skipUnreadable"]
+  /** How long the checkpoint stays resumable after its last save. */
+  readonly checkpointTtl: Duration.Duration
+  /** `send --resume`: the transfer the checkpoint belongs to and when it began; `sources` come from it. */
+  readonly resume?: { readonly transferId: Ids.TransferId; readonly createdAt: number } | undefined
+  /** The checkpoint is saved under this id, the one `send --resume` takes. */
+  readonly onCheckpoint: (transferId: Ids.TransferId) => Effect.Effect<void>
   /** The code is ready: show it to the user. */
   readonly onCode: (code: string) => Effect.Effect<void>
   /** The PAKE succeeded: the string both sides can compare (`--verify`). */
@@ -118,40 +126,79 @@ export interface SendSession extends PeerOptions {
   readonly onConnected: (progress: Progress) => Effect.Effect<void, never, Scope.Scope>
 }
 
+/**
+ * Offers the sources under a new code and sends them, keeping the sender's checkpoint under the
+ * transfer's id (the first session's, for `send --resume`) until the receiver has verified every file.
+ */
 export const send = Effect.fn("Session.send")(function* (options: SendSession) {
   const client = yield* SignalClient
   const created = yield* client.create(options.server, {
     ttlSeconds: Duration.toSeconds(options.ttl),
   })
-  const words = JoinCode.pickWords((bound) => randomInt(bound))
-  yield* options.onCode(JoinCode.format({ words, nameplate: created.nameplate }))
-  const session = yield* client.open(options.server, created.token)
-
-  yield* session.next.pipe(
-    Effect.flatMap(
-      Option.match({ onNone: () => Effect.fail(serverGone(options.server)), onSome: Effect.succeed }),
-    ),
-    Effect.repeat({ until: (message) => message._tag === "peer-joined" }),
-    // The TTL we asked for, not the server's expiresAt: the two machines' clocks need not agree.
-    Effect.timeoutFail({ duration: options.ttl, onTimeout: () => new CodeRejected({ reason: "expired" }) }),
+  // A resumed transfer keeps its first id: both sides' checkpoints are keyed by it.
+  const transferId = options.resume?.transferId ?? created.transferId
+  const checkpoint = yield* SendCheckpoint.make(
+    yield* Checkpoints,
+    transferId,
+    options.sources,
+    options.checkpointTtl,
+    options.resume?.createdAt ?? (yield* Clock.currentTimeMillis),
   )
-  const { secured, channel } = yield* connectSecurely(options.server, session, {
-    ...options,
-    side: "sender",
-    words,
-    transferId: created.transferId,
-  })
-  const progress = new Progress(Manifest.totalBytes(options.sources.manifest))
-  yield* options.onConnected(progress)
-  yield* Sender.send(channel, options.sources, {
-    chunkSize: options.chunkSize,
-    progress,
-    payloadKey: options.encrypt ? secured.payloadKey : undefined,
-    skipUnreadable: options.skipUnreadable,
-  })
-  yield* session.send({ _tag: "complete" }).pipe(Effect.ignore)
-  return channel.path()
+  // Saved before anyone joins, so that from here on even a crash leaves something to resume.
+  yield* checkpoint.save
+  yield* options.onCheckpoint(transferId)
+  const path = yield* sendSession(options, created, transferId, checkpoint.acked).pipe(
+    // Whatever stopped it, the latest acknowledgements are worth keeping.
+    Effect.onExit((exit) => (Exit.isFailure(exit) ? Effect.ignore(checkpoint.save) : Effect.void)),
+  )
+  yield* checkpoint.remove
+  return path
 })
+
+/** One session: the code, the PAKE, the peer connection, and the files, offered under `transferId`. */
+const sendSession = (
+  options: SendSession,
+  created: SignalApi.CreateTransferResponse,
+  transferId: Ids.TransferId,
+  acked: Sender.AckedFiles,
+) =>
+  Effect.gen(function* () {
+    const client = yield* SignalClient
+    const words = JoinCode.pickWords((bound) => randomInt(bound))
+    yield* options.onCode(JoinCode.format({ words, nameplate: created.nameplate }))
+    const session = yield* client.open(options.server, created.token)
+
+    yield* session.next.pipe(
+      Effect.flatMap(
+        Option.match({ onNone: () => Effect.fail(serverGone(options.server)), onSome: Effect.succeed }),
+      ),
+      Effect.repeat({ until: (message) => message._tag === "peer-joined" }),
+      // The TTL we asked for, not the server's expiresAt: the two machines' clocks need not agree.
+      Effect.timeoutFail({ duration: options.ttl, onTimeout: () => new CodeRejected({ reason: "expired" }) }),
+    )
+    const { secured, channel } = yield* connectSecurely(options.server, session, {
+      ...options,
+      side: "sender",
+      words,
+      transferId: created.transferId,
+    })
+    const { sources } = options
+    const progress = new Progress(Manifest.totalBytes(sources.manifest))
+    yield* options.onConnected(progress)
+    yield* Sender.send(
+      channel,
+      { ...sources, manifest: { ...sources.manifest, transfer: transferId } },
+      {
+        chunkSize: options.chunkSize,
+        progress,
+        payloadKey: options.encrypt ? secured.payloadKey : undefined,
+        skipUnreadable: options.skipUnreadable,
+        acked,
+      },
+    )
+    yield* session.send({ _tag: "complete" }).pipe(Effect.ignore)
+    return channel.path()
+  })
 
 export interface ReceiveSession extends PeerOptions, Receiver.ReceiveOptions {
   readonly code: JoinCode.JoinCode

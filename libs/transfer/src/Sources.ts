@@ -1,3 +1,4 @@
+import type { SentFile } from "@p2pal/domain/Checkpoint"
 import type { Manifest } from "@p2pal/domain/Manifest"
 import * as ManifestPolicy from "@p2pal/domain/ManifestPolicy"
 import { LocalIoFailed, type SkippedFile, UsageError } from "@p2pal/domain/Errors"
@@ -22,6 +23,20 @@ export interface Sources {
 }
 
 type Entry = Manifest["entries"][number]
+
+/**
+ * Opens the file and tells its size and modification time. Opening finds an unreadable file before a
+ * code is handed out; O_NOFOLLOW and O_NONBLOCK as in the sender, so a link or FIFO swapped in is
+ * refused or harmless.
+ */
+const statFile = async (abs: string) => {
+  const handle = await fs.open(abs, fsConstants.O_RDONLY | fsConstants.O_NOFOLLOW | fsConstants.O_NONBLOCK)
+  try {
+    return await handle.stat()
+  } finally {
+    await handle.close()
+  }
+}
 
 /**
  * Builds the manifest for `send`: plain files go in by base name; with `recursive`, a directory goes in
@@ -89,19 +104,7 @@ export const collect = (
 
     const addFile = (abs: string, rel: string) =>
       Effect.gen(function* () {
-        // Opening now finds an unreadable file before a code is handed out, not after the receiver said
-        // yes; O_NOFOLLOW and O_NONBLOCK as in the sender, so a link or FIFO swapped in is refused or harmless.
-        const stat = yield* readOrSkip(abs, async () => {
-          const handle = await fs.open(
-            abs,
-            fsConstants.O_RDONLY | fsConstants.O_NOFOLLOW | fsConstants.O_NONBLOCK,
-          )
-          try {
-            return await handle.stat()
-          } finally {
-            await handle.close()
-          }
-        })
+        const stat = yield* readOrSkip(abs, () => statFile(abs))
         if (Option.isSome(stat))
           yield* add(
             { _tag: "file", path: rel, size: stat.value.size },
@@ -134,4 +137,34 @@ export const collect = (
       (e) => new UsageError({ message: `cannot send ${e.message}` }),
     )
     return { manifest, files, skipped } satisfies Sources
+  })
+
+/**
+ * What `send --resume` offers again: the checkpoint's entries, read from the paths it recorded. A file
+ * whose size or modification time differs from the checkpoint's goes in with its size now and is marked
+ * changed, so it comes whole; `onChanged` hears of each. A file that cannot be read ends it, naming the path.
+ */
+export const fromCheckpoint = (
+  checkpoint: { readonly manifest: Manifest; readonly files: ReadonlyArray<SentFile> },
+  onChanged: (path: string) => Effect.Effect<void>,
+) =>
+  Effect.gen(function* () {
+    const entries = [...checkpoint.manifest.entries]
+    const files = new Map<number, Source>()
+    const changed: Array<number> = []
+    for (const file of checkpoint.files) {
+      const stat = yield* Effect.tryPromise({
+        try: () => statFile(file.source),
+        catch: (e) => new LocalIoFailed({ path: file.source, message: `${readFailure(e)}; cannot resume` }),
+      })
+      const entry = entries[file.index]!
+      if (entry._tag === "file" && (stat.size !== entry.size || stat.mtimeMs !== file.mtimeMs)) {
+        entries[file.index] = { ...entry, size: stat.size }
+        changed.push(file.index)
+        yield* onChanged(file.source)
+      }
+      files.set(file.index, { path: file.source, mtimeMs: stat.mtimeMs })
+    }
+    const manifest: Manifest = { version: 1, entries, ...(changed.length > 0 ? { changed } : {}) }
+    return { manifest, files, skipped: [] } satisfies Sources
   })

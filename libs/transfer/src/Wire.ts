@@ -21,7 +21,7 @@ export const frameReader = (channel: Channel): Effect.Effect<Frames.Frame, PeerF
     next = 0
     return batch.length > 0
       ? decodeNext
-      : Effect.fail(new PeerFailed({ message: "the peer closed the connection" }))
+      : Effect.fail(new PeerFailed({ message: "the peer closed the connection", lost: true }))
   })
   return Effect.suspend(() => (next < batch.length ? decodeNext : refill))
 }

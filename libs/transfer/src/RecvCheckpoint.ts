@@ -1,0 +1,167 @@
+import type { Ids, Manifest } from "@p2pal/domain"
+import { type CheckpointIo, PeerFailed } from "@p2pal/domain/Errors"
+import { Cause, Clock, Duration, Effect, Exit, Option } from "effect"
+import { randomBytes } from "node:crypto"
+import * as fs from "node:fs/promises"
+import * as path from "node:path"
+import type { Checkpoints } from "./Checkpoints.js"
+
+/** Where the receiver keeps its checkpoint; without one, a failed transfer leaves nothing behind. */
+export interface RecvCheckpointOptions {
+  readonly store: Checkpoints["Type"]
+  readonly ttl: Duration.Duration
+}
+
+/** What the receiver holds of one file, updated as its bytes reach the disk. */
+export interface FileState {
+  /** The temporary file's name, next to the target. */
+  temp: string | undefined
+  /** Bytes fsynced: a prefix of the file, and below its size until it is verified. */
+  durable: number
+  verified: boolean
+}
+
+export interface Tracker {
+  readonly files: ReadonlyMap<number, FileState>
+  /** Files verified and moved into place in an earlier session of this transfer: `out` has them because of it. */
+  readonly placedBefore: ReadonlySet<number>
+  /** What to tell the sender (ResumeFrom): per file, bytes already here; its size when it is verified. */
+  readonly resumeFrom: ReadonlyArray<readonly [index: number, offset: number]>
+  readonly bytesHere: number
+  /** Removes the temporary files of an earlier session that cannot be continued. */
+  readonly discardStale: Effect.Effect<void>
+  readonly save: Effect.Effect<void, CheckpointIo>
+  readonly remove: Effect.Effect<void, CheckpointIo>
+}
+
+/**
+ * A file's bytes on disk as the checkpoint may record them: never all of them before the file is verified,
+ * so that its size in ResumeFrom keeps meaning "verified, send nothing"; the sender then sends the last byte again.
+ */
+export const durableOf = (bytes: number, size: number) => Math.max(0, Math.min(bytes, size - 1))
+
+/** The transfer stopped in a way a resume can build on: Ctrl+C, or the peer or the network went away. */
+export const resumable = (exit: Exit.Exit<unknown, unknown>) =>
+  Exit.isFailure(exit) &&
+  (Cause.isInterruptedOnly(exit.cause) ||
+    Option.exists(Cause.failureOption(exit.cause), (e) => e instanceof PeerFailed && e.lost === true))
+
+const TempSuffix = ".p2pal-part"
+
+/** A fresh temporary name for `target`'s bytes, hidden, next to it. */
+export const tempName = (target: string) =>
+  `.${path.basename(target)}.${randomBytes(4).toString("hex")}${TempSuffix}`
+
+/** Whether `name` is one `tempName` gives `target`. */
+const isTempOf = (name: string, target: string) => {
+  const prefix = `.${path.basename(target)}.`
+  const middle = name.slice(prefix.length, name.length - TempSuffix.length)
+  return name.startsWith(prefix) && name.endsWith(TempSuffix) && /^[0-9a-f]{8}$/.test(middle)
+}
+
+const lstat = (p: string) => Effect.promise(() => fs.lstat(p).catch(() => undefined))
+
+/** Same entries in the same order; a file the sender marked changed may have a new size. */
+const sameEntries = (before: Manifest.Manifest, now: Manifest.Manifest, changed: ReadonlySet<number>) =>
+  before.entries.length === now.entries.length &&
+  before.entries.every((entry, i) => {
+    const other = now.entries[i]!
+    if (entry._tag !== other._tag || entry.path !== other.path) return false
+    return entry._tag !== "file" || other._tag !== "file" || entry.size === other.size || changed.has(i)
+  })
+
+/**
+ * The receiver's checkpoint for a transfer the manifest names (`transfer`, hostile like the rest of it).
+ * If this receiver holds one for the same entries and `out`, it keeps what still stands on disk: verified
+ * files still in place, temporary files at least as long as their durable bytes; everything else starts
+ * from zero.
+ */
+export const open = (
+  options: RecvCheckpointOptions,
+  transferId: Ids.TransferId,
+  manifest: Manifest.Manifest,
+  out: string,
+  targetOf: (entry: Manifest.Entry) => string,
+) =>
+  Effect.gen(function* () {
+    const changed = new Set(manifest.changed ?? [])
+    const loaded = yield* options.store.load(transferId, "recv").pipe(
+      // Damaged or unreadable: start over; the first save replaces it.
+      Effect.orElseSucceed(() => undefined),
+    )
+    const previous =
+      loaded?.direction === "recv" && loaded.out === out && sameEntries(loaded.manifest, manifest, changed)
+        ? loaded
+        : undefined
+    const before = new Map((previous?.files ?? []).map((f) => [f.index, f]))
+    const listed = new Map<string, ReadonlyArray<string>>()
+    const orphansOf = (target: string) =>
+      Effect.gen(function* () {
+        const dir = path.dirname(target)
+        const names = listed.get(dir) ?? (yield* Effect.promise(() => fs.readdir(dir).catch(() => [])))
+        listed.set(dir, names)
+        return names.filter((name) => isTempOf(name, target)).map((name) => path.join(dir, name))
+      })
+    const files = new Map<number, FileState>()
+    const placedBefore = new Set<number>()
+    const stale: Array<string> = []
+    for (const [index, entry] of manifest.entries.entries()) {
+      if (entry._tag !== "file") continue
+      const state: FileState = { temp: undefined, durable: 0, verified: false }
+      files.set(index, state)
+      const kept = before.get(index)
+      if (kept === undefined) continue
+      const target = targetOf(entry)
+      if (kept.verified) {
+        const stat = yield* lstat(target)
+        // Replaced only when the sender says it changed: a copy edited here since is the user's now.
+        if (stat?.isFile() === true && (changed.has(index) || stat.size === entry.size)) {
+          placedBefore.add(index)
+          if (!changed.has(index)) Object.assign(state, { durable: entry.size, verified: true })
+        }
+      } else if (kept.temp !== undefined) {
+        const temp = path.join(path.dirname(target), kept.temp)
+        const stat = yield* lstat(temp)
+        if (!changed.has(index) && kept.durable > 0 && stat?.isFile() === true && stat.size >= kept.durable)
+          Object.assign(state, { temp: kept.temp, durable: kept.durable })
+        else stale.push(temp)
+      }
+      // A crash between creating a temporary file and the next save leaves one the checkpoint never named.
+      if (!state.verified && state.durable === 0) stale.push(...(yield* orphansOf(target)))
+    }
+    const resumeFrom = [...files].flatMap(([index, s]) =>
+      s.verified || s.durable > 0 ? [[index, s.durable] as const] : [],
+    )
+    const createdAt = previous?.createdAt ?? (yield* Clock.currentTimeMillis)
+    const save = Effect.gen(function* () {
+      const now = yield* Clock.currentTimeMillis
+      yield* options.store.save({
+        direction: "recv",
+        version: 1,
+        transferId,
+        createdAt,
+        updatedAt: now,
+        expiresAt: now + Duration.toMillis(options.ttl),
+        manifest,
+        out,
+        files: [...files].map(([index, s]) => ({
+          index,
+          ...(s.temp === undefined ? {} : { temp: s.temp }),
+          durable: s.durable,
+          verified: s.verified,
+        })),
+      })
+    })
+    return {
+      files,
+      placedBefore,
+      resumeFrom,
+      bytesHere: resumeFrom.reduce((sum, [, offset]) => sum + offset, 0),
+      discardStale: Effect.promise(() => Promise.all(stale.map((p) => fs.rm(p, { force: true })))),
+      save,
+      remove: options.store.remove(transferId, "recv").pipe(
+        Effect.asVoid,
+        Effect.catchTag("CheckpointNotFound", () => Effect.void),
+      ),
+    } satisfies Tracker
+  })

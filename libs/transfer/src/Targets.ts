@@ -1,0 +1,66 @@
+import type { Manifest } from "@p2pal/domain"
+import { LocalIoFailed } from "@p2pal/domain/Errors"
+import { Effect } from "effect"
+import * as fs from "node:fs/promises"
+import * as path from "node:path"
+
+/** Where the receiver puts the manifest's entries, and what it checks there before writing anything. */
+
+/** Where each entry lands under `out`; the manifest policy has already ruled out anything escaping it. */
+export const targetOf = (out: string, entry: Manifest.Entry) => path.join(out, ...entry.path.split("/"))
+
+const lstat = (p: string) => Effect.promise(() => fs.lstat(p).catch(() => undefined))
+
+/**
+ * Refuses, before anything is written, to replace what is already on disk unless asked to, or to
+ * write through a symlink that already sits inside `out` (it could point anywhere).
+ */
+export const checkTargets = (
+  out: string,
+  manifest: Manifest.Manifest,
+  overwrite: boolean,
+  /** Entries this transfer placed in an earlier session: they are expected to exist. */
+  placedBefore: ReadonlySet<number>,
+) => {
+  const safeParents = new Set<string>()
+  return Effect.forEach(manifest.entries, (entry, index) =>
+    Effect.gen(function* () {
+      const target = targetOf(out, entry)
+      const parts = entry.path.split("/")
+      for (let depth = 1; depth < parts.length; depth++) {
+        const parent = path.join(out, ...parts.slice(0, depth))
+        if (safeParents.has(parent)) continue
+        if ((yield* lstat(parent))?.isSymbolicLink())
+          return yield* new LocalIoFailed({
+            path: parent,
+            message: "is a symlink; refusing to write through it",
+          })
+        safeParents.add(parent)
+      }
+      const stat = yield* lstat(target)
+      if (stat === undefined || placedBefore.has(index)) return
+      if (entry._tag === "dir" && stat.isDirectory()) return
+      if (entry._tag === "file" && stat.isFile() && overwrite) return
+      return yield* new LocalIoFailed({
+        path: target,
+        message:
+          entry._tag === "file" && stat.isFile()
+            ? "already exists; nothing was written (use --overwrite to replace it)"
+            : `already exists as a ${stat.isSymbolicLink() ? "symlink" : stat.isDirectory() ? "directory" : "special file"}; nothing was written`,
+      })
+    }),
+  )
+}
+
+/** Free bytes an unprivileged user may fill on the file system that holds (or will hold) `dir`. */
+export const freeBytes = async (dir: string): Promise<bigint> => {
+  for (let at = path.resolve(dir); ; at = path.dirname(at)) {
+    try {
+      const stats = await fs.statfs(at, { bigint: true })
+      return stats.bavail * stats.bsize
+    } catch (e) {
+      // The out dir is created only once the transfer is accepted: ask the nearest ancestor that exists.
+      if ((e as NodeJS.ErrnoException).code !== "ENOENT" || path.dirname(at) === at) throw e
+    }
+  }
+}
