@@ -1,17 +1,42 @@
 import { Checkpoint, DurationText, Frames, SignalApi } from "@p2pal/domain"
 import { UsageError } from "@p2pal/domain/Errors"
+import * as IceServers from "@p2pal/domain/IceServers"
 import { Options } from "@effect/cli"
-import { Duration, Effect, Option } from "effect"
+import { Config, Duration, Effect, Either, Option, Redacted } from "effect"
 
 /** Flags shared by send and recv, spelled as on the product sheet. */
 export const server = Options.text("server").pipe(
   Options.withDefault("http://localhost:8080"),
   Options.withDescription("signal server URL"),
 )
-export const stun = Options.text("stun").pipe(
+const stun = Options.text("stun").pipe(
   Options.withDefault("stun:stun.l.google.com:19302"),
   Options.withDescription("STUN server URL; --stun '' uses none (LAN or loopback only)"),
 )
+const turn = Options.text("turn").pipe(
+  Options.withDescription(
+    "TURN server (turn:host[:port][?transport=udp]) to relay through when no direct path exists; " +
+      "repeatable, at most 2 used; TURN over TCP or TLS (turns:) is not supported",
+  ),
+  Options.repeated,
+)
+const turnUser = Options.text("turn-user").pipe(
+  Options.withDescription("username for --turn; env TURN_USER"),
+  Options.withFallbackConfig(Config.string("TURN_USER")),
+  Options.optional,
+)
+const turnPass = Options.redacted("turn-pass").pipe(
+  Options.withDescription("password for --turn; env TURN_PASS"),
+  Options.withFallbackConfig(Config.redacted("TURN_PASS")),
+  Options.optional,
+)
+const relayOnly = Options.boolean("relay-only").pipe(
+  Options.withDescription(
+    "connect only through a TURN relay (yours or the signal app's): the peer never learns your addresses",
+  ),
+)
+/** How to reach the peer: STUN, TURN and whether only the relay may be used. */
+export const ice = Options.all({ stun, turn, turnUser, turnPass, relayOnly })
 export const yes = Options.boolean("yes").pipe(
   Options.withAlias("y"),
   Options.withDescription("skip confirmation prompts"),
@@ -50,16 +75,31 @@ export const checkpointTtl = Options.text("checkpoint-ttl").pipe(
 
 const usage = (message: string) => Effect.fail(new UsageError({ message }))
 
-/** node-datachannel uses one STUN server, given as stun:host[:port]; anything else would be ignored silently. */
-export const stunServers = (value: string) => {
-  const trimmed = value.trim()
-  if (trimmed === "") return Effect.succeed([])
-  return /^stun:(\[[0-9A-Fa-f:.]+\]|[^\s:/?#[\]]+)(:\d{1,5})?$/.test(trimmed)
-    ? Effect.succeed([trimmed])
-    : usage(
-        `--stun ${trimmed} is not a STUN server like stun:stun.example.org:3478 (TURN is not supported yet)`,
-      )
-}
+/**
+ * The user's ICE servers. One that p2pal cannot use is a usage error naming why: node-datachannel
+ * would ignore it without a word.
+ */
+export const iceServers = (flags: {
+  readonly stun: string
+  readonly turn: ReadonlyArray<string>
+  readonly turnUser: Option.Option<string>
+  readonly turnPass: Option.Option<Redacted.Redacted>
+}) =>
+  Effect.gen(function* () {
+    const servers: Array<IceServers.IceServer> = []
+    const stunUrl = flags.stun.trim()
+    if (stunUrl !== "") servers.push(yield* orUsage("--stun", IceServers.parseStun(stunUrl)))
+    const credentials = Option.all({ username: flags.turnUser, password: flags.turnPass }).pipe(
+      Option.map(({ username, password }) => ({ username, password: Redacted.value(password) })),
+      Option.getOrUndefined,
+    )
+    for (const url of flags.turn)
+      servers.push(yield* orUsage("--turn", IceServers.parseTurn(url.trim(), credentials)))
+    return servers
+  })
+
+const orUsage = <A>(flag: string, parsed: Either.Either<A, string>) =>
+  Either.match(parsed, { onLeft: (reason) => usage(`${flag} ${reason}`), onRight: Effect.succeed })
 
 export const serverUrl = (value: string) => {
   const url = URL.canParse(value) ? new URL(value) : undefined

@@ -1,3 +1,4 @@
+import type { ConnectedPath } from "@p2pal/infra/PeerLink"
 const Units = ["B", "kB", "MB", "GB", "TB"]
 
 /** Sizes as the product sheet prints them: decimal units, one decimal ("2.3 MB"). */
@@ -18,3 +19,8 @@ export const seconds = (s: number): string => {
   const whole = Math.round(s)
   return whole < 60 ? `${whole}s` : `${Math.floor(whole / 60)}m${String(whole % 60).padStart(2, "0")}s`
 }
+
+/** How the peers reached each other, for the final summary. */
+export const connection = (path: ConnectedPath): string =>
+  `${path.relayed ? "Relayed through TURN" : "Connected directly"}: ${path.local} <-> ${path.remote}` +
+  (path.rttMs === undefined ? "" : `, RTT ${path.rttMs} ms`)

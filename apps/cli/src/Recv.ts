@@ -56,7 +56,7 @@ export const recv = Command.make(
     overwrite: Flags.overwrite,
     yes: Flags.yes,
     quiet: Flags.quiet,
-    stun: Flags.stun,
+    ice: Flags.ice,
     verify: Flags.verify,
     checkpointTtl: Flags.checkpointTtl,
     code,
@@ -65,7 +65,7 @@ export const recv = Command.make(
     Effect.gen(function* () {
       const ui = yield* Ui
       const server = yield* Flags.serverUrl(flags.server)
-      const stun = yield* Flags.stunServers(flags.stun)
+      const iceServers = yield* Flags.iceServers(flags.ice)
       const joinCode = yield* Either.mapLeft(
         JoinCode.parse(yield* readCode(flags.code)),
         (e) => new UsageError({ message: e.message }),
@@ -79,9 +79,12 @@ export const recv = Command.make(
       yield* ui.info("Joining transfer...")
       /** The id the checkpoint is kept under, once the transfer is accepted. */
       let checkpointId: string | undefined
-      yield* Session.receive({
+      const connected = yield* Session.receive({
         server,
-        stun,
+        iceServers,
+        relayOnly: flags.ice.relayOnly,
+        onIceIgnored: (reason) =>
+          ui.notice(`not using an ICE server the signal app offered: ${escapeForDisplay(reason)}`),
         code: joinCode,
         out,
         overwrite: flags.overwrite,
@@ -112,6 +115,7 @@ export const recv = Command.make(
         ),
       )
       yield* ui.verified()
+      if (connected !== undefined) yield* ui.info(Format.connection(connected))
       yield* skipped.outcome
     }).pipe(Effect.scoped, Effect.provide(Ui.layer(flags.quiet))),
 ).pipe(Command.withDescription("receive what a sender offers under a join code"))

@@ -63,7 +63,7 @@ export const send = Command.make(
     yes: Flags.yes,
     quiet: Flags.quiet,
     chunkSize: Flags.chunkSize,
-    stun: Flags.stun,
+    ice: Flags.ice,
     verify: Flags.verify,
     encrypt: Flags.encrypt,
     skipErrors: Flags.skipErrors,
@@ -75,7 +75,7 @@ export const send = Command.make(
     Effect.gen(function* () {
       const ui = yield* Ui
       const server = yield* Flags.serverUrl(flags.server)
-      const stun = yield* Flags.stunServers(flags.stun)
+      const iceServers = yield* Flags.iceServers(flags.ice)
       const ttl = yield* Flags.parseTtl(flags.ttl)
       const chunkSize = yield* Flags.chunkBytes(flags.chunkSize)
       const checkpointTtl = yield* Flags.parseCheckpointTtl(flags.checkpointTtl)
@@ -103,7 +103,10 @@ export const send = Command.make(
       let checkpointId: string | undefined
       const path = yield* Session.send({
         server,
-        stun,
+        iceServers,
+        relayOnly: flags.ice.relayOnly,
+        onIceIgnored: (reason) =>
+          ui.notice(`not using an ICE server the signal app offered: ${escapeForDisplay(reason)}`),
         ttl,
         chunkSize,
         encrypt: flags.encrypt,
@@ -129,11 +132,7 @@ export const send = Command.make(
         ),
       )
       yield* ui.verified()
-      if (path !== undefined)
-        yield* ui.info(
-          `Connected directly: ${path.local} <-> ${path.remote}` +
-            (path.rttMs === undefined ? "" : `, RTT ${path.rttMs} ms`),
-        )
+      if (path !== undefined) yield* ui.info(Format.connection(path))
       yield* skipped.outcome
     }).pipe(Effect.scoped, Effect.provide(Ui.layer(flags.quiet))),
 ).pipe(Command.withDescription("send files or directories; prints a join code for the receiver"))

@@ -5,13 +5,15 @@ import type { IceServer as ServerIssued } from "./SignalApi.js"
  * One ICE server in the object form node-datachannel takes. The object form, not a URL: coturn REST
  * usernames contain ":", which a turn:user:pass@host URL cannot carry.
  */
-export interface IceServer {
-  readonly kind: "stun" | "turn"
-  readonly hostname: string
-  readonly port: number
-  readonly username?: string
-  readonly password?: string
-}
+export type IceServer =
+  | { readonly kind: "stun"; readonly hostname: string; readonly port: number }
+  | {
+      readonly kind: "turn"
+      readonly hostname: string
+      readonly port: number
+      readonly username: string
+      readonly password: string
+    }
 
 export interface Credentials {
   readonly username: string

@@ -1,4 +1,5 @@
 import { PeerSignal } from "@p2pal/domain"
+import type * as IceServers from "@p2pal/domain/IceServers"
 import { type CodeMismatch, type CodeRejected, PeerFailed, type ServerFailed } from "@p2pal/domain/Errors"
 import { Context, Deferred, Duration, Effect, Exit, Layer, Mailbox, Queue, Scope, Stream } from "effect"
 import * as ndc from "node-datachannel"
@@ -14,7 +15,12 @@ export interface SignalPort {
 
 export interface ConnectOptions {
   readonly role: "offerer" | "answerer"
-  readonly stun: ReadonlyArray<string>
+  readonly iceServers: ReadonlyArray<IceServers.IceServer>
+  /**
+   * Only relayed (TURN) candidates, ours and the peer's: the peer never learns this machine's
+   * addresses, and the connection goes through the relay or not at all.
+   */
+  readonly relayOnly: boolean
   readonly signal: SignalPort
   readonly openTimeout: Duration.DurationInput
 }
@@ -22,6 +28,8 @@ export interface ConnectOptions {
 export interface ConnectedPath {
   readonly local: string
   readonly remote: string
+  /** Through a TURN server (either end's selected candidate is a relay). */
+  readonly relayed: boolean
   readonly rttMs: number | undefined
 }
 
@@ -48,6 +56,37 @@ const Label = "p2pal"
 
 const describe = (c: ndc.SelectedCandidateInfo) => `${c.type} ${c.address}:${c.port}`
 
+const isRelay = (candidate: string) => / typ relay( |$)/.test(candidate)
+
+/**
+ * libdatachannel's relay policy only hides our own non-relay candidates (upstream issue #1587), and
+ * a description may carry candidates too: in relay-only mode every non-relay one is dropped, both ways.
+ */
+const relayOnlySdp = (sdp: string) =>
+  sdp
+    .split("\r\n")
+    .filter((line) => !line.startsWith("a=candidate:") || isRelay(line))
+    .join("\r\n")
+
+const toNdc = (server: IceServers.IceServer): ndc.IceServer =>
+  server.kind === "turn"
+    ? {
+        hostname: server.hostname,
+        port: server.port,
+        username: server.username,
+        password: server.password,
+        relayType: "TurnUdp",
+      }
+    : { hostname: server.hostname, port: server.port }
+
+/** Where a connection that never opened most likely failed, and what to do about it. */
+const unreachable = (options: ConnectOptions) => {
+  const within = `could not reach the peer within ${Duration.format(options.openTimeout)}`
+  return options.iceServers.some((s) => s.kind === "turn")
+    ? `${within}, not even through the TURN server: check that it is reachable from both sides`
+    : `${within}; a firewall or NAT may block a direct connection: use a TURN server (--turn, or a signal app run with --turn-url)`
+}
+
 const connect = Effect.fn("PeerLink.connect")(function* (options: ConnectOptions) {
   const lost = yield* Deferred.make<never, PeerFailed>()
   /** Signaling only matters until the channel is open: after that the peers talk directly. */
@@ -67,21 +106,38 @@ const connect = Effect.fn("PeerLink.connect")(function* (options: ConnectOptions
     Effect.forkScoped,
   )
 
+  let relayCandidates = 0
   const pc = yield* Effect.acquireRelease(
     Effect.sync(() => {
-      const pc = new ndc.PeerConnection(options.role, { iceServers: [...options.stun] })
+      const pc = new ndc.PeerConnection(options.role, {
+        iceServers: options.iceServers.map(toNdc),
+        ...(options.relayOnly ? { iceTransportPolicy: "relay" as const } : {}),
+      })
       pc.onLocalDescription((sdp, type) => {
         if (type === "offer" || type === "answer")
-          Queue.unsafeOffer(outbox, { _tag: "description", type, sdp })
+          Queue.unsafeOffer(outbox, {
+            _tag: "description",
+            type,
+            sdp: options.relayOnly ? relayOnlySdp(sdp) : sdp,
+          })
       })
-      pc.onLocalCandidate((candidate, mid) =>
-        Queue.unsafeOffer(outbox, { _tag: "candidate", candidate, mid }),
-      )
+      pc.onLocalCandidate((candidate, mid) => {
+        if (!options.relayOnly || isRelay(candidate)) {
+          relayCandidates += isRelay(candidate) ? 1 : 0
+          Queue.unsafeOffer(outbox, { _tag: "candidate", candidate, mid })
+        }
+      })
+      pc.onGatheringStateChange((state) => {
+        // Relay-only with no relay address can never connect: say why now, not at the timeout.
+        if (state === "complete" && options.relayOnly && relayCandidates === 0)
+          fail(
+            "the TURN server gave no relay address (--relay-only): check the TURN URL, that it is reachable, and its credentials",
+          )
+      })
       pc.onStateChange((state) => {
         if (state === "failed" || state === "closed" || state === "disconnected")
           fail(`the connection to the peer was lost (${state})`)
       })
-      pc.onGatheringStateChange(() => {})
       pc.onSignalingStateChange(() => {})
       pc.onIceStateChange(() => {})
       return pc
@@ -100,7 +156,7 @@ const connect = Effect.fn("PeerLink.connect")(function* (options: ConnectOptions
   const apply = (signal: PeerSignal.PeerSignal) => {
     switch (signal._tag) {
       case "description":
-        pc.setRemoteDescription(signal.sdp, signal.type)
+        pc.setRemoteDescription(options.relayOnly ? relayOnlySdp(signal.sdp) : signal.sdp, signal.type)
         if (signal.type === "answer") {
           Queue.unsafeOffer(outbox, { _tag: "answered" })
           release()
@@ -109,6 +165,7 @@ const connect = Effect.fn("PeerLink.connect")(function* (options: ConnectOptions
       case "answered":
         return release()
       case "candidate":
+        if (options.relayOnly && !isRelay(signal.candidate)) return
         return canConnect ? pc.addRemoteCandidate(signal.candidate, signal.mid) : void held.push(signal)
     }
   }
@@ -153,10 +210,7 @@ const connect = Effect.fn("PeerLink.connect")(function* (options: ConnectOptions
     Effect.raceFirst(Deferred.await(signalingFailed)),
     Effect.timeoutFail({
       duration: options.openTimeout,
-      onTimeout: () =>
-        new PeerFailed({
-          message: `could not reach the peer within ${Duration.format(options.openTimeout)}; a firewall or NAT may block a direct connection`,
-        }),
+      onTimeout: () => new PeerFailed({ message: unreachable(options) }),
     }),
   )
 
@@ -202,7 +256,12 @@ const connect = Effect.fn("PeerLink.connect")(function* (options: ConnectOptions
       const pair = pc.getSelectedCandidatePair()
       if (pair === null) return undefined
       const rtt = pc.rtt()
-      return { local: describe(pair.local), remote: describe(pair.remote), rttMs: rtt >= 0 ? rtt : undefined }
+      return {
+        local: describe(pair.local),
+        remote: describe(pair.remote),
+        relayed: pair.local.type === "relay" || pair.remote.type === "relay",
+        rttMs: rtt >= 0 ? rtt : undefined,
+      }
     },
   }
   return channel

@@ -1,8 +1,9 @@
 import { type Ids, JoinCode, Manifest, type SignalApi } from "@p2pal/domain"
-import { CodeMismatch, CodeRejected, PeerFailed, ServerFailed } from "@p2pal/domain/Errors"
+import { CodeMismatch, CodeRejected, PeerFailed, ServerFailed, UsageError } from "@p2pal/domain/Errors"
+import * as IceServers from "@p2pal/domain/IceServers"
 import { type ConnectError, PeerLink } from "@p2pal/infra/PeerLink"
 import { SignalClient, type Session as SignalSession } from "@p2pal/infra/SignalClient"
-import { Clock, Duration, Effect, Exit, Option, type Scope } from "effect"
+import { Clock, Duration, Effect, Either, Exit, Option, type Scope } from "effect"
 import { randomInt } from "node:crypto"
 import { Checkpoints } from "./Checkpoints.js"
 import { Progress } from "./Progress.js"
@@ -14,7 +15,11 @@ import type { Sources } from "./Sources.js"
 
 export interface PeerOptions {
   readonly server: string
-  readonly stun: ReadonlyArray<string>
+  /** The user's own ICE servers (--stun, --turn): used before the ones the signal app offers. */
+  readonly iceServers: ReadonlyArray<IceServers.IceServer>
+  readonly relayOnly: boolean
+  /** An ICE server the signal app offered that cannot be used, and why. */
+  readonly onIceIgnored: (reason: string) => Effect.Effect<void>
 }
 
 /** How long the two peers may take to open a DataChannel once both are on the signal app. */
@@ -86,6 +91,8 @@ const connectSecurely = (
     readonly side: SecureSignal.Side
     readonly words: readonly [string, string]
     readonly transferId: string
+    /** The ICE servers the signal app offered with the token. */
+    readonly offered: ReadonlyArray<SignalApi.IceServer>
     readonly onVerified: (verification: string) => Effect.Effect<void>
   },
 ) =>
@@ -93,11 +100,21 @@ const connectSecurely = (
     session,
     Effect.gen(function* () {
       const { side } = options
+      const ice = IceServers.plan([
+        ...options.iceServers.map(Either.right),
+        ...options.offered.map(IceServers.parseIssued),
+      ])
+      yield* Effect.forEach(ice.ignored, options.onIceIgnored, { discard: true })
+      if (options.relayOnly && !ice.servers.some((s) => s.kind === "turn"))
+        return yield* new UsageError({
+          message: "--relay-only needs a TURN server: --turn, or a signal app run with --turn-url",
+        })
       const secured = yield* SecureSignal.secure(relay(server, session, side), options)
       yield* options.onVerified(secured.verification)
       const channel = yield* (yield* PeerLink).connect({
         role: side === "sender" ? "offerer" : "answerer",
-        stun: options.stun,
+        iceServers: ice.servers,
+        relayOnly: options.relayOnly,
         signal: secured.port,
         openTimeout: OpenTimeout,
       })
@@ -181,6 +198,7 @@ const sendSession = (
       side: "sender",
       words,
       transferId: created.transferId,
+      offered: created.iceServers,
     })
     const { sources } = options
     const progress = new Progress(Manifest.totalBytes(sources.manifest))
@@ -214,7 +232,11 @@ export const receive = Effect.fn("Session.receive")(function* (options: ReceiveS
     side: "receiver",
     words: options.code.words,
     transferId: joined.transferId,
+    offered: joined.iceServers,
   })
   yield* Receiver.receive(channel, { ...options, payloadKey: secured.payloadKey })
+  // Read while the connection is up: the sender hangs up next.
+  const path = channel.path()
   yield* channel.closed.pipe(Effect.timeout(HangUpGrace), Effect.ignore)
+  return path
 })

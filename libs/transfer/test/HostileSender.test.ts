@@ -286,7 +286,8 @@ const connect = (script: ReadonlyArray<Step>) =>
     const peers = yield* PeerLink
     const channel = yield* peers.connect({
       role: "answerer",
-      stun: [],
+      iceServers: [],
+      relayOnly: false,
       signal: port,
       openTimeout: "10 seconds",
     })

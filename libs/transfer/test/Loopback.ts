@@ -18,13 +18,15 @@ export const connectPair = Effect.gen(function* () {
     [
       peers.connect({
         role: "offerer",
-        stun: [],
+        iceServers: [],
+        relayOnly: false,
         signal: port(toAnswerer, toOfferer),
         openTimeout: "10 seconds",
       }),
       peers.connect({
         role: "answerer",
-        stun: [],
+        iceServers: [],
+        relayOnly: false,
         signal: port(toOfferer, toAnswerer),
         openTimeout: "10 seconds",
       }),

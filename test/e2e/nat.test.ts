@@ -1,0 +1,228 @@
+import * as fs from "node:fs/promises"
+import * as path from "node:path"
+import { afterAll, beforeAll, describe, expect, it } from "vitest"
+import {
+  cannotUseCoturn,
+  type Coturn,
+  requireCoturn,
+  restCredentials,
+  startCoturn,
+} from "../support/Coturn.js"
+import { cannotUseNatNetns, natAddresses, useNetns } from "../support/Netns.js"
+import {
+  bin,
+  leftIn,
+  removeTempDirs,
+  repo,
+  type Running,
+  start,
+  stderrMatch,
+  tempDir,
+} from "../support/Processes.js"
+
+const netns = useNetns({ nat: true })
+afterAll(removeTempDirs)
+
+const node = process.execPath
+const signalPort = 8080
+const signalUrl = `http://${natAddresses.sig}:${signalPort}`
+const secret = "p2pal-nat-test"
+const probe = path.join(repo, "test", "support", "relay-probe.mjs")
+
+/** node-datachannel's object form of an ICE server: REST usernames contain ':', which a URL would mangle. */
+const iceServer = (coturn: Coturn, credentials: { username: string; password: string }) =>
+  JSON.stringify({ hostname: coturn.hostname, port: coturn.port, ...credentials, relayType: "TurnUdp" })
+
+interface Candidate {
+  readonly type: string
+  readonly address: string
+}
+type Pair = { readonly local: Candidate; readonly remote: Candidate }
+
+const descriptionLine = /^\{"description":.*$/
+const candidateTypes = (line: string) =>
+  [...(JSON.parse(line).description.sdp as string).matchAll(/^a=candidate:.* typ (\w+)/gm)].map((m) => m[1])
+
+/**
+ * Connects the two ends of relay-probe.mjs by handing each one's description to the other, then ends
+ * both; resolves with the candidate types each offered and the pair each selected.
+ */
+const connectThroughTurn = async (offerer: Running, answerer: Running) => {
+  const [offer] = await offerer.line(descriptionLine)
+  answerer.child.stdin!.write(`${offer}\n`)
+  const [answer] = await answerer.line(descriptionLine)
+  // Both listen before the offerer has the answer: neither can connect before that.
+  const connected = [offerer, answerer].map((p) => p.line(/^\{"connected":.*$/))
+  offerer.child.stdin!.write(`${answer}\n`)
+  const pairs = (await Promise.all(connected)).map(([line]) => JSON.parse(line!).connected as Pair)
+  offerer.child.stdin!.end()
+  answerer.child.stdin!.end()
+  const exits = await Promise.all([offerer.finished, answerer.finished])
+  expect(exits.map((f) => f.code)).toEqual([0, 0])
+  return { offered: [candidateTypes(offer!), candidateTypes(answer!)], pairs }
+}
+
+const relayed = (address: string): Pair => ({
+  local: expect.objectContaining({ type: "relay", address }),
+  remote: expect.objectContaining({ type: "relay", address }),
+})
+
+/** Prints one line per datagram received on argv[1]:argv[2], after "listening". */
+const udpListen = `const socket = require("node:dgram").createSocket("udp4")
+socket.on("message", (message) => console.log(String(message)))
+socket.bind(Number(process.argv[2]), process.argv[1], () => console.log("listening"))`
+/** Sends "blocked" to argv[2] and then "control" to argv[3], both on port argv[1]. */
+const udpSend = `const socket = require("node:dgram").createSocket("udp4")
+const [, port, blocked, control] = process.argv
+socket.send("blocked", Number(port), blocked, () =>
+  socket.send("control", Number(port), control, () => socket.close()))`
+const fetchStatus = `fetch(process.argv[1]).then(async (r) => console.log(r.status, await r.text()))`
+
+const cannot = cannotUseNatNetns ?? cannotUseCoturn
+
+describe.skipIf(cannot !== undefined && process.env.CI !== "true")(
+  cannot === undefined
+    ? "snd and rcv behind NAT routers that keep them apart, signal app and coturn on sig"
+    : `SKIPPED: ${cannot}`,
+  () => {
+    const precondition = () =>
+      expect(cannot, "run as root with iproute2, iptables and coturn").toBeUndefined()
+    let signalApp: Running | undefined
+    let coturn: Coturn | undefined
+    beforeAll(async () => {
+      if (cannot !== undefined) return
+      signalApp = netns().start("sig", bin("p2pal-signal"), [
+        "--host",
+        "0.0.0.0",
+        "--port",
+        String(signalPort),
+      ])
+      await signalApp.line(/^p2pal-signal listening on /)
+      coturn = await startCoturn({
+        auth: { secret },
+        inside: { ip: natAddresses.sig, start: (command, args) => netns().start("sig", command, args) },
+      })
+    })
+    afterAll(async () => {
+      signalApp?.child.kill("SIGTERM")
+      await Promise.all([signalApp?.finished, coturn?.stop()])
+    })
+
+    it("lets snd reach sig, masqueraded as routerS, but not routerR", async () => {
+      precondition()
+      const request = stderrMatch(signalApp!, /^(\{.*"path":"\/healthz".*)\n/m)
+      const health = await netns().run("snd", node, ["-e", fetchStatus, `${signalUrl}/healthz`])
+      expect(health).toMatchObject({ code: 0, stdout: `200 {"status":"ok"}\n` })
+      expect(JSON.parse((await request)[1]!).annotations.clientIp).toBe(natAddresses.routerS)
+
+      const port = "5000"
+      const listen = async (machine: "sig" | "routerR") => {
+        const listener = netns().start(machine, node, ["-e", udpListen, natAddresses[machine], port])
+        await listener.line(/^listening$/)
+        return listener
+      }
+      const [atRouterR, atSig] = await Promise.all([listen("routerR"), listen("sig")])
+      const drops = async () => {
+        const rules = await netns().run("routerS", "iptables", ["-L", "FORWARD", "-v", "-x", "-n"])
+        // A line of `-L -v -x -n`: packets, bytes, target, ..., source, destination.
+        const rule = rules.stdout
+          .split("\n")
+          .map((line) => line.trim().split(/\s+/))
+          .find((fields) => fields[2] === "DROP" && fields.at(-1) === natAddresses.routerR)
+        if (rule === undefined) throw new Error(`no DROP rule for routerR in routerS:\n${rules.stdout}`)
+        return Number(rule[0])
+      }
+      const dropsBefore = await drops()
+      const control = atSig.line(/^control$/)
+      const sent = await netns().run("snd", node, [
+        "-e",
+        udpSend,
+        port,
+        natAddresses.routerR,
+        natAddresses.sig,
+      ])
+      expect(sent.code).toBe(0)
+      // The control datagram left after the blocked one on the same path: once it is in, routerS has
+      // passed judgement on both.
+      await control
+      expect(await drops(), "datagrams routerS dropped on their way to routerR").toBe(dropsBefore + 1)
+      atRouterR.child.kill("SIGTERM")
+      atSig.child.kill("SIGTERM")
+      expect((await atRouterR.finished).stdout).toBe("listening\n")
+    })
+
+    it("fails a transfer from snd to rcv without TURN, on both sides, within 45 s", async ({ annotate }) => {
+      precondition()
+      const root = await tempDir()
+      const file = path.join(root, "hello.txt")
+      await fs.writeFile(file, "hello\n")
+      const out = path.join(root, "out")
+      // coturn answers STUN too: each peer learns its router's public address and mapped port, and
+      // still the routers keep the direct path shut.
+      const cli = ["--server", signalUrl, "--stun", `stun:${natAddresses.sig}:${coturn!.port}`]
+
+      const began = Date.now()
+      const sender = netns().start("snd", bin("p2pal"), ["send", "-q", ...cli, file])
+      const [code] = await sender.line(/^[a-z]+-[a-z]+-\d+$/)
+      const receiver = netns().start("rcv", bin("p2pal"), ["recv", "-y", "-q", ...cli, "--out", out, code!])
+      const [sent, received] = await Promise.all([sender.finished, receiver.finished])
+      const tookMs = Date.now() - began
+      await annotate(`both sides gave up after ${tookMs} ms; receiver said: ${received.stderr.trim()}`)
+
+      expect({ sender: sent.code === 0, receiver: received.code === 0 }).toEqual({
+        sender: false,
+        receiver: false,
+      })
+      expect(tookMs).toBeLessThan(45_000)
+      expect(sent.stderr).toMatch(/could not reach the peer/)
+      expect(received.stderr).toMatch(/could not reach the peer/)
+      expect(await leftIn(out)).toEqual([])
+    }, 50_000)
+
+    it("relays a DataChannel between snd and rcv through coturn with REST credentials", async ({
+      annotate,
+    }) => {
+      precondition()
+      const probeIn = (machine: "snd" | "rcv", role: "offer" | "answer") =>
+        netns().start(machine, node, [probe, role, iceServer(coturn!, restCredentials(secret, machine))], {
+          keepStdinOpen: true,
+        })
+      const began = Date.now()
+      const { offered, pairs } = await connectThroughTurn(probeIn("snd", "offer"), probeIn("rcv", "answer"))
+      await annotate(`relayed DataChannel up ${Date.now() - began} ms after the probes started`)
+
+      expect(offered.map((types) => [...new Set(types)])).toEqual([["relay"], ["relay"]])
+      expect(pairs).toEqual([relayed(natAddresses.sig), relayed(natAddresses.sig)])
+    })
+
+    it("gets no relay candidate from coturn with a wrong password", async () => {
+      precondition()
+      const credentials = { ...restCredentials(secret, "snd"), password: "wrong" }
+      const refused = coturn!.logLine(new RegExp(`user <${credentials.username}>: .* error 401`))
+      const offerer = netns().start("snd", node, [probe, "offer", iceServer(coturn!, credentials)], {
+        keepStdinOpen: true,
+      })
+      const [offer] = await offerer.line(descriptionLine)
+      offerer.child.stdin!.end()
+      expect((await offerer.finished).code).toBe(0)
+      expect(candidateTypes(offer!)).toEqual([])
+      await refused
+    })
+  },
+)
+
+describe.runIf(requireCoturn())("coturn on loopback with a fixed user", () => {
+  it("relays a DataChannel between two local processes", async () => {
+    const coturn = await startCoturn({ auth: { users: { alice: "wonderland" } } })
+    try {
+      const server = iceServer(coturn, { username: "alice", password: "wonderland" })
+      const probeAs = (role: "offer" | "answer") =>
+        start(node, [probe, role, server], { keepStdinOpen: true })
+      const { pairs } = await connectThroughTurn(probeAs("offer"), probeAs("answer"))
+      // Relayed at both ends only because coturn is not on the peers' 127.0.0.1 (see Coturn.ts).
+      expect(pairs).toEqual([relayed(coturn.hostname), relayed(coturn.hostname)])
+    } finally {
+      await coturn.stop()
+    }
+  })
+})
