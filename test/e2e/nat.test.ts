@@ -1,3 +1,4 @@
+import { randomBytes } from "node:crypto"
 import * as fs from "node:fs/promises"
 import * as path from "node:path"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
@@ -15,7 +16,9 @@ import {
   removeTempDirs,
   repo,
   type Running,
+  run,
   start,
+  startSignal,
   stderrMatch,
   tempDir,
 } from "../support/Processes.js"
@@ -80,6 +83,9 @@ const fetchStatus = `fetch(process.argv[1]).then(async (r) => console.log(r.stat
 
 const cannot = cannotUseNatNetns ?? cannotUseCoturn
 
+/** The receiver's summary line for a relayed connection: a relay candidate on at least one end. */
+const relayedSummary = /^Relayed through TURN: .*relay /m
+
 describe.skipIf(cannot !== undefined && process.env.CI !== "true")(
   cannot === undefined
     ? "snd and rcv behind NAT routers that keep them apart, signal app and coturn on sig"
@@ -107,6 +113,25 @@ describe.skipIf(cannot !== undefined && process.env.CI !== "true")(
       signalApp?.child.kill("SIGTERM")
       await Promise.all([signalApp?.finished, coturn?.stop()])
     })
+
+    /** `p2pal send` in snd, `p2pal recv` in rcv (summary on stderr), both with `flags`; a small file. */
+    const transferBetweenPeers = async (flags: ReadonlyArray<string>) => {
+      const root = await tempDir()
+      const file = path.join(root, "payload.bin")
+      await fs.writeFile(file, randomBytes(2 * 1024 * 1024 + 5))
+      const out = path.join(root, "out")
+      const sender = netns().start("snd", bin("p2pal"), ["send", "-q", "--stun", "", ...flags, file])
+      const [code] = await sender.line(/^[a-z]+-[a-z]+-\d+$/)
+      const receiver = netns().start("rcv", bin("p2pal"), [
+        ...["recv", "-y", "--stun", "", ...flags, "--out", out, code!],
+      ])
+      const [sent, received] = await Promise.all([sender.finished, receiver.finished])
+      const same =
+        sent.code === 0 &&
+        received.code === 0 &&
+        Buffer.compare(await fs.readFile(file), await fs.readFile(path.join(out, "payload.bin"))) === 0
+      return { sent, received, same }
+    }
 
     it("lets snd reach sig, masqueraded as routerS, but not routerR", async () => {
       precondition()
@@ -151,7 +176,9 @@ describe.skipIf(cannot !== undefined && process.env.CI !== "true")(
       expect((await atRouterR.finished).stdout).toBe("listening\n")
     })
 
-    it("fails a transfer from snd to rcv without TURN, on both sides, within 45 s", async ({ annotate }) => {
+    it("fails a transfer from snd to rcv without TURN, on both sides, within 45 s, suggesting TURN", async ({
+      annotate,
+    }) => {
       precondition()
       const root = await tempDir()
       const file = path.join(root, "hello.txt")
@@ -174,10 +201,57 @@ describe.skipIf(cannot !== undefined && process.env.CI !== "true")(
         receiver: false,
       })
       expect(tookMs).toBeLessThan(45_000)
-      expect(sent.stderr).toMatch(/could not reach the peer/)
-      expect(received.stderr).toMatch(/could not reach the peer/)
+      for (const side of [sent, received])
+        expect(side.stderr).toMatch(/could not reach the peer within 30s.*use a TURN server \(--turn/)
       expect(await leftIn(out)).toEqual([])
     }, 50_000)
+
+    // With TURN offered but not forced, node-datachannel (libjuice, "all" policy) does not connect in
+    // this topology (seen with the probe too); forcing the relay does. Both are tested as they are.
+    it("relays a transfer through coturn with --turn --relay-only and the user's own credentials", async () => {
+      precondition()
+      const { username, password } = restCredentials(secret, "alice")
+      const turn = ["--turn", `turn:${natAddresses.sig}:${coturn!.port}`, "--turn-user", username]
+      const result = await transferBetweenPeers([
+        ...[...turn, "--turn-pass", password, "--relay-only", "--server", signalUrl],
+      ])
+      expect(result.received.stderr).toMatch(relayedSummary)
+      expect(result.same).toBe(true)
+    })
+
+    it("relays a transfer with --relay-only and the credentials the signal app hands out (--turn-url, --turn-secret)", async () => {
+      precondition()
+      const issuing = netns().start("sig", bin("p2pal-signal"), [
+        ...["--host", "0.0.0.0", "--port", String(signalPort + 1)],
+        ...["--turn-url", `turn:${natAddresses.sig}:${coturn!.port}`, "--turn-secret", secret],
+      ])
+      try {
+        await issuing.line(/^p2pal-signal listening on /)
+        const result = await transferBetweenPeers([
+          ...["--relay-only", "--server", `http://${natAddresses.sig}:${signalPort + 1}`],
+        ])
+        expect(result.received.stderr).toMatch(relayedSummary)
+        expect(result.same).toBe(true)
+      } finally {
+        issuing.child.kill("SIGTERM")
+        await issuing.finished
+      }
+    })
+
+    it("stops at once, naming TURN, when --relay-only gets no relay address (a wrong password)", async () => {
+      precondition()
+      const { username } = restCredentials(secret, "mallory")
+      const turn = ["--turn", `turn:${natAddresses.sig}:${coturn!.port}`, "--turn-user", username]
+      const began = Date.now()
+      const result = await transferBetweenPeers([
+        ...[...turn, "--turn-pass", "wrong", "--relay-only", "--server", signalUrl],
+      ])
+      expect(Date.now() - began).toBeLessThan(20_000)
+      for (const side of [result.sent, result.received]) {
+        expect(side.code).toBe(5)
+        expect(side.stderr).toMatch(/the TURN server gave no relay address \(--relay-only\)/)
+      }
+    })
 
     it("relays a DataChannel between snd and rcv through coturn with REST credentials", async ({
       annotate,
@@ -212,6 +286,44 @@ describe.skipIf(cannot !== undefined && process.env.CI !== "true")(
 )
 
 describe.runIf(requireCoturn())("coturn on loopback with a fixed user", () => {
+  it("p2pal --relay-only on an open network connects through the relay at both ends", async () => {
+    const coturn = await startCoturn({ auth: { users: { alice: "wonderland" } } })
+    const signal = await startSignal()
+    try {
+      const root = await tempDir()
+      const file = path.join(root, "payload.bin")
+      await fs.writeFile(file, randomBytes(1024 * 1024 + 3))
+      const out = path.join(root, "out")
+      const flags = [
+        ...["--server", signal.url, "--stun", "", "--relay-only"],
+        ...[
+          "--turn",
+          `turn:${coturn.hostname}:${coturn.port}`,
+          "--turn-user",
+          "alice",
+          "--turn-pass",
+          "wonderland",
+        ],
+      ]
+      const sender = start(bin("p2pal"), ["send", ...flags, file])
+      const [, code] = await stderrMatch(sender, /Join code: (\S+)/)
+      const received = await run(bin("p2pal"), ["recv", "-y", ...flags, "--out", out, code!])
+      const sent = await sender.finished
+      expect({ sent: sent.code, received: received.code }, sent.stderr + received.stderr).toEqual({
+        sent: 0,
+        received: 0,
+      })
+      // Relay candidates at both ends of the selected pair, on both sides.
+      for (const side of [sent, received])
+        expect(side.stderr).toMatch(/^Relayed through TURN: relay \S+ <-> relay \S+/m)
+      expect(Buffer.compare(await fs.readFile(file), await fs.readFile(path.join(out, "payload.bin")))).toBe(
+        0,
+      )
+    } finally {
+      await Promise.all([signal.stop(), coturn.stop()])
+    }
+  })
+
   it("relays a DataChannel between two local processes", async () => {
     const coturn = await startCoturn({ auth: { users: { alice: "wonderland" } } })
     try {
