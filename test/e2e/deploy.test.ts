@@ -16,6 +16,7 @@ interface Service {
   readonly depends_on?: Record<string, { readonly condition: string }>
   readonly healthcheck?: { readonly test: ReadonlyArray<string> }
   readonly stop_grace_period?: string
+  readonly profiles?: ReadonlyArray<string>
 }
 
 const compose = async () =>
@@ -68,6 +69,21 @@ describe("compose.yaml", () => {
     expect(signal.depends_on).toEqual({ [redisUrl.hostname]: { condition: "service_healthy" } })
     expect(signal.healthcheck!.test.join(" ")).toContain("/readyz")
     expect(signal.stop_grace_period).toBeDefined()
+  })
+
+  it("offers coturn behind the turn profile, checking the credentials the signal app makes with TURN_SECRET", async () => {
+    const { services } = await compose()
+    const coturn = services.coturn!
+    expect(coturn.image).toMatch(/^coturn\//)
+    expect(coturn.profiles).toEqual(["turn"])
+    expect(coturn.command).toContain("--use-auth-secret")
+    expect(coturn.command!.find((arg) => arg.startsWith("--static-auth-secret="))).toMatch(
+      /\$\{TURN_SECRET\b/,
+    )
+    expect(services.signal!.environment).toMatchObject({
+      TURN_SECRET: "${TURN_SECRET:-}",
+      TURN_URL: "${TURN_URL:-}",
+    })
   })
 })
 

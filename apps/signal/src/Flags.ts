@@ -1,6 +1,6 @@
 import { HelpDoc, Options, ValidationError } from "@effect/cli"
 import type { Limits } from "@p2pal/infra/RateLimiter"
-import { Config, Duration, Effect, Option, type Redacted } from "effect"
+import { Config, Duration, Effect, Option, Redacted } from "effect"
 
 export const trustProxy = Options.boolean("trust-proxy").pipe(
   Options.withDescription(
@@ -60,7 +60,7 @@ export const limits: Options.Options<Limits> = Options.all({ creates, joins, fai
 const turnUrls = Options.text("turn-url").pipe(
   Options.withDescription(
     "a TURN server (turn:host:3478) to hand each side of a transfer, with credentials made from " +
-      "--turn-secret; repeatable",
+      "--turn-secret; repeatable; env TURN_URL (comma-separated)",
   ),
   Options.repeated,
 )
@@ -73,17 +73,32 @@ const turnSecret = Options.redacted("turn-secret").pipe(
   Options.optional,
 )
 
-/** TURN for the clients: both flags, or neither. */
+/** TURN_URL's servers; set but empty counts as unset, as compose passes `${TURN_URL:-}` through. */
+const turnUrlsFromEnv = Config.string("TURN_URL").pipe(
+  Config.withDefault(""),
+  Config.map((text) =>
+    text
+      .split(",")
+      .map((url) => url.trim())
+      .filter((url) => url !== ""),
+  ),
+)
+
+/** TURN for the clients: both flags (or their env), or neither. */
 export const turn: Options.Options<
   Option.Option<{ urls: ReadonlyArray<string>; secret: Redacted.Redacted }>
 > = Options.all({ urls: turnUrls, secret: turnSecret }).pipe(
-  Options.mapEffect(({ urls, secret }) => {
-    if (urls.length === 0 && Option.isNone(secret)) return Effect.succeedNone
-    if (urls.length > 0 && Option.isSome(secret)) return Effect.succeedSome({ urls, secret: secret.value })
-    return Effect.fail(
-      ValidationError.invalidValue(
-        HelpDoc.p("--turn-url and --turn-secret go together: give both or neither"),
-      ),
-    )
-  }),
+  Options.mapEffect(({ urls: given, secret: anySecret }) =>
+    Effect.gen(function* () {
+      const urls = given.length > 0 ? given : yield* Effect.orElseSucceed(turnUrlsFromEnv, () => [])
+      const secret = Option.filter(anySecret, (s) => Redacted.value(s) !== "")
+      if (urls.length === 0 && Option.isNone(secret)) return Option.none()
+      if (urls.length > 0 && Option.isSome(secret)) return Option.some({ urls, secret: secret.value })
+      return yield* Effect.fail(
+        ValidationError.invalidValue(
+          HelpDoc.p("--turn-url and --turn-secret go together: give both or neither"),
+        ),
+      )
+    }),
+  ),
 )

@@ -2,7 +2,7 @@ import { createHmac } from "node:crypto"
 import { SignalApi } from "@p2pal/domain"
 import { Schema } from "effect"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
-import { bin, run } from "../../../test/support/Processes.js"
+import { bin, run, start } from "../../../test/support/Processes.js"
 import { joinTransfer, postJson, type Signal, startSignal } from "./harness.js"
 
 const Secret = "correct horse battery staple"
@@ -49,5 +49,23 @@ describe("p2pal-signal with --turn-url and --turn-secret", () => {
     const refused = await run(bin("p2pal-signal"), ["--port", "0", "--turn-url", Urls[0]!])
     expect(refused.code).not.toBe(0)
     expect(refused.stdout + refused.stderr).toMatch(/--turn-url and --turn-secret go together/)
+  })
+
+  it("takes TURN_URL and TURN_SECRET from the environment, and empty ones as unset (compose's default)", async () => {
+    const withEnv = async (env: NodeJS.ProcessEnv) => {
+      const app = start(bin("p2pal-signal"), ["--port", "0", "--host", "127.0.0.1"], { env })
+      const [, url] = await app.line(/^p2pal-signal listening on (http:\/\/\S+)$/)
+      const created = await fetch(new URL("/api/transfer", url), {
+        method: "POST",
+        body: JSON.stringify({ ttlSeconds: 60 }),
+      })
+      app.child.kill("SIGTERM")
+      await app.finished
+      return Schema.decodeUnknownSync(SignalApi.CreateTransferResponse)(await created.json()).iceServers
+    }
+    const issued = await withEnv({ TURN_URL: Urls.join(","), TURN_SECRET: Secret })
+    expect(issued.map((s) => s.urls)).toEqual(Urls)
+    expect(issued.every(coturnAccepts)).toBe(true)
+    expect(await withEnv({ TURN_URL: "", TURN_SECRET: "" })).toEqual([])
   })
 })
