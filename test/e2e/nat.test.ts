@@ -206,20 +206,18 @@ describe.skipIf(cannot !== undefined && process.env.CI !== "true")(
       expect(await leftIn(out)).toEqual([])
     }, 50_000)
 
-    // With TURN offered but not forced, node-datachannel (libjuice, "all" policy) does not connect in
-    // this topology (seen with the probe too); forcing the relay does. Both are tested as they are.
-    it("relays a transfer through coturn with --turn --relay-only and the user's own credentials", async () => {
+    it("falls back to the relay through coturn with --turn and the user's own credentials", async () => {
       precondition()
       const { username, password } = restCredentials(secret, "alice")
       const turn = ["--turn", `turn:${natAddresses.sig}:${coturn!.port}`, "--turn-user", username]
       const result = await transferBetweenPeers([
-        ...[...turn, "--turn-pass", password, "--relay-only", "--server", signalUrl],
+        ...[...turn, "--turn-pass", password, "--server", signalUrl],
       ])
       expect(result.received.stderr).toMatch(relayedSummary)
       expect(result.same).toBe(true)
     })
 
-    it("relays a transfer with --relay-only and the credentials the signal app hands out (--turn-url, --turn-secret)", async () => {
+    it("falls back to the relay with the credentials the signal app hands out (--turn-url, --turn-secret)", async () => {
       precondition()
       const issuing = netns().start("sig", bin("p2pal-signal"), [
         ...["--host", "0.0.0.0", "--port", String(signalPort + 1)],
@@ -228,7 +226,7 @@ describe.skipIf(cannot !== undefined && process.env.CI !== "true")(
       try {
         await issuing.line(/^p2pal-signal listening on /)
         const result = await transferBetweenPeers([
-          ...["--relay-only", "--server", `http://${natAddresses.sig}:${signalPort + 1}`],
+          ...["--server", `http://${natAddresses.sig}:${signalPort + 1}`],
         ])
         expect(result.received.stderr).toMatch(relayedSummary)
         expect(result.same).toBe(true)

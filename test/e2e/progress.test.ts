@@ -9,6 +9,8 @@ const p2pal = bin("p2pal")
 const MiB = 1024 * 1024
 const common = signalApp.cliFlags
 const verified = "[====================] 100% — SHA-256 verified"
+/** The summary's last line: on loopback the peers connect directly. */
+const connectedLine = expect.stringMatching(/^Connected directly: \w+ \S+ <-> \w+ \S+(, RTT \d+ ms)?$/)
 
 /** Two files, a.bin and b.bin, of the given sizes in MiB (sparse, so instant to make). */
 const sources = async (aMiB: number, bMiB: number) => {
@@ -117,11 +119,12 @@ describe("progress output", () => {
         "per-file bars that do not name the file they measure",
       )
       .toEqual([])
-    // The last thing left on the screen: the manifest, then the verified line; the bars are gone.
-    expect.soft(render(tty)).toEqual(["Joining transfer...", ...manifestLines, verified])
+    // The last thing left on the screen: the manifest, the verified line and how the peers connected;
+    // the bars are gone.
+    expect.soft(render(tty)).toEqual(["Joining transfer...", ...manifestLines, verified, connectedLine])
   })
 
-  it("without a TTY draws no bars: plain lines only, ending with the verified line", async () => {
+  it("without a TTY draws no bars: plain lines only, ending with the verified and the connection lines", async () => {
     const { root, dir, files } = await sources(16, 8)
     const manifestLines = ["Receiving 2 files (25.2 MB):", "  a.bin  16.8 MB", "  b.bin  8.4 MB"]
     const out = path.join(root, "out")
@@ -134,7 +137,9 @@ describe("progress output", () => {
 
     expect(received.stdout).toBe("")
     expect(received.stderr).not.toMatch(/[\x1b\r]/)
-    expect(received.stderr.split("\n")).toEqual(["Joining transfer...", ...manifestLines, verified, ""])
+    expect(received.stderr.split("\n")).toEqual([
+      ...["Joining transfer...", ...manifestLines, verified, connectedLine, ""],
+    ])
     expect(sent.stderr).not.toMatch(/[\x1b\r]/)
     expect(sent.stderr).toContain(`\n${verified}\n`)
   })

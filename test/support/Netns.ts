@@ -188,6 +188,11 @@ export async function createNetns(options?: { readonly nat: true }): Promise<Net
       for (const peer of peers) await wire(namespaces[routerOf[peer]], peer, namespaces[peer])
       await route(namespaces.routerS, natAddresses.routerR)
       await route(namespaces.routerR, natAddresses.routerS)
+      // Like a host on the internet, sig sends what is not on its segment to a default gateway (one
+      // that does not exist here), where it is lost quietly. Without a route, coturn's send of an ICE
+      // check to a peer's private address fails with ENETUNREACH, and coturn then drops the whole
+      // allocation, so no relayed pair could ever work (strace showed it).
+      await ip("-n", namespaces.sig, "route", "add", "default", "via", "10.77.0.254")
     }
   } catch (e) {
     await deleteNamespaces(all)
