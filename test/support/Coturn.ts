@@ -1,21 +1,10 @@
 import { createHmac } from "node:crypto"
-import { accessSync, constants } from "node:fs"
 import * as dgram from "node:dgram"
 import * as path from "node:path"
 import { expect, test } from "vitest"
-import { type Finished, type Running, start, tempDir } from "./Processes.js"
+import { type Finished, type Running, start, tempDir, onPath } from "./Processes.js"
 
-const binary = (process.env.PATH ?? "")
-  .split(path.delimiter)
-  .map((dir) => path.join(dir, "turnserver"))
-  .find((candidate) => {
-    try {
-      accessSync(candidate, constants.X_OK)
-      return true
-    } catch {
-      return false
-    }
-  })
+const binary = onPath("turnserver")
 
 /** Whether coturn's `turnserver` is on the PATH. */
 export const hasCoturn = binary !== undefined

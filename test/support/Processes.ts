@@ -1,6 +1,6 @@
 import { type ChildProcess, spawn } from "node:child_process"
 import { createHash } from "node:crypto"
-import { mkdtempSync, rmSync } from "node:fs"
+import { accessSync, constants, mkdtempSync, rmSync } from "node:fs"
 import * as fs from "node:fs/promises"
 import * as os from "node:os"
 import * as path from "node:path"
@@ -9,6 +9,20 @@ import { afterAll, beforeAll } from "vitest"
 
 export const repo = path.resolve(import.meta.dirname, "../..")
 export const bin = (name: "p2pal" | "p2pal-signal") => path.join(repo, "bin", name)
+
+/** Where `name` is on the PATH, if it is there and executable. */
+export const onPath = (name: string): string | undefined =>
+  (process.env.PATH ?? "")
+    .split(path.delimiter)
+    .map((dir) => path.join(dir, name))
+    .find((candidate) => {
+      try {
+        accessSync(candidate, constants.X_OK)
+        return true
+      } catch {
+        return false
+      }
+    })
 
 export interface Finished {
   readonly code: number | null

@@ -1,22 +1,10 @@
-import { accessSync, constants } from "node:fs"
 import * as net from "node:net"
-import * as path from "node:path"
 import { Effect, Layer } from "effect"
 import { afterAll, beforeAll, expect, test } from "vitest"
 import * as RedisService from "../../libs/infra/src/Redis.js"
-import { type Running, start, waitFor } from "./Processes.js"
+import { type Running, start, waitFor, onPath } from "./Processes.js"
 
-const binary = (process.env.PATH ?? "")
-  .split(path.delimiter)
-  .map((dir) => path.join(dir, "redis-server"))
-  .find((candidate) => {
-    try {
-      accessSync(candidate, constants.X_OK)
-      return true
-    } catch {
-      return false
-    }
-  })
+const binary = onPath("redis-server")
 
 /** Whether `redis-server` is on the PATH. */
 export const hasRedis = binary !== undefined
