@@ -120,15 +120,21 @@ const alreadyHere = (stderr: string) => {
   return { here: Number(here ?? 0), total: Number(total ?? 0) }
 }
 
+/** A fresh round: sends its directory and receives it until `share` of the bytes are on disk. */
+const transferUntil = async (share: number) => {
+  const round = await setup()
+  const { code, sender } = await round.send(["-r", path.join(round.src, "d")])
+  const receiver = round.recv(code, round.out)
+  await untilOnDisk(round.out, Math.floor(share * round.total), [sender, receiver])
+  return { round, sender, receiver }
+}
+
 describe("send --resume after an interruption", () => {
   it.each(receiverPoints)(
     "Ctrl+C on the receiver at %s of the bytes: resumed, every file intact, less sent again",
     async (point) => {
       const began = Date.now()
-      const round = await setup()
-      const { code, sender } = await round.send(["-r", path.join(round.src, "d")])
-      const receiver = round.recv(code, round.out)
-      await untilOnDisk(round.out, Math.floor(point * round.total), [sender, receiver])
+      const { round, sender, receiver } = await transferUntil(point)
       receiver.child.kill("SIGINT")
       const interrupted = await receiver.finished
       await sender.finished
@@ -154,10 +160,7 @@ describe("send --resume after an interruption", () => {
     "SIGKILL of the sender at %s of the bytes: resumed from the checkpoints, every file intact",
     async (point) => {
       const began = Date.now()
-      const round = await setup()
-      const { code, sender } = await round.send(["-r", path.join(round.src, "d")])
-      const receiver = round.recv(code, round.out)
-      await untilOnDisk(round.out, Math.floor(point * round.total), [sender, receiver])
+      const { round, sender, receiver } = await transferUntil(point)
       sender.child.kill("SIGKILL")
       await sender.finished
       // Whether it noticed the sender vanish (5) or waited to be stopped (130), it keeps what arrived.
@@ -176,11 +179,8 @@ describe("send --resume after an interruption", () => {
   )
 
   it("SIGKILL of the receiver: resumed from its last saved checkpoint, no stray temporary file left", async () => {
-    const round = await setup()
-    const { code, sender } = await round.send(["-r", path.join(round.src, "d")])
-    const receiver = round.recv(code, round.out)
     // Past two of the five files: verified and recorded before the kill.
-    await untilOnDisk(round.out, Math.floor(0.6 * round.total), [sender, receiver])
+    const { round, sender, receiver } = await transferUntil(0.6)
     receiver.child.kill("SIGKILL")
     await receiver.finished
     // It may take a while to notice a peer that vanished without a word: stop it as a user would.
@@ -194,10 +194,7 @@ describe("send --resume after an interruption", () => {
   })
 
   it("Ctrl+C on the sender: it says how to resume, exits 130, and the resume completes", async () => {
-    const round = await setup()
-    const { code, sender } = await round.send(["-r", path.join(round.src, "d")])
-    const receiver = round.recv(code, round.out)
-    await untilOnDisk(round.out, Math.floor(0.4 * round.total), [sender, receiver])
+    const { round, sender, receiver } = await transferUntil(0.4)
     sender.child.kill("SIGINT")
     const sent = await sender.finished
     await receiver.finished
@@ -208,10 +205,7 @@ describe("send --resume after an interruption", () => {
   })
 
   it("a file changed on the sender's disk since the interruption comes again from the start, and verifies", async () => {
-    const round = await setup()
-    const { code, sender } = await round.send(["-r", path.join(round.src, "d")])
-    const receiver = round.recv(code, round.out)
-    await untilOnDisk(round.out, Math.floor(0.5 * round.total), [sender, receiver])
+    const { round, sender, receiver } = await transferUntil(0.5)
     receiver.child.kill("SIGINT")
     await Promise.all([receiver.finished, sender.finished])
     // The file whose bytes were arriving (or, if it stopped between two files, the next one): new
