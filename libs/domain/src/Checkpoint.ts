@@ -54,7 +54,10 @@ export const ReceivedFile = Schema.Struct({
   temp: Schema.optional(FileName),
   /** Bytes written and fsynced: always a prefix of the file. */
   durable: Schema.NonNegativeInt,
-  /** Its SHA-256 matched and it was moved into place: nothing left to do for it. */
+  /**
+   * Its SHA-256 matched: nothing left to receive. While `temp` is still named it may not have been
+   * moved into place yet (recorded just before the move, so a crash cannot orphan it).
+   */
   verified: Schema.Boolean,
 })
 export type ReceivedFile = typeof ReceivedFile.Type

@@ -10,7 +10,7 @@ import { absorbPrefix, Hasher } from "./Hasher.js"
 import { ioError } from "./Io.js"
 import * as Payload from "./Payload.js"
 import * as RecvCheckpoint from "./RecvCheckpoint.js"
-import { checkTargets, freeBytes, targetOf } from "./Targets.js"
+import { checkTargets, freeBytes, place, targetOf } from "./Targets.js"
 import { frameReader, sendFrame, unexpected, WriteBatchBytes } from "./Wire.js"
 
 export interface ReceiveOptions {
@@ -202,21 +202,21 @@ const receiveFile = (
           try: () => flushedToDisk.then(() => handle.sync()),
           catch: ioError(target),
         })
-        // Not interrupted half way: a file moved into place but still recorded as a temporary one would
-        // look like someone else's on resume.
+        // Recorded as verified under its temporary name before it moves: whenever the receiver stops
+        // (a crash included), a resume finds the move done or finishes it, and never mistakes the placed
+        // file for someone else's. The next save drops the temporary name.
         yield* Effect.uninterruptible(
           Effect.gen(function* () {
+            if (state !== undefined && tracker !== undefined) {
+              Object.assign(state, { durable: entry.size, verified: true })
+              yield* tracker.save
+            }
             yield* Effect.tryPromise({
-              // link() refuses an existing target, so a file that appeared meanwhile is never clobbered.
-              try: () =>
-                overwrite ? fs.rename(temp, target) : fs.link(temp, target).then(() => fs.rm(temp)),
+              try: () => place(temp, target, overwrite),
               catch: ioError(target),
             })
             placed = true
-            if (state !== undefined && tracker !== undefined) {
-              Object.assign(state, { temp: undefined, durable: entry.size, verified: true })
-              yield* tracker.save
-            }
+            if (state !== undefined) state.temp = undefined
           }),
         )
         return undefined

@@ -5,6 +5,7 @@ import { randomBytes } from "node:crypto"
 import * as fs from "node:fs/promises"
 import * as path from "node:path"
 import type { Checkpoints } from "./Checkpoints.js"
+import { finishPlacing } from "./Targets.js"
 
 /** Where the receiver keeps its checkpoint; without one, a failed transfer leaves nothing behind. */
 export interface RecvCheckpointOptions {
@@ -113,7 +114,11 @@ export const open = (
       if (kept === undefined) continue
       const target = targetOf(entry)
       if (kept.verified) {
-        const stat = yield* lstat(target)
+        const temp = kept.temp === undefined ? undefined : path.join(path.dirname(target), kept.temp)
+        const ours =
+          temp === undefined || (yield* Effect.promise(() => finishPlacing(temp, target).catch(() => false)))
+        if (!ours && temp !== undefined) stale.push(temp)
+        const stat = ours ? yield* lstat(target) : undefined
         // Replaced only when the sender says it changed: a copy edited here since is the user's now.
         if (stat?.isFile() === true && (changed.has(index) || stat.size === entry.size)) {
           placedBefore.add(index)

@@ -64,3 +64,23 @@ export const freeBytes = async (dir: string): Promise<bigint> => {
     }
   }
 }
+
+/** Moves a verified file into place; link() refuses an existing target, so a file that appeared meanwhile is never clobbered. */
+export const place = (temp: string, target: string, overwrite: boolean) =>
+  overwrite ? fs.rename(temp, target) : fs.link(temp, target).then(() => fs.rm(temp))
+
+/**
+ * Finishes the move of a verified file that a stopped receiver may have left half done. False when
+ * `target` is somebody else's file (or neither name is left); true when it is now ours: moved before
+ * (only the target is left), moved now, or linked but the temporary name not yet removed.
+ */
+export const finishPlacing = async (temp: string, target: string): Promise<boolean> => {
+  const [ours, there] = await Promise.all(
+    [fs.lstat(temp), fs.lstat(target)].map((p) => p.catch(() => undefined)),
+  )
+  if (ours === undefined) return there !== undefined
+  if (there === undefined) await place(temp, target, false)
+  else if (ours.ino === there.ino && ours.dev === there.dev) await fs.rm(temp)
+  else return false
+  return true
+}
