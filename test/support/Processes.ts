@@ -44,8 +44,8 @@ process.on("exit", () => rmSync(p2palHome, { recursive: true, force: true }))
 export interface Running {
   readonly child: ChildProcess
   readonly finished: Promise<Finished>
-  /** Resolves with the first stdout line that matches, or rejects when the process exits first. */
-  readonly line: (pattern: RegExp) => Promise<RegExpMatchArray>
+  /** Resolves with the first line (of stdout, unless told) that matches, or rejects when the process exits first. */
+  readonly line: (pattern: RegExp, from?: "stdout" | "stderr") => Promise<RegExpMatchArray>
 }
 
 export interface StartOptions {
@@ -81,9 +81,13 @@ export const start = (command: string, args: ReadonlyArray<string>, options: Sta
       resolve({ code, signal, stdout, stderr })
     }),
   )
-  const lines = createInterface({ input: child.stdout! })
-  const line = (pattern: RegExp) =>
+  const streams = {
+    stdout: createInterface({ input: child.stdout! }),
+    stderr: createInterface({ input: child.stderr! }),
+  }
+  const line = (pattern: RegExp, from: "stdout" | "stderr" = "stdout") =>
     new Promise<RegExpMatchArray>((resolve, reject) => {
+      const lines = streams[from]
       const onLine = (l: string) => {
         const m = l.match(pattern)
         if (m) {

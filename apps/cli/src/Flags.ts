@@ -73,6 +73,35 @@ export const checkpointTtl = Options.text("checkpoint-ttl").pipe(
   Options.withDescription("how long the checkpoint of an interrupted transfer stays resumable (e.g. 24h)"),
 )
 
+const maxRetries = Options.integer("max-retries").pipe(
+  Options.withDefault(3),
+  Options.withDescription(
+    "attempts to reconnect when the connection drops mid-transfer (0: stop at once); the checkpoint stays either way",
+  ),
+)
+const retryBackoff = Options.text("retry-backoff").pipe(
+  Options.withDefault("1s"),
+  Options.withDescription(
+    "wait before the first reconnect attempt; it doubles, with jitter, for each next one",
+  ),
+)
+/** How hard to try to get a dropped connection back. */
+export const reconnect = Options.all({ maxRetries, retryBackoff })
+
+/** The most attempts per drop: with the backoff doubling, more would wait for days. */
+const MaxRetries = 20
+
+export const reconnectPolicy = (flags: { readonly maxRetries: number; readonly retryBackoff: string }) =>
+  Effect.gen(function* () {
+    if (!Number.isInteger(flags.maxRetries) || flags.maxRetries < 0 || flags.maxRetries > MaxRetries)
+      return yield* usage(`--max-retries must be between 0 and ${MaxRetries} (got ${flags.maxRetries})`)
+    const retryBackoff = yield* Option.match(DurationText.parse(flags.retryBackoff), {
+      onNone: () => usage(`--retry-backoff ${flags.retryBackoff} is not a duration like 1s or 500ms`),
+      onSome: Effect.succeed,
+    })
+    return { maxRetries: flags.maxRetries, retryBackoff }
+  })
+
 const usage = (message: string) => Effect.fail(new UsageError({ message }))
 
 /**

@@ -4,10 +4,12 @@ import { UsageError } from "@p2pal/domain/Errors"
 import { escapeForDisplay } from "@p2pal/domain/ManifestPolicy"
 import { Checkpoints } from "@p2pal/transfer/Checkpoints"
 import * as Session from "@p2pal/transfer/Session"
-import { Effect, Either, Option } from "effect"
+import { resumable } from "@p2pal/transfer/RecvCheckpoint"
+import { Effect, Either, Exit, Option } from "effect"
 import * as path from "node:path"
 import * as Flags from "./Flags.js"
 import * as Format from "./Format.js"
+import * as Reconnects from "./Reconnects.js"
 import * as Skipped from "./Skipped.js"
 import { Ui } from "./Ui.js"
 
@@ -59,6 +61,7 @@ export const recv = Command.make(
     ice: Flags.ice,
     verify: Flags.verify,
     checkpointTtl: Flags.checkpointTtl,
+    reconnect: Flags.reconnect,
     code,
   },
   (flags) =>
@@ -75,12 +78,17 @@ export const recv = Command.make(
         store: yield* Checkpoints,
         ttl: yield* Flags.parseCheckpointTtl(flags.checkpointTtl),
       }
+      const reconnect = yield* Flags.reconnectPolicy(flags.reconnect)
+      const reconnects = Reconnects.reporter(ui)
       const skipped = yield* Skipped.tracker("receiver")
       yield* ui.info("Joining transfer...")
       /** The id the checkpoint is kept under, once the transfer is accepted. */
       let checkpointId: string | undefined
       const connected = yield* Session.receive({
         server,
+        ...reconnect,
+        onReconnecting: reconnects.onReconnecting,
+        onReconnected: reconnects.onReconnected,
         iceServers,
         relayOnly: flags.ice.relayOnly,
         onIceIgnored: (reason) =>
@@ -97,6 +105,7 @@ export const recv = Command.make(
         onStart: (progress, manifest) =>
           Effect.gen(function* () {
             checkpointId = manifest.transfer
+            yield* reconnects.track(progress)
             if (progress.bytes > 0)
               yield* ui.info(`Resuming: ${progress.bytes} of ${progress.totalBytes} bytes already here`)
             yield* ui.showProgress(progress, manifest)
@@ -106,11 +115,11 @@ export const recv = Command.make(
         // The progress bars close with this scope, before the verified line is printed below them.
       }).pipe(
         Effect.scoped,
-        Effect.onInterrupt(() =>
-          checkpointId === undefined
+        Effect.onExit((exit) =>
+          checkpointId === undefined || !resumable(exit)
             ? Effect.void
             : ui.notice(
-                `Interrupted. Kept what arrived; the sender can resume with p2pal send --resume ${checkpointId}, then run p2pal recv with the new code and the same --out`,
+                `${Exit.isInterrupted(exit) ? "Interrupted. " : ""}Kept what arrived; the sender can resume with p2pal send --resume ${checkpointId}, then run p2pal recv with the new code and the same --out`,
               ),
         ),
       )

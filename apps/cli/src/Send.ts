@@ -5,9 +5,12 @@ import { escapeForDisplay } from "@p2pal/domain/ManifestPolicy"
 import { Checkpoints } from "@p2pal/transfer/Checkpoints"
 import * as Session from "@p2pal/transfer/Session"
 import * as Sources from "@p2pal/transfer/Sources"
-import { Effect, Option, Schema } from "effect"
+import type { Progress } from "@p2pal/transfer/Progress"
+import { resumable } from "@p2pal/transfer/RecvCheckpoint"
+import { Effect, Exit, Option, Schema } from "effect"
 import * as Flags from "./Flags.js"
 import * as Format from "./Format.js"
+import * as Reconnects from "./Reconnects.js"
 import * as Skipped from "./Skipped.js"
 import { Ui } from "./Ui.js"
 
@@ -67,6 +70,7 @@ export const send = Command.make(
     verify: Flags.verify,
     encrypt: Flags.encrypt,
     skipErrors: Flags.skipErrors,
+    reconnect: Flags.reconnect,
     resume,
     checkpointTtl: Flags.checkpointTtl,
     files,
@@ -79,6 +83,8 @@ export const send = Command.make(
       const ttl = yield* Flags.parseTtl(flags.ttl)
       const chunkSize = yield* Flags.chunkBytes(flags.chunkSize)
       const checkpointTtl = yield* Flags.parseCheckpointTtl(flags.checkpointTtl)
+      const reconnect = yield* Flags.reconnectPolicy(flags.reconnect)
+      const reconnects = Reconnects.reporter(ui)
       const skipped = yield* Skipped.tracker("sender")
       const skipUnreadable = flags.skipErrors ? skipped.skip : undefined
       const { sources, resume } = yield* Option.match(flags.resume, {
@@ -101,8 +107,12 @@ export const send = Command.make(
         yield* ui.info(`skipping ${escapeForDisplay(special)}: not a regular file or directory`)
       yield* ui.info("Creating transfer...")
       let checkpointId: string | undefined
+      let progress: Progress | undefined
       const path = yield* Session.send({
         server,
+        ...reconnect,
+        onReconnecting: reconnects.onReconnecting,
+        onReconnected: reconnects.onReconnected,
         iceServers,
         relayOnly: flags.ice.relayOnly,
         onIceIgnored: (reason) =>
@@ -121,18 +131,31 @@ export const send = Command.make(
             : Effect.zipRight(ui.info(`Join code: ${code}`), ui.info("Waiting for receiver...")),
         onVerified: (verification) =>
           flags.verify ? ui.notice(Flags.verificationLine(verification)) : Effect.void,
-        onConnected: (progress) => ui.showProgress(progress, sources.manifest),
+        onConnected: (shown) =>
+          Effect.zipRight(
+            Effect.zipRight(
+              reconnects.track(shown),
+              Effect.sync(() => void (progress = shown)),
+            ),
+            ui.showProgress(shown, sources.manifest),
+          ),
         // The progress bars close with this scope, before the verified line is printed below them.
       }).pipe(
         Effect.scoped,
-        Effect.onInterrupt(() =>
-          checkpointId === undefined
+        Effect.onExit((exit) =>
+          checkpointId === undefined || !resumable(exit)
             ? Effect.void
-            : ui.notice(`Interrupted. Resume with: p2pal send --resume ${checkpointId}`),
+            : ui.notice(
+                `${Exit.isInterrupted(exit) ? "Interrupted. " : ""}Resume with: p2pal send --resume ${checkpointId}`,
+              ),
         ),
       )
       yield* ui.verified()
       if (path !== undefined) yield* ui.info(Format.connection(path))
+      if (progress !== undefined && progress.resent > 0)
+        yield* ui.info(
+          `Sent again after reconnecting: ${Format.bytes(progress.resent)} (${progress.resent} bytes) that the drop lost on the way`,
+        )
       yield* skipped.outcome
     }).pipe(Effect.scoped, Effect.provide(Ui.layer(flags.quiet))),
 ).pipe(Command.withDescription("send files or directories; prints a join code for the receiver"))

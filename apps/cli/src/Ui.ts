@@ -88,9 +88,10 @@ export class Ui extends Context.Tag("@p2pal/cli/Ui")<
             const entry = manifest.entries[progress.file]
             const size = entry?._tag === "file" ? entry.size : 0
             const name = entry === undefined ? "" : escapeForDisplay(entry.path)
+            const pace = progress.status ?? `${Format.bytes(rate)}/s  ETA ${Format.seconds(eta)}`
             const lines = [
               `${bar(progress.fileBytes, size)}  ${name}`,
-              `${bar(progress.bytes, progress.totalBytes)}  ${Format.bytes(progress.bytes)} / ${Format.bytes(progress.totalBytes)}  ${Format.bytes(rate)}/s  ETA ${Format.seconds(eta)}`,
+              `${bar(progress.bytes, progress.totalBytes)}  ${Format.bytes(progress.bytes)} / ${Format.bytes(progress.totalBytes)}  ${pace}`,
             ]
             process.stderr.write(`${barsDrawn ? "\x1b[2A" : ""}${lines.map((l) => `\x1b[2K${l}\n`).join("")}`)
             barsDrawn = true

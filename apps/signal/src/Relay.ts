@@ -160,7 +160,7 @@ const session = (
     const relayed = Effect.raceFirst(relayFrames, deliver).pipe(
       Effect.ensuring(
         Effect.unlessEffect(
-          Effect.ignore(tell(peer, { _tag: "peer-left", reason: "peer disconnected" })),
+          Effect.ignore(tell(peer, { _tag: "peer-left", reason: SignalApi.PeerDisconnected })),
           shutdown.isBegun,
         ),
       ),

@@ -16,7 +16,14 @@ export const PeerSignal = Schema.Union(
 )
 export type PeerSignal = typeof PeerSignal.Type
 
-export const PeerSignalFromJson = Schema.parseJson(PeerSignal)
+/**
+ * A PeerSignal for one attempt at the peer connection. After a drop the sender opens round after round
+ * until one connects; the round keeps a late message of an abandoned attempt out of the next.
+ */
+export const RoundSignal = Schema.Struct({ round: Schema.NonNegativeInt, signal: PeerSignal })
+export type RoundSignal = typeof RoundSignal.Type
+
+export const RoundSignalFromJson = Schema.parseJson(RoundSignal)
 
 /** Base64 of at most `max` bytes. */
 const Base64 = (max: number) =>
@@ -31,7 +38,10 @@ export const Envelope = Schema.Union(
   Schema.TaggedStruct("pake", { element: Base64(32) }),
   /** Explicit key confirmation: a MAC only the holder of the same key can produce. */
   Schema.TaggedStruct("confirm", { mac: Base64(32) }),
-  /** A PeerSignal as JSON, AES-256-GCM sealed; `seq` counts this direction's sealed messages from 0. */
+  /**
+   * A RoundSignal as JSON, AES-256-GCM sealed; `seq` numbers this direction's sealed messages from 0 and
+   * only ever grows (a message lost with a dropped socket leaves a gap; a replay or reorder is refused).
+   */
   Schema.TaggedStruct("sealed", { seq: Schema.NonNegativeInt, box: Base64(32 * 1024) }),
 )
 export type Envelope = typeof Envelope.Type

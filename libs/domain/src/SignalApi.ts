@@ -79,6 +79,12 @@ export const ServerMessage = Schema.Union(
 export type ServerMessage = typeof ServerMessage.Type
 
 /**
+ * The `peer-left` reason when the other side's socket closed without an `abort`: its network may have
+ * dropped, and it may come back on a new socket.
+ */
+export const PeerDisconnected = "peer disconnected"
+
+/**
  * Where a message sits in its mailbox (a Redis stream id, or a counter in memory): opaque to clients,
  * which hand the last one they saw back as `?after=` when they reconnect.
  */

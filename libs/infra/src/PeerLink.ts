@@ -1,7 +1,20 @@
 import { PeerSignal } from "@p2pal/domain"
 import type * as IceServers from "@p2pal/domain/IceServers"
 import { type CodeMismatch, type CodeRejected, PeerFailed, type ServerFailed } from "@p2pal/domain/Errors"
-import { Context, Deferred, Duration, Effect, Exit, Layer, Mailbox, Queue, Scope, Stream } from "effect"
+import {
+  Clock,
+  Context,
+  Deferred,
+  Duration,
+  Effect,
+  Exit,
+  Layer,
+  Mailbox,
+  Queue,
+  Schedule,
+  Scope,
+  Stream,
+} from "effect"
 import * as ndc from "node-datachannel"
 
 /** Why setting up the connection failed: the peer, the signal server refusing the session, or tampering. */
@@ -49,6 +62,16 @@ export interface Channel {
   readonly closed: Effect.Effect<never, PeerFailed>
   readonly path: () => ConnectedPath | undefined
 }
+
+/** Each side says something at least this often, so that silence means the path is gone. */
+const HeartbeatEvery = Duration.seconds(1)
+/**
+ * No message at all from the peer for this long, not even a heartbeat: the connection is given up
+ * (libjuice's own consent checks take 13-30 s to notice a dead path here).
+ */
+const SilenceLimit = Duration.seconds(5)
+/** A string message: the transfer protocol only uses binary ones, so it never sees these. */
+const Heartbeat = "."
 
 const HighWaterMark = 8 * 1024 * 1024
 const LowWaterMark = 4 * 1024 * 1024
@@ -182,6 +205,8 @@ const connect = Effect.fn("PeerLink.connect")(function* (options: ConnectOptions
 
   const opened = yield* Deferred.make<ndc.DataChannel>()
   let lowWater: (() => void) | undefined
+  /** Messages of any kind heard from the peer: the watchdog only needs to see it change. */
+  let heard = 0
   // Every wrapper we hold must stay referenced until closed: node-datachannel closes collected channels.
   const channels: Array<ndc.DataChannel> = []
   const adopt = (dc: ndc.DataChannel) => {
@@ -196,6 +221,7 @@ const connect = Effect.fn("PeerLink.connect")(function* (options: ConnectOptions
       wake?.()
     })
     dc.onMessage((msg) => {
+      heard++
       if (typeof msg !== "string")
         incoming.unsafeOffer(msg instanceof ArrayBuffer ? new Uint8Array(msg) : msg)
     })
@@ -213,6 +239,24 @@ const connect = Effect.fn("PeerLink.connect")(function* (options: ConnectOptions
       onTimeout: () => new PeerFailed({ message: unreachable(options) }),
     }),
   )
+
+  yield* Effect.sync(() => {
+    try {
+      dc.sendMessage(Heartbeat)
+    } catch {
+      // Closed already: the state change reports it.
+    }
+  }).pipe(Effect.repeat(Schedule.spaced(HeartbeatEvery)), Effect.forkScoped)
+  let lastHeard = heard
+  let silentSince = yield* Clock.currentTimeMillis
+  yield* Effect.gen(function* () {
+    const now = yield* Clock.currentTimeMillis
+    if (heard !== lastHeard) {
+      lastHeard = heard
+      silentSince = now
+    } else if (now - silentSince >= Duration.toMillis(SilenceLimit))
+      fail(`nothing heard from the peer for ${Duration.format(SilenceLimit)}`)
+  }).pipe(Effect.repeat(Schedule.spaced(HeartbeatEvery)), Effect.forkScoped)
 
   const waitForRoom = Effect.async<void>((resume) => {
     lowWater = () => resume(Effect.void)

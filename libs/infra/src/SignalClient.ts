@@ -15,6 +15,11 @@ export interface Session {
    * with what the server's close code says.
    */
   readonly next: Effect.Effect<Option.Option<SignalApi.ServerMessage>, CodeRejected | ServerFailed>
+  /**
+   * Drops the socket and opens a new one that carries on after the last message seen: after a network
+   * drop the old one may sit in TCP's retransmission backoff for long after the path is back.
+   */
+  readonly refresh: Effect.Effect<void>
 }
 
 /** Why the server ended a session before the peers found each other. */
@@ -134,6 +139,19 @@ const ReconnectSchedule = Schedule.exponential("250 millis").pipe(
   Schedule.upTo("30 seconds"),
 )
 
+/**
+ * Once the peers have met, the socket is how they find each other again after a network drop, so it is
+ * retried for as long as the session lives (the transfer's own retry limits end it), and often: a new
+ * path is noticed within a couple of seconds.
+ */
+const KeepTrying = Schedule.exponential("250 millis").pipe(
+  Schedule.union(Schedule.spaced("2 seconds")),
+  Schedule.jittered,
+)
+
+/** A server that answered before answers quickly: a reconnect that takes longer is tried afresh. */
+const ReconnectHandshakeMs = 5_000
+
 interface Closed {
   readonly code: number
   readonly reason: string
@@ -147,6 +165,8 @@ const open = (server: string, token: Token) =>
     const inbox = yield* Mailbox.make<SignalApi.ServerMessage, SessionError>()
     let lastId: SignalApi.MessageId | undefined
     let peerSeen = false
+    /** The socket open now, if any. */
+    let live: WebSocket | undefined
 
     /** One socket, open, in the session's scope; `closed` completes when it closes. */
     const connect = Effect.gen(function* () {
@@ -161,7 +181,7 @@ const open = (server: string, token: Token) =>
           () =>
             new WebSocket(url, {
               maxPayload: SignalApi.MaxSocketMessageBytes,
-              handshakeTimeout: RequestTimeoutMs,
+              handshakeTimeout: lastId === undefined ? RequestTimeoutMs : ReconnectHandshakeMs,
             }),
         ),
         (ws) =>
@@ -188,6 +208,7 @@ const open = (server: string, token: Token) =>
         Deferred.unsafeDone(closed, Exit.succeed({ code, reason: reason.toString(), lastError })),
       )
       yield* opened(ws, server)
+      live = ws
       return { ws, closed: Deferred.await(closed) }
     })
 
@@ -211,15 +232,25 @@ const open = (server: string, token: Token) =>
         )
       })
 
+    /** What `send` waits for while there is no socket: the pending one, made now if need be. */
+    const pending = Effect.gen(function* () {
+      const now = yield* Ref.get(current)
+      if (!(yield* Deferred.isDone(now))) return now
+      const next = yield* Deferred.make<WebSocket, PeerFailed>()
+      yield* Ref.set(current, next)
+      return next
+    })
+
     const follow = (connection: Effect.Effect.Success<typeof connect>): Effect.Effect<void> =>
       Effect.gen(function* () {
         const closed = yield* connection.closed
         if (!Reconnectable.has(closed.code)) return yield* lost(closed)
-        const pending = yield* Deferred.make<WebSocket, PeerFailed>()
-        yield* Ref.set(current, pending)
-        const next = yield* connect.pipe(Effect.retry(ReconnectSchedule), Effect.option)
+        const waiting = yield* pending
+        const next = yield* Effect.suspend(() =>
+          connect.pipe(Effect.retry(peerSeen ? KeepTrying : ReconnectSchedule)),
+        ).pipe(Effect.option)
         if (Option.isNone(next)) return yield* lost(closed)
-        yield* Deferred.succeed(pending, next.value.ws)
+        yield* Deferred.succeed(waiting, next.value.ws)
         return yield* follow(next.value)
       })
     yield* Effect.forkScoped(follow(first))
@@ -244,6 +275,15 @@ const open = (server: string, token: Token) =>
         Effect.asSome,
         Effect.catchTag("NoSuchElementException", () => Effect.succeedNone),
       ),
+      refresh: Effect.gen(function* () {
+        const socket = live
+        if (socket === undefined || socket.readyState !== WebSocket.OPEN) return
+        live = undefined
+        // Sends wait from here on, so none goes into the socket being dropped.
+        yield* pending
+        // No close handshake over a path that may be dead: 1006, which `follow` reconnects after.
+        socket.terminate()
+      }),
     }
     return session
   })

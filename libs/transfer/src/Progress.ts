@@ -9,5 +9,11 @@ export class Progress {
   fileBytes = 0
   /** Bytes the receiver has written, on both sides: the sender counts acknowledged bytes, not sent ones. */
   bytes = 0
+  /** Sender: where in the transfer's bytes it has sent up to (those the receiver held at the start included). */
+  sent = 0
+  /** Sender: bytes sent a second time because a dropped connection lost them on the way. */
+  resent = 0
+  /** What the connection is doing instead of moving bytes (reconnecting), for the progress bar. */
+  status: string | undefined = undefined
   constructor(readonly totalBytes: number) {}
 }

@@ -18,6 +18,8 @@ export interface ReceiveOptions {
   readonly payloadKey?: Buffer | undefined
   readonly out: string
   readonly overwrite: boolean
+  /** Counters of an earlier connection of this transfer, carried on after a drop (the user sees them). */
+  readonly progress?: Progress | undefined
   /** Shows the manifest to the user; false declines the transfer. */
   readonly confirm: (manifest: Manifest.Manifest) => Effect.Effect<boolean>
   /** Called once the transfer is accepted, with the counters the caller may render. */
@@ -297,7 +299,7 @@ export const receive = Effect.fn("Receiver.receive")(function* (channel: Channel
     yield* sendFrame(channel, { _tag: "ResumeFrom", file, offset })
   yield* sendFrame(channel, { _tag: "Accept" })
   if (tracker !== undefined) yield* Effect.zipRight(tracker.discardStale, tracker.save)
-  const progress = new Progress(total)
+  const progress = options.progress ?? new Progress(total)
   progress.bytes = here
   yield* options.onStart(progress, manifest)
   yield* receiveFiles(channel, nextFrame, manifest, options, progress, plaintextOf, tracker).pipe(

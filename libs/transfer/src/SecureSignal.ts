@@ -2,7 +2,7 @@ import { ristretto255, ristretto255_hasher } from "@noble/curves/ed25519.js"
 import { bytesToNumberLE } from "@noble/curves/utils.js"
 import { PeerSignal } from "@p2pal/domain"
 import { CodeMismatch, type PeerFailed } from "@p2pal/domain/Errors"
-import type { ConnectError, SignalPort } from "@p2pal/infra/PeerLink"
+import type { ConnectError } from "@p2pal/infra/PeerLink"
 import { Effect, Either, Schema, Stream } from "effect"
 import {
   createCipheriv,
@@ -28,8 +28,14 @@ export interface RawPort {
   readonly next: Effect.Effect<string, ConnectError>
 }
 
+/** The sealed relay: each attempt's PeerSignals, tagged with its round, each way. */
+export interface SealedPort {
+  readonly send: (message: PeerSignal.RoundSignal) => Effect.Effect<void, PeerFailed>
+  readonly incoming: Stream.Stream<PeerSignal.RoundSignal, ConnectError>
+}
+
 export interface Secured {
-  readonly port: SignalPort
+  readonly port: SealedPort
   /** Short string both users can compare out of band (`--verify`): equal only if no one sat in between. */
   readonly verification: string
   /** Key for sealing chunk payloads (`--encrypt`); never used for anything else. */
@@ -125,8 +131,8 @@ const verificationOf = (bytes: Buffer) => {
 
 const encodeEnvelope = Schema.encodeSync(PeerSignal.EnvelopeFromJson)
 const decodeEnvelope = Schema.decodeEither(PeerSignal.EnvelopeFromJson)
-const encodeSignal = Schema.encodeSync(PeerSignal.PeerSignalFromJson)
-const decodeSignal = Schema.decodeEither(PeerSignal.PeerSignalFromJson)
+const encodeSignal = Schema.encodeSync(PeerSignal.RoundSignalFromJson)
+const decodeSignal = Schema.decodeEither(PeerSignal.RoundSignalFromJson)
 
 /**
  * Runs the PAKE as `side` with the code's words and returns a signal port that seals what PeerLink
@@ -169,19 +175,21 @@ export const secure = Effect.fn("SecureSignal.secure")(function* (
     return yield* new CodeMismatch({ side, cause: "wrong-code" })
 
   let sent = 0
-  let received = 0
-  const port: SignalPort = {
-    send: (signal) =>
-      send({ _tag: "sealed", seq: sent, box: seal(keys.seal[side], sent++, encodeSignal(signal)) }),
+  /** The next sequence number that may arrive: lower ones were seen (or skipped) already. */
+  let nextSeq = 0
+  const port: SealedPort = {
+    send: (message) =>
+      send({ _tag: "sealed", seq: sent, box: seal(keys.seal[side], sent++, encodeSignal(message)) }),
     incoming: Stream.repeatEffect(
       Effect.flatMap(receive("sealed"), (envelope) => {
-        // Strictly the next number: a relay that drops, replays or reorders messages is caught here.
+        // Only forward: a relay that replays or reorders messages is caught here. A gap is allowed: a
+        // message sent into a socket that died is lost, and the round it belonged to is retried anyway.
         const plaintext =
-          envelope.seq === received ? open(keys.seal[peer], received++, envelope.box) : undefined
+          envelope.seq >= nextSeq ? open(keys.seal[peer], envelope.seq, envelope.box) : undefined
         const signal = plaintext === undefined ? undefined : decodeSignal(plaintext)
-        return signal !== undefined && Either.isRight(signal)
-          ? Effect.succeed(signal.right)
-          : Effect.fail(tampered)
+        if (signal === undefined || Either.isLeft(signal)) return Effect.fail(tampered)
+        nextSeq = envelope.seq + 1
+        return Effect.succeed(signal.right)
       }),
     ),
   }

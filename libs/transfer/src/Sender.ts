@@ -116,6 +116,8 @@ export const send = Effect.fn("Sender.send")(function* (
   // Both sides count the bytes the receiver already holds as written and acknowledged.
   let acked = [...offsets.values()].reduce((sum, offset) => sum + offset, 0)
   progress.bytes = acked
+  // After a drop, what an earlier connection sent past what the receiver kept goes again.
+  progress.resent += Math.max(0, progress.sent - acked)
   const ackedFiles = options.acked
   for (const [index, offset] of offsets) ackedFiles?.bytes.set(index, offset)
   /** Files begun in this session and not yet fully acknowledged: where their new bytes start in the count. */
@@ -153,25 +155,28 @@ export const send = Effect.fn("Sender.send")(function* (
     Effect.forkScoped,
   )
   let sent = acked
-  const roomInWindow = Effect.async<void>((resume) => {
-    wake = () => {
-      if (sent - acked <= AckWindowBytes) {
-        wake = undefined
-        resume(Effect.void)
+  progress.sent = sent
+  /** Waits until `run` more bytes fit in the window: a drop can lose at most the window's worth. */
+  const roomInWindow = (run: number) =>
+    Effect.async<void>((resume) => {
+      wake = () => {
+        if (sent + run - acked <= AckWindowBytes) {
+          wake = undefined
+          resume(Effect.void)
+        }
       }
-    }
-    wake()
-  }).pipe(
-    // The receiver may stop acknowledging for good (it failed, or finished early): never wait past that.
-    Effect.raceFirst(
-      Effect.zipRight(
-        Deferred.await(verified),
-        Effect.fail(
-          new PeerFailed({ message: "protocol error: the receiver finished before all data was sent" }),
+      wake()
+    }).pipe(
+      // The receiver may stop acknowledging for good (it failed, or finished early): never wait past that.
+      Effect.raceFirst(
+        Effect.zipRight(
+          Deferred.await(verified),
+          Effect.fail(
+            new PeerFailed({ message: "protocol error: the receiver finished before all data was sent" }),
+          ),
         ),
       ),
-    ),
-  )
+    )
 
   /** Sends the file from byte `from` on; the bytes before it, which the receiver holds, are only hashed. */
   const sendFile = (index: number, entry: Manifest.Entry & { _tag: "file" }, source: Source, from: number) =>
@@ -229,14 +234,14 @@ export const send = Effect.fn("Sender.send")(function* (
           catch: cannotRead,
         })
         readAhead()
-        // The window is checked per run of frames: it may be overshot by one run (about 1 MiB).
-        if (sent - acked > AckWindowBytes) yield* roomInWindow
+        if (sent + (end - start) - acked > AckWindowBytes) yield* roomInWindow(end - start)
         yield* channel.send(
           ...(payloadKey === undefined
             ? frames
             : payloads.map((p, i) => Payload.sealChunk(payloadKey, index, start + i * options.chunkSize, p))),
         )
         sent += end - start
+        progress.sent = sent
         progress.fileBytes += end - start
         // node-datachannel copied each frame on send, so the bytes can move to the hashing thread now.
         hash.absorb(payloads)

@@ -1,13 +1,14 @@
-import { type Ids, JoinCode, Manifest, type SignalApi } from "@p2pal/domain"
+import { type Ids, JoinCode, Manifest, SignalApi } from "@p2pal/domain"
 import { CodeMismatch, CodeRejected, PeerFailed, ServerFailed, UsageError } from "@p2pal/domain/Errors"
 import * as IceServers from "@p2pal/domain/IceServers"
-import { type ConnectError, PeerLink } from "@p2pal/infra/PeerLink"
+import { type Channel, type ConnectError, type ConnectedPath, PeerLink } from "@p2pal/infra/PeerLink"
 import { SignalClient, type Session as SignalSession } from "@p2pal/infra/SignalClient"
-import { Clock, Duration, Effect, Either, Exit, Option, type Scope } from "effect"
+import { Clock, Duration, Effect, Either, Exit, Option, Schedule, type Scope } from "effect"
 import { randomInt } from "node:crypto"
 import { Checkpoints } from "./Checkpoints.js"
 import { Progress } from "./Progress.js"
 import * as Receiver from "./Receiver.js"
+import * as Rounds from "./Rounds.js"
 import * as SecureSignal from "./SecureSignal.js"
 import * as SendCheckpoint from "./SendCheckpoint.js"
 import * as Sender from "./Sender.js"
@@ -20,12 +21,26 @@ export interface PeerOptions {
   readonly relayOnly: boolean
   /** An ICE server the signal app offered that cannot be used, and why. */
   readonly onIceIgnored: (reason: string) => Effect.Effect<void>
+  /** `--max-retries`: attempts to reconnect after a drop before giving up (the checkpoint stays). */
+  readonly maxRetries: number
+  /** `--retry-backoff`: the sender's wait before its first attempt; it doubles, jittered, each time. */
+  readonly retryBackoff: Duration.Duration
+  /** The connection dropped (`why`), and reconnect attempt `attempt` of `of` begins. */
+  readonly onReconnecting: (attempt: number, of: number, why: string) => Effect.Effect<void>
+  /** A new connection is up after a drop. */
+  readonly onReconnected: (path: ConnectedPath | undefined) => Effect.Effect<void>
 }
 
 /** How long the two peers may take to open a DataChannel once both are on the signal app. */
 const OpenTimeout = Duration.seconds(30)
+/** One reconnect attempt: these peers have reached each other before, so a path that works opens fast. */
+const AttemptTimeout = Duration.seconds(15)
 /** After Done, how long the receiver waits for the sender to hang up, so Done is not lost in a close. */
 const HangUpGrace = Duration.seconds(5)
+
+/** What a side tells the other through the signal app when it stops for good mid-transfer. */
+const StoppedReason = "the other side stopped the transfer"
+const GaveUpReason = "the other side gave up reconnecting"
 
 const serverGone = (server: string) => new ServerFailed({ server, detail: "it closed the connection" })
 
@@ -38,21 +53,34 @@ const MismatchReason: Record<CodeMismatch["cause"], string> = {
   tampered: "a connection message was tampered with",
 }
 
-/** The signal app's socket as a relay of opaque strings; the peer leaving or the socket closing ends it. */
-const relay = (server: string, session: SignalSession, side: SecureSignal.Side): SecureSignal.RawPort => ({
+/** Tells the other side, through the signal app, why this one stops; best effort, as it is on its way out. */
+const leave = (session: SignalSession, reason: string) =>
+  session.send({ _tag: "abort", reason }).pipe(Effect.timeout("1 second"), Effect.ignore)
+
+/**
+ * The signal app's socket as a relay of opaque strings; the peer leaving or the socket closing ends it.
+ * Once the peers have met (`met`), a socket of theirs that closed is not a peer that left: it comes back.
+ */
+const relay = (
+  server: string,
+  session: SignalSession,
+  side: SecureSignal.Side,
+  met: () => boolean,
+): SecureSignal.RawPort => ({
   send: (data) => session.send({ _tag: "signal", data }),
   next: session.next.pipe(
     Effect.flatMap(
       Option.match({
         onNone: () => Effect.fail<ConnectError>(serverGone(server)),
         onSome: (message) => {
-          if (message._tag !== "peer-left") return Effect.succeed(message)
+          if (message._tag !== "peer-left" || (met() && message.reason === SignalApi.PeerDisconnected))
+            return Effect.succeed(message)
           const cause = (Object.keys(MismatchReason) as Array<CodeMismatch["cause"]>).find(
             (c) => MismatchReason[c] === message.reason,
           )
           return Effect.fail<ConnectError>(
             cause === undefined
-              ? new PeerFailed({ message: `the peer left (${message.reason})` })
+              ? new PeerFailed({ message: `the peer left (${message.reason})`, lost: met() || undefined })
               : new CodeMismatch({ side, cause }),
           )
         },
@@ -63,63 +91,146 @@ const relay = (server: string, session: SignalSession, side: SecureSignal.Side):
   ),
 })
 
-/**
- * Runs `connect` (the PAKE, then the peer connection over the sealed relay); on a wrong code or
- * tampering it tells the signal app, which ends the transfer (the code cannot be guessed again) and
- * tells the other side why.
- */
-const burnOnMismatch = <A, E extends { readonly _tag: string }, R>(
-  session: SignalSession,
-  connect: Effect.Effect<A, E, R>,
-) =>
-  connect.pipe(
-    Effect.tapError((e) =>
-      e instanceof CodeMismatch
-        ? session.send({ _tag: "abort", reason: MismatchReason[e.cause] }).pipe(Effect.ignore)
-        : Effect.void,
-    ),
-  )
+interface LinkOptions extends PeerOptions {
+  readonly side: SecureSignal.Side
+  readonly words: readonly [string, string]
+  readonly transferId: string
+  /** The ICE servers the signal app offered with the token. */
+  readonly offered: ReadonlyArray<SignalApi.IceServer>
+  readonly onVerified: (verification: string) => Effect.Effect<void>
+}
 
 /**
- * The PAKE over the relay, then the peer connection over the sealed relay; the offerer is the sender.
- * A wrong code or tampering burns the code on the way out.
+ * Runs `use` over a peer connection, and when that connection is lost, over a new one, for as long as
+ * reconnecting works. The PAKE over the relay comes first (a wrong code or tampering burns the code on
+ * the way out, and a stop tells the other side); every connection then signals over the sealed relay
+ * in its own round. node-datachannel has no ICE restart, so a new connection is a new PeerConnection.
+ * The sender opens a round per attempt, waiting `--retry-backoff`, doubled each time, before each; the
+ * receiver follows the sender's rounds. Both give up after `--max-retries` attempts per drop.
  */
-const connectSecurely = (
-  server: string,
+const overConnections = <A, E, R>(
   session: SignalSession,
-  options: PeerOptions & {
-    readonly side: SecureSignal.Side
-    readonly words: readonly [string, string]
-    readonly transferId: string
-    /** The ICE servers the signal app offered with the token. */
-    readonly offered: ReadonlyArray<SignalApi.IceServer>
-    readonly onVerified: (verification: string) => Effect.Effect<void>
-  },
+  options: LinkOptions,
+  use: (
+    channel: Channel,
+    context: {
+      /** A connection after a drop: the peers carry on the transfer they began. */
+      readonly resumed: boolean
+      readonly payloadKey: Buffer
+    },
+  ) => Effect.Effect<A, E, R>,
 ) =>
-  burnOnMismatch(
-    session,
-    Effect.gen(function* () {
-      const { side } = options
-      const ice = IceServers.plan([
-        ...options.iceServers.map(Either.right),
-        ...options.offered.map(IceServers.parseIssued),
-      ])
-      yield* Effect.forEach(ice.ignored, options.onIceIgnored, { discard: true })
-      if (options.relayOnly && !ice.servers.some((s) => s.kind === "turn"))
-        return yield* new UsageError({
-          message: "--relay-only needs a TURN server: --turn, or a signal app run with --turn-url",
-        })
-      const secured = yield* SecureSignal.secure(relay(server, session, side), options)
-      yield* options.onVerified(secured.verification)
-      const channel = yield* (yield* PeerLink).connect({
-        role: side === "sender" ? "offerer" : "answerer",
-        iceServers: ice.servers,
-        relayOnly: options.relayOnly,
-        signal: secured.port,
-        openTimeout: OpenTimeout,
+  Effect.gen(function* () {
+    const { side, maxRetries } = options
+    const ice = IceServers.plan([
+      ...options.iceServers.map(Either.right),
+      ...options.offered.map(IceServers.parseIssued),
+    ])
+    yield* Effect.forEach(ice.ignored, options.onIceIgnored, { discard: true })
+    if (options.relayOnly && !ice.servers.some((s) => s.kind === "turn"))
+      return yield* new UsageError({
+        message: "--relay-only needs a TURN server: --turn, or a signal app run with --turn-url",
       })
-      return { secured, channel }
-    }),
+    let met = false
+    const secured = yield* SecureSignal.secure(
+      relay(options.server, session, side, () => met),
+      options,
+    )
+    yield* options.onVerified(secured.verification)
+    const rounds = yield* Rounds.make(secured.port)
+    const link = yield* PeerLink
+    const connect = (round: number) =>
+      link
+        .connect({
+          role: side === "sender" ? "offerer" : "answerer",
+          iceServers: ice.servers,
+          relayOnly: options.relayOnly,
+          signal: rounds.port(round),
+          openTimeout: round === 0 ? OpenTimeout : AttemptTimeout,
+        })
+        .pipe(
+          // A reconnect attempt that fails is the drop lasting longer: the next attempt may work.
+          Effect.mapError((e) =>
+            round > 0 && e._tag === "PeerFailed" ? new PeerFailed({ message: e.message, lost: true }) : e,
+          ),
+        )
+    const driver = yield* Schedule.driver<unknown, unknown, never>(
+      side === "sender"
+        ? Schedule.exponential(options.retryBackoff).pipe(
+            Schedule.jittered,
+            Schedule.intersect(Schedule.recurs(maxRetries)),
+          )
+        : Schedule.recurs(maxRetries),
+    )
+    /** How long the receiver waits for the sender's next round: its attempt and its longest backoff. */
+    const senderSilence = Duration.sum(
+      AttemptTimeout,
+      Duration.times(options.retryBackoff, 2 ** (maxRetries + 1)),
+    )
+    const nextRound = (round: number) =>
+      side === "sender"
+        ? Effect.succeed(round + 1)
+        : rounds.after(round).pipe(
+            Effect.timeoutFail({
+              duration: senderSilence,
+              onTimeout: () => new PeerFailed({ message: "the sender did not try to reconnect", lost: true }),
+            }),
+          )
+
+    let round = 0
+    let attempt = 0
+    while (true) {
+      const current = round
+      const used = Effect.scoped(
+        Effect.gen(function* () {
+          const channel = yield* connect(current)
+          met = true
+          if (attempt > 0) {
+            attempt = 0
+            yield* driver.reset
+            yield* options.onReconnected(channel.path())
+          }
+          const value = yield* use(channel, { resumed: current > 0, payloadKey: secured.payloadKey })
+          return { _tag: "done", value } as const
+        }),
+      )
+      // The sender gave up on this round (it saw the drop first, or this attempt took too long): follow it.
+      const overtaken = rounds.after(current).pipe(
+        Effect.map((newer) => ({ _tag: "overtaken", round: newer }) as const),
+        Effect.orElse(() => Effect.never),
+      )
+      const outcome = yield* Effect.either(side === "receiver" ? Effect.raceFirst(used, overtaken) : used)
+      if (Either.isRight(outcome)) {
+        if (outcome.right._tag === "done") return outcome.right.value
+        round = outcome.right.round
+        continue
+      }
+      let error: E | ConnectError | UsageError = outcome.left
+      while (true) {
+        if (!(met && error instanceof PeerFailed && error.lost === true)) return yield* Effect.fail(error)
+        if (Option.isNone(yield* Effect.option(driver.next(error)))) {
+          yield* leave(session, GaveUpReason)
+          return yield* new PeerFailed({
+            message: `${error.message}; gave up after ${maxRetries} attempts to reconnect`,
+            lost: true,
+          })
+        }
+        attempt++
+        yield* options.onReconnecting(attempt, maxRetries, error.message)
+        yield* session.refresh
+        const next = yield* Effect.either(nextRound(round))
+        if (Either.isRight(next)) {
+          round = next.right
+          break
+        }
+        error = next.left
+      }
+    }
+  }).pipe(
+    Effect.tapError((e) =>
+      e instanceof CodeMismatch ? leave(session, MismatchReason[e.cause]) : Effect.void,
+    ),
+    Effect.onInterrupt(() => leave(session, StoppedReason)),
   )
 
 export interface SendSession extends PeerOptions {
@@ -193,29 +304,30 @@ const sendSession = (
       // The TTL we asked for, not the server's expiresAt: the two machines' clocks need not agree.
       Effect.timeoutFail({ duration: options.ttl, onTimeout: () => new CodeRejected({ reason: "expired" }) }),
     )
-    const { secured, channel } = yield* connectSecurely(options.server, session, {
-      ...options,
-      side: "sender",
-      words,
-      transferId: created.transferId,
-      offered: created.iceServers,
-    })
     const { sources } = options
     const progress = new Progress(Manifest.totalBytes(sources.manifest))
-    yield* options.onConnected(progress)
-    yield* Sender.send(
-      channel,
-      { ...sources, manifest: { ...sources.manifest, transfer: transferId } },
-      {
-        chunkSize: options.chunkSize,
-        progress,
-        payloadKey: options.encrypt ? secured.payloadKey : undefined,
-        skipUnreadable: options.skipUnreadable,
-        acked,
-      },
+    const path = yield* overConnections(
+      session,
+      { ...options, side: "sender", words, transferId: created.transferId, offered: created.iceServers },
+      (channel, { resumed, payloadKey }) =>
+        Effect.gen(function* () {
+          if (!resumed) yield* options.onConnected(progress)
+          yield* Sender.send(
+            channel,
+            { ...sources, manifest: { ...sources.manifest, transfer: transferId } },
+            {
+              chunkSize: options.chunkSize,
+              progress,
+              payloadKey: options.encrypt ? payloadKey : undefined,
+              skipUnreadable: options.skipUnreadable,
+              acked,
+            },
+          )
+          return channel.path()
+        }),
     )
     yield* session.send({ _tag: "complete" }).pipe(Effect.ignore)
-    return channel.path()
+    return path
   })
 
 export interface ReceiveSession extends PeerOptions, Receiver.ReceiveOptions {
@@ -227,16 +339,37 @@ export const receive = Effect.fn("Session.receive")(function* (options: ReceiveS
   const client = yield* SignalClient
   const joined = yield* client.join(options.server, { nameplate: options.code.nameplate })
   const session = yield* client.open(options.server, joined.token)
-  const { secured, channel } = yield* connectSecurely(options.server, session, {
-    ...options,
-    side: "receiver",
-    words: options.code.words,
-    transferId: joined.transferId,
-    offered: joined.iceServers,
-  })
-  yield* Receiver.receive(channel, { ...options, payloadKey: secured.payloadKey })
-  // Read while the connection is up: the sender hangs up next.
-  const path = channel.path()
-  yield* channel.closed.pipe(Effect.timeout(HangUpGrace), Effect.ignore)
-  return path
+  /** What the user accepted, and the counters on screen: a connection after a drop carries them on. */
+  let accepted: { readonly manifest: Uint8Array; readonly progress: Progress } | undefined
+  return yield* overConnections(
+    session,
+    {
+      ...options,
+      side: "receiver",
+      words: options.code.words,
+      transferId: joined.transferId,
+      offered: joined.iceServers,
+    },
+    (channel, { resumed, payloadKey }) =>
+      Effect.gen(function* () {
+        const before = resumed ? accepted : undefined
+        yield* Receiver.receive(channel, {
+          ...options,
+          payloadKey,
+          confirm: (manifest) =>
+            before === undefined
+              ? options.confirm(manifest)
+              : Effect.succeed(Buffer.from(Manifest.encodeManifest(manifest)).equals(before.manifest)),
+          progress: before?.progress,
+          onStart: (progress, manifest) => {
+            accepted = { manifest: Manifest.encodeManifest(manifest), progress }
+            return before === undefined ? options.onStart(progress, manifest) : Effect.void
+          },
+        })
+        // Read while the connection is up: the sender hangs up next.
+        const path = channel.path()
+        yield* channel.closed.pipe(Effect.timeout(HangUpGrace), Effect.ignore)
+        return path
+      }),
+  )
 })

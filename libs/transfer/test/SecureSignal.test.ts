@@ -5,23 +5,23 @@ import { Chunk, Effect, Either, Fiber, Queue, Schema, Stream } from "effect"
 
 const transferId = "t-0123456789abcdef"
 const words = ["zebra", "luna"] as const
-const offer: PeerSignal.PeerSignal = {
-  _tag: "description",
-  type: "offer",
-  sdp: "v=0\r\na=fingerprint:sha-256 AA:BB\r\n",
+const offer: PeerSignal.RoundSignal = {
+  round: 0,
+  signal: { _tag: "description", type: "offer", sdp: "v=0\r\na=fingerprint:sha-256 AA:BB\r\n" },
 }
+const answered: PeerSignal.RoundSignal = { round: 0, signal: { _tag: "answered" } }
 
 /**
  * Two in-memory relays, one per direction. `rewrite` plays a hostile server: it sees (and may change)
  * every string the sender sends before the receiver gets it.
  */
-const pair = (rewrite: (data: string, index: number) => string = (d) => d) =>
+const pair = (rewrite: (data: string, index: number) => string | ReadonlyArray<string> = (d) => d) =>
   Effect.gen(function* () {
     const toReceiver = yield* Queue.unbounded<string>()
     const toSender = yield* Queue.unbounded<string>()
     let index = 0
     const sender: SecureSignal.RawPort = {
-      send: (data) => Queue.offer(toReceiver, rewrite(data, index++)),
+      send: (data) => Queue.offerAll(toReceiver, [rewrite(data, index++)].flat()),
       next: Queue.take(toSender),
     }
     const receiver: SecureSignal.RawPort = {
@@ -58,9 +58,9 @@ describe("SecureSignal (CPace over ristretto255, sealed signaling)", () => {
       expect(sender.verification).toMatch(/^\d{3} \d{3}$/)
       expect(receiver.verification).toBe(sender.verification)
       yield* sender.port.send(offer)
-      yield* sender.port.send({ _tag: "answered" })
+      yield* sender.port.send(answered)
       const got = yield* Stream.runCollect(Stream.take(receiver.port.incoming, 2))
-      expect(Chunk.toReadonlyArray(got)).toEqual([offer, { _tag: "answered" }])
+      expect(Chunk.toReadonlyArray(got)).toEqual([offer, answered])
     }),
   )
 
@@ -129,10 +129,54 @@ describe("SecureSignal (CPace over ristretto255, sealed signaling)", () => {
     }),
   )
 
-  it.effect("a sealed message out of order (dropped, replayed or reordered) is caught as tampering", () =>
+  it.effect("a sealed message under another sequence number is caught as tampering", () =>
     Effect.gen(function* () {
       const error = yield* tamperedAt(2, (e) => (e._tag === "sealed" ? { ...e, seq: e.seq + 1 } : e))
       expect(error).toMatchObject({ side: "receiver", cause: "tampered" })
+    }),
+  )
+
+  /**
+   * What the receiver opens of three sealed messages (rounds 0, 1, 2) when the relay does `relay` to the
+   * i-th sealed one (returning what it passes on in its place).
+   */
+  const throughRelay = (relay: (data: string, sealed: number) => ReadonlyArray<string>) =>
+    Effect.gen(function* () {
+      // The first two messages are the PAKE's.
+      const { sender, receiver } = yield* pair((data, index) => (index < 2 ? [data] : relay(data, index - 2)))
+      const [sent, received] = yield* Effect.all(
+        [
+          SecureSignal.secure(sender, { side: "sender", words, transferId }),
+          SecureSignal.secure(receiver, { side: "receiver", words, transferId }),
+        ],
+        { concurrency: 2 },
+      )
+      for (const round of [0, 1, 2]) yield* sent.port.send({ ...offer, round })
+      return yield* received.port.incoming.pipe(
+        Stream.map((m) => m.round),
+        Stream.take(2),
+        Stream.runCollect,
+        Effect.map(Chunk.toReadonlyArray),
+        Effect.either,
+      )
+    })
+
+  it.effect("a sealed message lost with a dropped socket leaves a gap the next one steps over", () =>
+    Effect.gen(function* () {
+      const got = yield* throughRelay((data, sealed) => (sealed === 1 ? [] : [data]))
+      expect(got).toEqual(Either.right([0, 2]))
+    }),
+  )
+
+  it.effect("a sealed message replayed, or sent back out of order, is caught as tampering", () =>
+    Effect.gen(function* () {
+      const replayed = yield* throughRelay((data, sealed) => (sealed === 0 ? [data, data] : [data]))
+      expect(Either.flip(replayed)).toEqual(Either.right(expect.objectContaining({ cause: "tampered" })))
+      let held: string | undefined
+      const reordered = yield* throughRelay((data, sealed) =>
+        sealed === 0 ? ((held = data), []) : sealed === 1 ? [data, held!] : [data],
+      )
+      expect(Either.flip(reordered)).toEqual(Either.right(expect.objectContaining({ cause: "tampered" })))
     }),
   )
 

@@ -93,12 +93,15 @@ const start = () => {
 dc = pc.createDataChannel("p2pal")
 dc.onOpen(() => {
   open = true
+  // A live peer's heartbeat, as PeerLink sends it: without it the receiver would give the rogue up.
+  setInterval(() => dc.isOpen() && dc.sendMessage("."), 1000).unref()
   start()
 })
 dc.onClosed(() => exit(0))
 dc.onError((error) => exit(1, `data channel error: ${error}`))
 dc.onMessage((message) => {
-  if (typeof message === "string") return exit(1, "the receiver sent a text message")
+  // Text messages are PeerLink's heartbeats: the transfer protocol is binary only.
+  if (typeof message === "string") return
   const decoded = decode(message instanceof ArrayBuffer ? new Uint8Array(message) : message)
   if (decoded._tag === "Left") return exit(1, `the receiver sent a malformed frame: ${decoded.left.reason}`)
   emit({ frame: report(decoded.right) })

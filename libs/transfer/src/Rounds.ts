@@ -1,0 +1,55 @@
+import type { PeerSignal } from "@p2pal/domain"
+import type { ConnectError, SignalPort } from "@p2pal/infra/PeerLink"
+import { Deferred, Effect, Queue, type Scope, Stream, SubscriptionRef } from "effect"
+import type { SealedPort } from "./SecureSignal.js"
+
+/**
+ * The sealed relay split by round: every attempt at a peer connection (the first, then one per
+ * reconnect attempt) signals in its own round, so a late candidate or answer of an abandoned attempt
+ * never reaches the next one.
+ */
+export interface Rounds {
+  /** What PeerLink.connect uses for the attempt of `round`. */
+  readonly port: (round: number) => SignalPort
+  /** Waits until the peer has signaled in a round after `round`; returns the latest round heard of. */
+  readonly after: (round: number) => Effect.Effect<number, ConnectError>
+}
+
+export const make = (sealed: SealedPort): Effect.Effect<Rounds, never, Scope.Scope> =>
+  Effect.gen(function* () {
+    const queues = new Map<number, Queue.Queue<PeerSignal.PeerSignal>>()
+    const queueOf = (round: number) =>
+      Effect.suspend(() => {
+        const known = queues.get(round)
+        if (known !== undefined) return Effect.succeed(known)
+        return Effect.tap(Queue.unbounded<PeerSignal.PeerSignal>(), (queue) => queues.set(round, queue))
+      })
+    const latest = yield* SubscriptionRef.make(-1)
+    /** The relay failed (the peer left, the server lost the transfer, tampering): every round fails. */
+    const failed = yield* Deferred.make<never, ConnectError>()
+    yield* sealed.incoming.pipe(
+      Stream.runForEach(({ round, signal }) =>
+        Effect.zipRight(
+          Effect.flatMap(queueOf(round), (queue) => Queue.offer(queue, signal)),
+          SubscriptionRef.update(latest, (seen) => Math.max(seen, round)),
+        ),
+      ),
+      Effect.catchAll((e) => Deferred.fail(failed, e)),
+      Effect.forkScoped,
+    )
+    return {
+      port: (round) => ({
+        send: (signal) => sealed.send({ round, signal }),
+        incoming: Stream.unwrap(Effect.map(queueOf(round), Stream.fromQueue)).pipe(
+          Stream.interruptWhenDeferred(failed),
+        ),
+      }),
+      after: (round) =>
+        latest.changes.pipe(
+          Stream.filter((seen) => seen > round),
+          Stream.runHead,
+          Effect.map((seen) => (seen._tag === "Some" ? seen.value : round)),
+          Effect.raceFirst(Deferred.await(failed)),
+        ),
+    }
+  })
