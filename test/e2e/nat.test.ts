@@ -13,11 +13,14 @@ import { cannotUseNatNetns, natAddresses, useNetns } from "../support/Netns.js"
 import {
   bin,
   leftIn,
+  midTransfer,
   removeTempDirs,
   repo,
   type Running,
   run,
   start,
+  snapshot,
+  sparseRandomFile,
   startSignal,
   stderrMatch,
   tempDir,
@@ -250,6 +253,40 @@ describe.skipIf(cannot !== undefined && process.env.CI !== "true")(
         expect(side.stderr).toMatch(/the TURN server gave no relay address \(--relay-only\)/)
       }
     })
+
+    it("reconnects through the relay after an 8 s drop of the receiver's link, and verifies", async ({
+      annotate,
+    }) => {
+      precondition()
+      const root = await tempDir()
+      const file = path.join(root, "src", "large.bin")
+      await sparseRandomFile(file, 96 * 1024 * 1024)
+      const out = path.join(root, "out")
+      const flags = ["--stun", "", "--server", signalUrl, "--relay-only"]
+      const { username, password } = restCredentials(secret, "drop")
+      flags.push("--turn", `turn:${natAddresses.sig}:${coturn!.port}`, "--turn-user", username)
+      const env = { TURN_PASS: password }
+      const sender = netns().start("snd", bin("p2pal"), ["send", ...flags, file], { env })
+      const [, code] = await sender.line(/^Join code: (\S+)$/, "stderr")
+      const receiver = netns().start("rcv", bin("p2pal"), ["recv", "-y", ...flags, "--out", out, code!], {
+        env,
+      })
+      await midTransfer(out, "large.bin", [sender, receiver])
+      await netns().linkDown("rcv")
+      await new Promise((resolve) => setTimeout(resolve, 8_000))
+      await netns().linkUp("rcv")
+      const up = Date.now()
+      const [sent, received] = await Promise.all([sender.finished, receiver.finished])
+      await annotate(`done ${Date.now() - up} ms after the link came back`)
+
+      expect({ sender: sent.code, receiver: received.code }, sent.stderr + received.stderr).toEqual({
+        sender: 0,
+        receiver: 0,
+      })
+      for (const side of [sent, received])
+        expect(side.stderr).toMatch(/^Reconnected\. Relayed through TURN: .*; carrying on$/m)
+      expect(await snapshot(out)).toEqual(await snapshot(path.dirname(file)))
+    }, 90_000)
 
     it("relays a DataChannel between snd and rcv through coturn with REST credentials", async ({
       annotate,

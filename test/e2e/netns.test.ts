@@ -1,4 +1,3 @@
-import { randomBytes } from "node:crypto"
 import * as fs from "node:fs/promises"
 import * as path from "node:path"
 import { afterAll, afterEach, beforeEach, describe, expect, it } from "vitest"
@@ -6,9 +5,11 @@ import { addresses, canUseNetns, cannotUseNetns, useNetns } from "../support/Net
 import {
   bin,
   midTransfer,
+  onPath,
   removeTempDirs,
   type Running,
   snapshot,
+  sparseRandomFile,
   tempDir,
   waitFor,
 } from "../support/Processes.js"
@@ -28,9 +29,20 @@ const RecoverWithinMs = 30_000
 /** Far from done once the receiver holds 8 MiB, so the restart and the outage hit a running transfer. */
 const largeSize = 200 * MiB
 
-const startSignal = async () => {
-  const app = netns().start("sig", bin("p2pal-signal"), ["--host", "0.0.0.0", "--port", String(signalPort)])
+/** Whether the signal app answers /readyz with 200 (its store is reachable), asked from inside `sig`. */
+const isReady = `fetch(process.argv[1]).then((r) => process.exit(r.status === 200 ? 0 : 1), () => process.exit(1))`
+
+/** The signal app in `sig`, once it listens and its store is reachable. */
+const startSignal = async (args: ReadonlyArray<string> = []) => {
+  const app = netns().start("sig", bin("p2pal-signal"), [
+    ...["--host", "0.0.0.0", "--port", String(signalPort)],
+    ...args,
+  ])
   await app.line(/^p2pal-signal listening on /)
+  const readyz = `http://${addresses.sig}:${signalPort}/readyz`
+  await waitFor("the signal app ready", async () =>
+    (await netns().run("sig", process.execPath, ["-e", isReady, readyz])).code === 0 ? true : undefined,
+  )
   return app
 }
 
@@ -44,24 +56,6 @@ afterEach(async () => {
 })
 
 /**
- * A sparse file in which every 64 KiB starts with 4 KiB of random bytes: quick to make, and as a chunk
- * is at most 63 KiB, every chunk carries random bytes, so one written at the wrong offset changes the hash.
- */
-const sparseRandomFile = async (file: string, size: number) => {
-  await fs.mkdir(path.dirname(file), { recursive: true })
-  const handle = await fs.open(file, "w")
-  try {
-    for (let at = 0; at < size; at += 64 * 1024) {
-      const bytes = randomBytes(Math.min(4096, size - at))
-      await handle.write(bytes, 0, bytes.length, at)
-    }
-    await handle.truncate(size)
-  } finally {
-    await handle.close()
-  }
-}
-
-/**
  * `p2pal send` in `snd`; quiet, its stdout carries only the join code, otherwise it says what it does
  * (reconnects included) on stderr.
  */
@@ -73,21 +67,21 @@ const startSend = async (args: ReadonlyArray<string>, quiet = true) => {
   return { code: code!, sender }
 }
 
-const startRecv = (code: string, out: string, quiet = true) =>
-  netns().start("rcv", p2pal, ["recv", "-y", ...(quiet ? ["-q"] : []), ...cli, "--out", out, code])
+const startRecv = (code: string, out: string, quiet = true, flags: ReadonlyArray<string> = []) =>
+  netns().start("rcv", p2pal, ["recv", "-y", ...(quiet ? ["-q"] : []), ...cli, ...flags, "--out", out, code])
 
 const stillRunning = (p: Running) => p.child.exitCode === null && p.child.signalCode === null
 
 const sizeOf = async (file: string) => (await fs.stat(file)).size
 
 /** A large file on its way from `snd` to `rcv`, returned once the receiver has bytes on disk. */
-const largeTransfer = async (quiet = true) => {
+const largeTransfer = async (quiet = true, flags: ReadonlyArray<string> = []) => {
   const root = await tempDir()
   const file = path.join(root, "src", "large.bin")
   await sparseRandomFile(file, largeSize)
   const out = path.join(root, "out")
-  const { code, sender } = await startSend([file], quiet)
-  const receiver = startRecv(code, out, quiet)
+  const { code, sender } = await startSend([...flags, file], quiet)
+  const receiver = startRecv(code, out, quiet, flags)
   const part = path.join(out, await midTransfer(out, "large.bin", [sender, receiver]))
   return { src: path.dirname(file), out, part, sender, receiver }
 }
@@ -145,12 +139,13 @@ describe.skipIf(!canUseNetns && process.env.CI !== "true")(
     const dropReceiverLink = async (
       outageMs: number,
       transfer?: Awaited<ReturnType<typeof largeTransfer>>,
+      duringOutage?: () => Promise<void>,
     ) => {
       const { src, out, part, sender, receiver } = transfer ?? (await largeTransfer(false))
       await netns().linkDown("rcv")
       try {
         // The outage is the scenario itself.
-        await new Promise((resolve) => setTimeout(resolve, outageMs))
+        await Promise.all([new Promise((resolve) => setTimeout(resolve, outageMs)), duringOutage?.()])
         expect([sender, receiver].map(stillRunning), "a side gave up during the outage").toEqual([true, true])
       } finally {
         await netns().linkUp("rcv")
@@ -210,19 +205,57 @@ describe.skipIf(!canUseNetns && process.env.CI !== "true")(
       )
     }, 150_000)
 
+    it("reconnects after a later drop once a restarted signal app is back (its state in Redis)", async ({
+      annotate,
+    }) => {
+      precondition()
+      expect(onPath("redis-server"), "redis-server on the PATH").toBeDefined()
+      const redis = netns().start("sig", "redis-server", [
+        ...["--port", "6390", "--bind", addresses.sig, "--save", "", "--appendonly", "no"],
+        // Only the signal app, in the same namespace, can reach it; it is not on loopback, though.
+        ...["--protected-mode", "no"],
+      ])
+      try {
+        await redis.line(/Ready to accept connections/)
+        const redisArgs = ["--redis", `redis://${addresses.sig}:6390`]
+        signalApp!.child.kill("SIGTERM")
+        await signalApp!.finished
+        signalApp = await startSignal(redisArgs)
+        const transfer = await largeTransfer(false)
+        signalApp.child.kill("SIGKILL")
+        await signalApp.finished
+        // The drop begins while the app is down; it is back only after the peers have noticed the drop.
+        const { recoveredMs, sent, received } = await dropReceiverLink(15_000, transfer, async () => {
+          await new Promise((resolve) => setTimeout(resolve, 8_000))
+          signalApp = await startSignal(redisArgs)
+        })
+        expectReconnected(sent.stderr)
+        expectReconnected(received.stderr)
+        await annotate(`progress resumed ${recoveredMs} ms after the link came back`)
+      } finally {
+        redis.child.kill("SIGTERM")
+        await redis.finished
+      }
+    }, 120_000)
+
     it("gives up after --max-retries when the receiver's link stays down, keeping both checkpoints and saying how to resume", async () => {
       precondition()
-      const { sender, receiver } = await largeTransfer(false)
+      const { sender, receiver } = await largeTransfer(false, [
+        "--max-retries",
+        "2",
+        "--retry-backoff",
+        "100ms",
+      ])
       await netns().linkDown("rcv")
       const [sent, received] = await Promise.all([sender.finished, receiver.finished])
       await netns().linkUp("rcv")
       for (const side of [sent, received]) {
         expect(side.code, side.stderr).toBe(5)
-        expect(side.stderr).toMatch(/reconnecting \(attempt 3\/3\)/)
+        expect(side.stderr).toMatch(/reconnecting \(attempt 2\/2\)/)
       }
       const id = sent.stderr.match(/^Resume with: p2pal send --resume (\S+)$/m)?.[1]
       expect(id, sent.stderr).toBeDefined()
-      expect(sent.stderr).toMatch(/gave up after 3 attempts to reconnect/)
+      expect(sent.stderr).toMatch(/gave up after 2 attempts to reconnect/)
       expect(received.stderr).toContain(`the sender can resume with p2pal send --resume ${id}`)
     }, 150_000)
   },

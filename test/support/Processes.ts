@@ -1,5 +1,5 @@
 import { type ChildProcess, spawn } from "node:child_process"
-import { createHash } from "node:crypto"
+import { createHash, randomBytes } from "node:crypto"
 import { accessSync, constants, mkdtempSync, rmSync } from "node:fs"
 import * as fs from "node:fs/promises"
 import * as os from "node:os"
@@ -155,6 +155,24 @@ export const tempDir = async () => {
   const dir = await fs.mkdtemp(path.join(os.tmpdir(), "p2pal-e2e-"))
   temps.push(dir)
   return dir
+}
+
+/**
+ * A sparse file in which every 64 KiB starts with 4 KiB of random bytes: quick to make, and as a chunk
+ * is at most 63 KiB, every chunk carries random bytes, so one written at the wrong offset changes the hash.
+ */
+export const sparseRandomFile = async (file: string, size: number) => {
+  await fs.mkdir(path.dirname(file), { recursive: true })
+  const handle = await fs.open(file, "w")
+  try {
+    for (let at = 0; at < size; at += 64 * 1024) {
+      const bytes = randomBytes(Math.min(4096, size - at))
+      await handle.write(bytes, 0, bytes.length, at)
+    }
+    await handle.truncate(size)
+  } finally {
+    await handle.close()
+  }
 }
 
 const sha256 = (bytes: Buffer) => createHash("sha256").update(bytes).digest("hex")
