@@ -1,6 +1,6 @@
 import type { PeerSignal } from "@p2pal/domain"
 import type { ConnectError, SignalPort } from "@p2pal/infra/PeerLink"
-import { Deferred, Effect, Queue, type Scope, Stream, SubscriptionRef } from "effect"
+import { Deferred, Effect, Option, Queue, type Scope, Stream, SubscriptionRef } from "effect"
 import type { SealedPort } from "./SecureSignal.js"
 
 /**
@@ -13,6 +13,8 @@ export interface Rounds {
   readonly port: (round: number) => SignalPort
   /** Waits until the peer has signaled in a round after `round`; returns the latest round heard of. */
   readonly after: (round: number) => Effect.Effect<number, ConnectError>
+  /** Fails if the relay has ended (the peer left, the signal app lost the transfer): no round can work. */
+  readonly ended: Effect.Effect<void, ConnectError>
 }
 
 export const make = (sealed: SealedPort): Effect.Effect<Rounds, never, Scope.Scope> =>
@@ -51,5 +53,9 @@ export const make = (sealed: SealedPort): Effect.Effect<Rounds, never, Scope.Sco
           Effect.map((seen) => (seen._tag === "Some" ? seen.value : round)),
           Effect.raceFirst(Deferred.await(failed)),
         ),
+      ended: Effect.flatMap(
+        Deferred.poll(failed),
+        Option.getOrElse(() => Effect.void),
+      ),
     }
   })

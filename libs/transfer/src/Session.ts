@@ -208,7 +208,20 @@ const overConnections = <A, E, R>(
       let error: E | ConnectError | UsageError = outcome.left
       while (true) {
         if (!(met && error instanceof PeerFailed && error.lost === true)) return yield* Effect.fail(error)
-        if (Option.isNone(yield* Effect.option(driver.next(error)))) {
+        const more = yield* Effect.option(driver.next(error))
+        const loss = error
+        // Nobody to reconnect with: the peer stopped, or the signal app no longer relays this transfer.
+        yield* rounds.ended.pipe(
+          Effect.mapError((ended) =>
+            ended instanceof PeerFailed || ended instanceof CodeMismatch
+              ? ended
+              : new PeerFailed({
+                  message: `${loss.message}; cannot reconnect: the signal app no longer relays this transfer`,
+                  lost: true,
+                }),
+          ),
+        )
+        if (Option.isNone(more)) {
           yield* leave(session, GaveUpReason)
           return yield* new PeerFailed({
             message: `${error.message}; gave up after ${maxRetries} attempts to reconnect`,
