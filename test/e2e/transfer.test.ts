@@ -178,6 +178,23 @@ describe("p2pal send / recv through the real signal app", () => {
     expect(result.stdout).toBe("")
   })
 
+  it.each([
+    { flags: ["--max-retries", "21"], says: "--max-retries must be between 0 and 20 (got 21)" },
+    { flags: ["--retry-backoff", "soon"], says: "--retry-backoff soon is not a duration like 1s or 500ms" },
+  ])("refuses $flags with a usage error, on send and recv alike", async ({ flags, says }) => {
+    const root = await tempDir()
+    const file = path.join(root, "data.bin")
+    await fs.writeFile(file, "x")
+    for (const args of [
+      ["send", ...flags, file],
+      ["recv", ...flags, "zebra-luna-47"],
+    ]) {
+      const result = await run(p2pal, [...args.slice(0, 1), ...common(), ...args.slice(1)])
+      expect({ code: result.code, stdout: result.stdout }).toEqual({ code: 2, stdout: "" })
+      expect(result.stderr).toContain(says)
+    }
+  })
+
   it("declines when the receiver answers no: nothing written, both sides say so", async () => {
     const root = await tempDir()
     const file = path.join(root, "offer.txt")

@@ -20,8 +20,8 @@ export interface ReceiveOptions {
   readonly overwrite: boolean
   /** Counters of an earlier connection of this transfer, carried on after a drop (the user sees them). */
   readonly progress?: Progress | undefined
-  /** Shows the manifest to the user; false declines the transfer. */
-  readonly confirm: (manifest: Manifest.Manifest) => Effect.Effect<boolean>
+  /** Shows the manifest to the user; false declines the transfer, a failure refuses it (the sender hears why). */
+  readonly confirm: (manifest: Manifest.Manifest) => Effect.Effect<boolean, PeerFailed>
   /** Called once the transfer is accepted, with the counters the caller may render. */
   readonly onStart: (
     progress: Progress,
@@ -281,7 +281,7 @@ export const receive = Effect.fn("Receiver.receive")(function* (channel: Channel
       message: `not enough free disk space: the files need ${byteCount(total - here)} but only ${byteCount(free)} are free; nothing was written`,
     })
   }
-  if (!(yield* options.confirm(manifest))) {
+  if (!(yield* options.confirm(manifest).pipe(Effect.tapError((e) => Effect.ignore(refuse(e.message)))))) {
     yield* refuse("the receiver said no")
     return yield* new Declined()
   }

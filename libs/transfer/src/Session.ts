@@ -224,7 +224,11 @@ const overConnections = <A, E, R>(
         if (Option.isNone(more)) {
           yield* leave(session, GaveUpReason)
           return yield* new PeerFailed({
-            message: `${error.message}; gave up after ${maxRetries} attempts to reconnect`,
+            message: `${error.message}; ${
+              maxRetries === 0
+                ? "not reconnecting (--max-retries 0)"
+                : `gave up after ${maxRetries} ${maxRetries === 1 ? "attempt" : "attempts"} to reconnect`
+            }`,
             lost: true,
           })
         }
@@ -369,10 +373,13 @@ export const receive = Effect.fn("Session.receive")(function* (options: ReceiveS
         yield* Receiver.receive(channel, {
           ...options,
           payloadKey,
+          // After a drop the sender must offer what the user accepted, and nothing else.
           confirm: (manifest) =>
             before === undefined
               ? options.confirm(manifest)
-              : Effect.succeed(Buffer.from(Manifest.encodeManifest(manifest)).equals(before.manifest)),
+              : Buffer.from(Manifest.encodeManifest(manifest)).equals(before.manifest)
+                ? Effect.succeed(true)
+                : new PeerFailed({ message: "the sender offered other files after reconnecting" }),
           progress: before?.progress,
           onStart: (progress, manifest) => {
             accepted = { manifest: Manifest.encodeManifest(manifest), progress }
