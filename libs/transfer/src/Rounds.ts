@@ -15,6 +15,8 @@ export interface Rounds {
   readonly after: (round: number) => Effect.Effect<number, ConnectError>
   /** Fails if the relay has ended (the peer left, the signal app lost the transfer): no round can work. */
   readonly ended: Effect.Effect<void, ConnectError>
+  /** Fails once the relay ends. */
+  readonly whenEnded: Effect.Effect<never, ConnectError>
 }
 
 export const make = (sealed: SealedPort): Effect.Effect<Rounds, never, Scope.Scope> =>
@@ -53,9 +55,7 @@ export const make = (sealed: SealedPort): Effect.Effect<Rounds, never, Scope.Sco
           Effect.map((seen) => (seen._tag === "Some" ? seen.value : round)),
           Effect.raceFirst(Deferred.await(failed)),
         ),
-      ended: Effect.flatMap(
-        Deferred.poll(failed),
-        Option.getOrElse(() => Effect.void),
-      ),
+      ended: Effect.flatMap(Deferred.poll(failed), Option.getOrElse(() => Effect.void)),
+      whenEnded: Deferred.await(failed),
     }
   })

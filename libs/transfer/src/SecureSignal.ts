@@ -182,16 +182,17 @@ export const secure = Effect.fn("SecureSignal.secure")(function* (
       send({ _tag: "sealed", seq: sent, box: seal(keys.seal[side], sent++, encodeSignal(message)) }),
     incoming: Stream.repeatEffect(
       Effect.flatMap(receive("sealed"), (envelope) => {
-        // Only forward: a relay that replays or reorders messages is caught here. A gap is allowed: a
-        // message sent into a socket that died is lost, and the round it belonged to is retried anyway.
-        const plaintext =
-          envelope.seq >= nextSeq ? open(keys.seal[peer], envelope.seq, envelope.box) : undefined
+        // A number seen (or stepped over) already is a replay, or a message that a dropped socket delivered
+        // late: it is authenticated, so it is only dropped. A gap is a message lost with a dropped socket;
+        // the round it belonged to is retried anyway.
+        if (envelope.seq < nextSeq) return Effect.succeedNone
+        const plaintext = open(keys.seal[peer], envelope.seq, envelope.box)
         const signal = plaintext === undefined ? undefined : decodeSignal(plaintext)
         if (signal === undefined || Either.isLeft(signal)) return Effect.fail(tampered)
         nextSeq = envelope.seq + 1
-        return Effect.succeed(signal.right)
+        return Effect.succeedSome(signal.right)
       }),
-    ),
+    ).pipe(Stream.filterMap((signal) => signal)),
   }
   return { port, verification: verificationOf(keys.verify), payloadKey: keys.payload } satisfies Secured
 })

@@ -3,7 +3,7 @@ import { CodeMismatch, CodeRejected, PeerFailed, ServerFailed, UsageError } from
 import * as IceServers from "@p2pal/domain/IceServers"
 import { type Channel, type ConnectError, type ConnectedPath, PeerLink } from "@p2pal/infra/PeerLink"
 import { SignalClient, type Session as SignalSession } from "@p2pal/infra/SignalClient"
-import { Clock, Duration, Effect, Either, Exit, Option, Schedule, type Scope } from "effect"
+import { Clock, Data, Duration, Effect, Either, Exit, Option, Schedule, Scope } from "effect"
 import { randomInt } from "node:crypto"
 import { Checkpoints } from "./Checkpoints.js"
 import { Progress } from "./Progress.js"
@@ -41,6 +41,11 @@ const HangUpGrace = Duration.seconds(5)
 /** What a side tells the other through the signal app when it stops for good mid-transfer. */
 const StoppedReason = "the other side stopped the transfer"
 const GaveUpReason = "the other side gave up reconnecting"
+/** Its own failure (a full disk, a bad hash) stays with the side that had it: the other one hears only this. */
+const FailedReason = "the other side stopped on an error"
+
+/** The receiver's connection attempt or transfer was overtaken by the sender's next round. */
+class Overtaken extends Data.TaggedError("Overtaken")<{ readonly round: number }> {}
 
 const serverGone = (server: string) => new ServerFailed({ server, detail: "it closed the connection" })
 
@@ -117,10 +122,17 @@ const overConnections = <A, E, R>(
       /** A connection after a drop: the peers carry on the transfer they began. */
       readonly resumed: boolean
       readonly payloadKey: Buffer
+      /**
+       * The receiver's part of the transfer that gives way when the sender opens a newer round (it saw
+       * the drop first); not what follows it (hanging up after Done).
+       */
+      readonly following: <X, Y, Z>(effect: Effect.Effect<X, Y, Z>) => Effect.Effect<X, Y | Overtaken, Z>
     },
-  ) => Effect.Effect<A, E, R>,
-) =>
-  Effect.gen(function* () {
+  ) => Effect.Effect<A, E | Overtaken, R>,
+) => {
+  /** The peers have had a connection: from here on a drop is reconnected, and a stop is told to the other. */
+  let met = false
+  return Effect.gen(function* () {
     const { side, maxRetries } = options
     const ice = IceServers.plan([
       ...options.iceServers.map(Either.right),
@@ -131,10 +143,15 @@ const overConnections = <A, E, R>(
       return yield* new UsageError({
         message: "--relay-only needs a TURN server: --turn, or a signal app run with --turn-url",
       })
-    let met = false
     const secured = yield* SecureSignal.secure(
       relay(options.server, session, side, () => met),
       options,
+    ).pipe(
+      // A signal app that dies between the two sides' PAKE messages must not leave them waiting for good.
+      Effect.timeoutFail({
+        duration: OpenTimeout,
+        onTimeout: () => new PeerFailed({ message: "the other side did not finish the code exchange" }),
+      }),
     )
     yield* options.onVerified(secured.verification)
     const rounds = yield* Rounds.make(secured.port)
@@ -176,55 +193,66 @@ const overConnections = <A, E, R>(
               onTimeout: () => new PeerFailed({ message: "the sender did not try to reconnect", lost: true }),
             }),
           )
+    const followSender =
+      (round: number) =>
+      <X, Y, Z>(effect: Effect.Effect<X, Y, Z>): Effect.Effect<X, Y | Overtaken, Z> =>
+        side === "sender"
+          ? effect
+          : Effect.raceFirst(
+              effect,
+              rounds.after(round).pipe(
+                // Only a newer round ends this one: the relay failing does not touch a working connection.
+                Effect.orElse(() => Effect.never),
+                Effect.flatMap((newer) => new Overtaken({ round: newer })),
+              ),
+            )
 
     let round = 0
     let attempt = 0
+    /** The drop being ridden out, while reconnecting. */
+    let loss: PeerFailed | undefined
+    /** Nobody to reconnect with: the peer stopped, or the signal app no longer relays this transfer. */
+    const unrelayed = (ended: ConnectError) =>
+      ended instanceof PeerFailed || ended instanceof CodeMismatch
+        ? ended
+        : new PeerFailed({
+            message: `${loss?.message ?? "the connection to the peer was lost"}; cannot reconnect: the signal app no longer relays this transfer`,
+            lost: true,
+          })
     while (true) {
       const current = round
-      const used = Effect.scoped(
-        Effect.gen(function* () {
-          const channel = yield* connect(current)
-          met = true
-          if (attempt > 0) {
-            attempt = 0
-            yield* driver.reset
-            yield* options.onReconnected(channel.path())
-          }
-          const value = yield* use(channel, { resumed: current > 0, payloadKey: secured.payloadKey })
-          return { _tag: "done", value } as const
-        }),
+      const following = followSender(current)
+      const outcome = yield* Effect.either(
+        Effect.scoped(
+          Effect.gen(function* () {
+            const channel = yield* following(connect(current))
+            met = true
+            if (attempt > 0) {
+              attempt = 0
+              loss = undefined
+              yield* driver.reset
+              yield* options.onReconnected(channel.path())
+            }
+            return yield* use(channel, { resumed: current > 0, payloadKey: secured.payloadKey, following })
+          }),
+        ),
       )
-      // The sender gave up on this round (it saw the drop first, or this attempt took too long): follow it.
-      const overtaken = rounds.after(current).pipe(
-        Effect.map((newer) => ({ _tag: "overtaken", round: newer }) as const),
-        Effect.orElse(() => Effect.never),
-      )
-      const outcome = yield* Effect.either(side === "receiver" ? Effect.raceFirst(used, overtaken) : used)
-      if (Either.isRight(outcome)) {
-        if (outcome.right._tag === "done") return outcome.right.value
-        round = outcome.right.round
-        continue
-      }
-      let error: E | ConnectError | UsageError = outcome.left
+      if (Either.isRight(outcome)) return outcome.right
+      let error: E | ConnectError | Overtaken = outcome.left
       while (true) {
+        if (error instanceof Overtaken) {
+          round = error.round
+          break
+        }
+        if (met && (error instanceof ServerFailed || error instanceof CodeRejected))
+          return yield* unrelayed(error)
         if (!(met && error instanceof PeerFailed && error.lost === true)) return yield* Effect.fail(error)
-        const more = yield* Effect.option(driver.next(error))
-        const loss = error
-        // Nobody to reconnect with: the peer stopped, or the signal app no longer relays this transfer.
-        yield* rounds.ended.pipe(
-          Effect.mapError((ended) =>
-            ended instanceof PeerFailed || ended instanceof CodeMismatch
-              ? ended
-              : new PeerFailed({
-                  message: `${loss.message}; cannot reconnect: the signal app no longer relays this transfer`,
-                  lost: true,
-                }),
-          ),
-        )
-        if (Option.isNone(more)) {
+        loss ??= error
+        yield* Effect.mapError(rounds.ended, unrelayed)
+        if (attempt >= maxRetries) {
           yield* leave(session, GaveUpReason)
           return yield* new PeerFailed({
-            message: `${error.message}; ${
+            message: `${loss.message}; ${
               maxRetries === 0
                 ? "not reconnecting (--max-retries 0)"
                 : `gave up after ${maxRetries} ${maxRetries === 1 ? "attempt" : "attempts"} to reconnect`
@@ -234,8 +262,13 @@ const overConnections = <A, E, R>(
         }
         attempt++
         yield* options.onReconnecting(attempt, maxRetries, error.message)
+        // The backoff, cut short if the peer stops meanwhile.
+        yield* Effect.raceFirst(
+          Effect.ignore(driver.next(error)),
+          Effect.mapError(rounds.whenEnded, unrelayed),
+        )
         yield* session.refresh
-        const next = yield* Effect.either(nextRound(round))
+        const next: Either.Either<number, PeerFailed | ConnectError> = yield* Effect.either(nextRound(round))
         if (Either.isRight(next)) {
           round = next.right
           break
@@ -245,10 +278,15 @@ const overConnections = <A, E, R>(
     }
   }).pipe(
     Effect.tapError((e) =>
-      e instanceof CodeMismatch ? leave(session, MismatchReason[e.cause]) : Effect.void,
+      e instanceof CodeMismatch
+        ? leave(session, MismatchReason[e.cause])
+        : met && !(e instanceof PeerFailed && e.lost === true)
+          ? leave(session, FailedReason)
+          : Effect.void,
     ),
     Effect.onInterrupt(() => leave(session, StoppedReason)),
   )
+}
 
 export interface SendSession extends PeerOptions {
   readonly ttl: Duration.Duration
@@ -323,12 +361,14 @@ const sendSession = (
     )
     const { sources } = options
     const progress = new Progress(Manifest.totalBytes(sources.manifest))
+    // The progress display lasts as long as the session, not as one connection.
+    const outer = yield* Effect.scope
     const path = yield* overConnections(
       session,
       { ...options, side: "sender", words, transferId: created.transferId, offered: created.iceServers },
       (channel, { resumed, payloadKey }) =>
         Effect.gen(function* () {
-          if (!resumed) yield* options.onConnected(progress)
+          if (!resumed) yield* options.onConnected(progress).pipe(Scope.extend(outer))
           yield* Sender.send(
             channel,
             { ...sources, manifest: { ...sources.manifest, transfer: transferId } },
@@ -343,7 +383,8 @@ const sendSession = (
           return channel.path()
         }),
     )
-    yield* session.send({ _tag: "complete" }).pipe(Effect.ignore)
+    // Only bookkeeping for the signal app: the files are there whether or not it hears of it.
+    yield* session.send({ _tag: "complete" }).pipe(Effect.timeout("2 seconds"), Effect.ignore)
     return path
   })
 
@@ -358,6 +399,7 @@ export const receive = Effect.fn("Session.receive")(function* (options: ReceiveS
   const session = yield* client.open(options.server, joined.token)
   /** What the user accepted, and the counters on screen: a connection after a drop carries them on. */
   let accepted: { readonly manifest: Uint8Array; readonly progress: Progress } | undefined
+  const outer = yield* Effect.scope
   return yield* overConnections(
     session,
     {
@@ -367,25 +409,29 @@ export const receive = Effect.fn("Session.receive")(function* (options: ReceiveS
       transferId: joined.transferId,
       offered: joined.iceServers,
     },
-    (channel, { resumed, payloadKey }) =>
+    (channel, { resumed, payloadKey, following }) =>
       Effect.gen(function* () {
         const before = resumed ? accepted : undefined
-        yield* Receiver.receive(channel, {
-          ...options,
-          payloadKey,
-          // After a drop the sender must offer what the user accepted, and nothing else.
-          confirm: (manifest) =>
-            before === undefined
-              ? options.confirm(manifest)
-              : Buffer.from(Manifest.encodeManifest(manifest)).equals(before.manifest)
-                ? Effect.succeed(true)
-                : new PeerFailed({ message: "the sender offered other files after reconnecting" }),
-          progress: before?.progress,
-          onStart: (progress, manifest) => {
-            accepted = { manifest: Manifest.encodeManifest(manifest), progress }
-            return before === undefined ? options.onStart(progress, manifest) : Effect.void
-          },
-        })
+        yield* following(
+          Receiver.receive(channel, {
+            ...options,
+            payloadKey,
+            // After a drop the sender must offer what the user accepted, and nothing else.
+            confirm: (manifest) =>
+              before === undefined
+                ? options.confirm(manifest)
+                : Buffer.from(Manifest.encodeManifest(manifest)).equals(before.manifest)
+                  ? Effect.succeed(true)
+                  : new PeerFailed({ message: "the sender offered other files after reconnecting" }),
+            progress: before?.progress,
+            onStart: (progress, manifest) => {
+              accepted = { manifest: Manifest.encodeManifest(manifest), progress }
+              return before === undefined
+                ? options.onStart(progress, manifest).pipe(Scope.extend(outer))
+                : Effect.void
+            },
+          }),
+        )
         // Read while the connection is up: the sender hangs up next.
         const path = channel.path()
         yield* channel.closed.pipe(Effect.timeout(HangUpGrace), Effect.ignore)

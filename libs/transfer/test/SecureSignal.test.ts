@@ -129,7 +129,7 @@ describe("SecureSignal (CPace over ristretto255, sealed signaling)", () => {
     }),
   )
 
-  it.effect("a sealed message under another sequence number is caught as tampering", () =>
+  it.effect("a sealed message under another (later) sequence number is caught as tampering", () =>
     Effect.gen(function* () {
       const error = yield* tamperedAt(2, (e) => (e._tag === "sealed" ? { ...e, seq: e.seq + 1 } : e))
       expect(error).toMatchObject({ side: "receiver", cause: "tampered" })
@@ -168,15 +168,15 @@ describe("SecureSignal (CPace over ristretto255, sealed signaling)", () => {
     }),
   )
 
-  it.effect("a sealed message replayed, or sent back out of order, is caught as tampering", () =>
+  it.effect("a sealed message replayed, or delivered late after a later one, is dropped: nothing arrives twice", () =>
     Effect.gen(function* () {
       const replayed = yield* throughRelay((data, sealed) => (sealed === 0 ? [data, data] : [data]))
-      expect(Either.flip(replayed)).toEqual(Either.right(expect.objectContaining({ cause: "tampered" })))
+      expect(replayed).toEqual(Either.right([0, 1]))
       let held: string | undefined
-      const reordered = yield* throughRelay((data, sealed) =>
+      const late = yield* throughRelay((data, sealed) =>
         sealed === 0 ? ((held = data), []) : sealed === 1 ? [data, held!] : [data],
       )
-      expect(Either.flip(reordered)).toEqual(Either.right(expect.objectContaining({ cause: "tampered" })))
+      expect(late).toEqual(Either.right([1, 2]))
     }),
   )
 
