@@ -4,8 +4,10 @@ import { afterAll, afterEach, beforeEach, describe, expect, it } from "vitest"
 import { addresses, canUseNetns, cannotUseNetns, useNetns } from "../support/Netns.js"
 import {
   bin,
+  drawnLines,
   midTransfer,
   onPath,
+  onTty,
   removeTempDirs,
   type Running,
   snapshot,
@@ -67,21 +69,30 @@ const startSend = async (args: ReadonlyArray<string>, quiet = true) => {
   return { code: code!, sender }
 }
 
-const startRecv = (code: string, out: string, quiet = true, flags: ReadonlyArray<string> = []) =>
-  netns().start("rcv", p2pal, ["recv", "-y", ...(quiet ? ["-q"] : []), ...cli, ...flags, "--out", out, code])
+/** `p2pal recv` in `rcv`; on a terminal (`tty`), everything it shows arrives on stdout. */
+const startRecv = (
+  code: string,
+  out: string,
+  quiet = true,
+  flags: ReadonlyArray<string> = [],
+  tty = false,
+) => {
+  const args = ["recv", "-y", ...(quiet ? ["-q"] : []), ...cli, ...flags, "--out", out, code]
+  return tty ? netns().start("rcv", ...onTty(p2pal, args)) : netns().start("rcv", p2pal, args)
+}
 
 const stillRunning = (p: Running) => p.child.exitCode === null && p.child.signalCode === null
 
 const sizeOf = async (file: string) => (await fs.stat(file)).size
 
 /** A large file on its way from `snd` to `rcv`, returned once the receiver has bytes on disk. */
-const largeTransfer = async (quiet = true, flags: ReadonlyArray<string> = []) => {
+const largeTransfer = async (quiet = true, flags: ReadonlyArray<string> = [], tty = false) => {
   const root = await tempDir()
   const file = path.join(root, "src", "large.bin")
   await sparseRandomFile(file, largeSize)
   const out = path.join(root, "out")
   const { code, sender } = await startSend([...flags, file], quiet)
-  const receiver = startRecv(code, out, quiet, flags)
+  const receiver = startRecv(code, out, quiet, flags, tty)
   const part = path.join(out, await midTransfer(out, "large.bin", [sender, receiver]))
   return { src: path.dirname(file), out, part, sender, receiver }
 }
@@ -184,18 +195,33 @@ describe.skipIf(!canUseNetns && process.env.CI !== "true")(
 
     it.for([
       // About the heartbeat's silence limit: the sides may or may not have given the connection up.
-      { outageS: 5, mustReconnect: false },
-      // Far past it, and past libjuice's own timeouts: both sides saw the loss and reconnected.
-      { outageS: 30, mustReconnect: true },
+      { outageS: 5, mustReconnect: false, tty: false },
+      // Far past it, and past libjuice's own timeouts: both sides saw the loss and reconnected. The
+      // receiver is on a terminal: its progress bar says it is reconnecting, then carries on.
+      { outageS: 30, mustReconnect: true, tty: true },
     ])(
       "finishes by itself after a $outageS s drop of the receiver's link, re-sending at most one checkpoint interval",
       { timeout: 150_000 },
-      async ({ outageS, mustReconnect }, { annotate }) => {
+      async ({ outageS, mustReconnect, tty }, { annotate }) => {
         precondition()
-        const { recoveredMs, resent, doneMs, sent, received } = await dropReceiverLink(outageS * 1000)
+        const transfer = await largeTransfer(false, [], tty)
+        const { recoveredMs, resent, doneMs, sent, received } = await dropReceiverLink(
+          outageS * 1000,
+          transfer,
+        )
         if (mustReconnect) {
           expectReconnected(sent.stderr)
-          expectReconnected(received.stderr)
+          expectReconnected(tty ? drawnLines(received.stdout).join("\n") : received.stderr)
+        }
+        if (tty) {
+          const lines = drawnLines(received.stdout)
+          const back = lines.findIndex((line) => line.startsWith("Reconnected."))
+          expect(lines.slice(0, back), "the total bar while reconnecting").toContainEqual(
+            expect.stringMatching(/^\[[= ]{20}\] +\d+%  .* reconnecting \(attempt 1\/3\)$/),
+          )
+          expect(lines.slice(back), "the total bar after reconnecting, with a rate again").toContainEqual(
+            expect.stringMatching(/^\[[= ]{20}\] +\d+%  .*\/s  ETA /),
+          )
         }
         const reconnected = /^Reconnected/m.test(sent.stderr) ? "reconnected" : "rode it out"
         await annotate(

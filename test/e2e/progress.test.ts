@@ -1,7 +1,16 @@
 import * as fs from "node:fs/promises"
 import * as path from "node:path"
 import { describe, expect, it } from "vitest"
-import { bin, snapshot, start, startOnTty, useSignalApp, stderrMatch, tempDir } from "../support/Processes.js"
+import {
+  bin,
+  drawnLines,
+  snapshot,
+  start,
+  startOnTty,
+  useSignalApp,
+  stderrMatch,
+  tempDir,
+} from "../support/Processes.js"
 
 const signalApp = useSignalApp()
 
@@ -67,10 +76,6 @@ const render = (output: string): Array<string> => {
   while (screen.length > 0 && screen[screen.length - 1] === "") screen.pop()
   return screen
 }
-
-/** Every line the program ever drew, escape sequences and carriage returns removed. */
-const drawnLines = (output: string) =>
-  output.split("\n").map((line) => line.replace(/\x1b\[\d*[A-Za-z]/g, "").replace(/\r/g, ""))
 
 /** The total bar, for a transfer of `total` ("67.1 MB"). */
 const totalBar = (total: string) =>

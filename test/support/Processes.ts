@@ -240,8 +240,15 @@ export const shellQuote = (arg: string) => `'${arg.replace(/'/g, `'\\''`)}'`
  * on stdin, stdout and stderr. Everything it writes arrives merged on the returned process's stdout,
  * and the exit code is the command's (-e).
  */
-export const startOnTty = (command: string, args: ReadonlyArray<string>) =>
-  start("script", ["-qfec", [command, ...args].map(shellQuote).join(" "), "/dev/null"])
+export const startOnTty = (command: string, args: ReadonlyArray<string>) => start(...onTty(command, args))
+
+/** The `script` command line that runs `command` on a pseudo-terminal (for starting it elsewhere). */
+export const onTty = (command: string, args: ReadonlyArray<string>) =>
+  ["script", ["-qfec", [command, ...args].map(shellQuote).join(" "), "/dev/null"]] as const
+
+/** Every line a program drew on a terminal, escape sequences and carriage returns removed. */
+export const drawnLines = (output: string) =>
+  output.split("\n").map((line) => line.replace(/\x1b\[\d*[A-Za-z]/g, "").replace(/\r/g, ""))
 
 /**
  * Removes every directory `tempDir` made in this test file so far. Call it from `afterAll`: vitest's

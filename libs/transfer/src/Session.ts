@@ -412,6 +412,8 @@ export const receive = Effect.fn("Session.receive")(function* (options: ReceiveS
     (channel, { resumed, payloadKey, following }) =>
       Effect.gen(function* () {
         const before = resumed ? accepted : undefined
+        // The sender may hang up the moment it has Done, taking the selected pair with it.
+        const atStart = channel.path()
         yield* following(
           Receiver.receive(channel, {
             ...options,
@@ -432,8 +434,8 @@ export const receive = Effect.fn("Session.receive")(function* (options: ReceiveS
             },
           }),
         )
-        // Read while the connection is up: the sender hangs up next.
-        const path = channel.path()
+        // Read while the connection is up, if it still is: the sender hangs up next.
+        const path = channel.path() ?? atStart
         yield* channel.closed.pipe(Effect.timeout(HangUpGrace), Effect.ignore)
         return path
       }),
