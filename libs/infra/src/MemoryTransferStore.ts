@@ -19,15 +19,18 @@ interface Transfer {
   readonly mailboxes: Record<Ids.Side, Mailbox>
 }
 
-/** A side's messages, kept for the transfer's life; message `i` has id `i + 1`. */
+/** A side's messages not yet known to be seen; `messages[i]` has id `dropped + i + 1`. */
 interface Mailbox {
   readonly messages: Array<string>
-  /** How many messages there are; readers wait on its changes. `None` once the transfer is forgotten. */
+  /** How many messages before them the side has seen (it resumed after them), and are gone. */
+  dropped: number
+  /** How many messages were ever posted; readers wait on its changes. `None` once the transfer is forgotten. */
   readonly count: SubscriptionRef.SubscriptionRef<Option.Option<number>>
 }
 
 const makeMailbox = Effect.map(SubscriptionRef.make(Option.some(0)), (count): Mailbox => ({
   messages: [],
+  dropped: 0,
   count,
 }))
 
@@ -166,22 +169,29 @@ const make = Effect.gen(function* () {
     const mailbox = transfer.mailboxes[to]
     if (mailbox.messages.length >= Store.MailboxCapacity) return yield* new Store.MailboxFull()
     mailbox.messages.push(message)
-    yield* SubscriptionRef.set(mailbox.count, Option.some(mailbox.messages.length))
+    yield* SubscriptionRef.set(mailbox.count, Option.some(mailbox.dropped + mailbox.messages.length))
   })
 
   const inbox = (transferId: Ids.TransferId, side: Ids.Side, after: SignalApi.MessageId | undefined) =>
     Stream.unwrap(
       Effect.map(lookup(transferId), (transfer) => {
-        const { messages, count } = transfer.mailboxes[side]
+        const mailbox = transfer.mailboxes[side]
+        const { messages, count } = mailbox
         let delivered = after === undefined ? 0 : Number.parseInt(after, 10)
+        const seen = Math.min(delivered - mailbox.dropped, messages.length)
+        if (seen > 0) {
+          messages.splice(0, seen)
+          mailbox.dropped += seen
+        }
         return count.changes.pipe(
           Stream.takeWhile(Option.isSome),
           Stream.mapConcat((): Array<Store.Delivery> => {
-            const fresh = messages.slice(delivered).map((message, i) => ({
-              id: SignalApi.MessageId.make(String(delivered + i + 1)),
+            const from = Math.max(delivered, mailbox.dropped)
+            const fresh = messages.slice(from - mailbox.dropped).map((message, i) => ({
+              id: SignalApi.MessageId.make(String(from + i + 1)),
               message,
             }))
-            delivered = Math.max(delivered, messages.length)
+            delivered = mailbox.dropped + messages.length
             return fresh
           }),
         )

@@ -78,6 +78,12 @@ return 1
  * still reads ARGV[1] ('conflict' otherwise) and the mailbox has had fewer than ARGV[3] messages ('full'
  * otherwise; it is never trimmed). The mailbox expires with the record. Returns the message's id.
  */
+/** The lowest stream id after `id` ("ms-seq", or "ms" for "ms-0"): XTRIM MINID keeps ids from it on. */
+const nextId = (id: string) => {
+  const [ms, seq = "0"] = id.split("-")
+  return `${ms}-${BigInt(seq) + 1n}`
+}
+
 const PostLua = `
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 'conflict' end
 if redis.call('XLEN', KEYS[2]) >= tonumber(ARGV[3]) then return 'full' end
@@ -303,6 +309,9 @@ const make = (options: Options) =>
           // Subscribed before the first read, so a message posted in between still rings.
           yield* redis.subscribe(key.doorbell(transferId, side), () => Queue.unsafeOffer(rings, undefined))
           let cursor = after
+          // The side has seen everything up to `after`: those messages go, and their room with them.
+          if (after !== undefined)
+            yield* redis.use((client) => client.xtrim(key.mailbox(transferId, side), "MINID", nextId(after)))
           /** The messages after the cursor, moving it past them; None once the transfer is forgotten. */
           const next = Effect.gen(function* () {
             const [exists, entries] = yield* redis.use((client) =>

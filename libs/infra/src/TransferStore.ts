@@ -5,9 +5,9 @@ import { Context, Data, Effect, Metric } from "effect"
 import type { Stream } from "effect"
 
 /**
- * At most this many messages are kept in one direction over a transfer's life (signaling needs a few
- * dozen, a reconnect a few more); a client that floods its peer cannot grow it. Kept, not consumed, so a
- * socket that reconnects (to any instance) catches up from the last id it saw.
+ * At most this many messages are kept in one direction (signaling needs a few dozen, each reconnect
+ * attempt a dozen more); a client that floods its peer cannot grow it. Kept, not consumed, so a socket
+ * that reconnects (to any instance) catches up from the last id it saw; the ones before that id go then.
  */
 export const MailboxCapacity = 256
 
@@ -139,7 +139,9 @@ export interface Service {
   >
   /**
    * The messages for `side` after `after` (all of them when undefined), oldest first, then each new one
-   * as it is posted. Every reader sees every message. The stream ends when the transfer is forgotten.
+   * as it is posted. Every reader sees every message, except that a side resuming after `after` has seen
+   * those before it: they are dropped, and their room in the mailbox is free again. The stream ends when
+   * the transfer is forgotten.
    */
   readonly inbox: (
     transferId: Ids.TransferId,

@@ -55,7 +55,10 @@ export const make = (sealed: SealedPort): Effect.Effect<Rounds, never, Scope.Sco
           Effect.map((seen) => (seen._tag === "Some" ? seen.value : round)),
           Effect.raceFirst(Deferred.await(failed)),
         ),
-      ended: Effect.flatMap(Deferred.poll(failed), Option.getOrElse(() => Effect.void)),
+      ended: Effect.flatMap(
+        Deferred.poll(failed),
+        Option.getOrElse(() => Effect.void),
+      ),
       whenEnded: Deferred.await(failed),
     }
   })

@@ -168,16 +168,18 @@ describe("SecureSignal (CPace over ristretto255, sealed signaling)", () => {
     }),
   )
 
-  it.effect("a sealed message replayed, or delivered late after a later one, is dropped: nothing arrives twice", () =>
-    Effect.gen(function* () {
-      const replayed = yield* throughRelay((data, sealed) => (sealed === 0 ? [data, data] : [data]))
-      expect(replayed).toEqual(Either.right([0, 1]))
-      let held: string | undefined
-      const late = yield* throughRelay((data, sealed) =>
-        sealed === 0 ? ((held = data), []) : sealed === 1 ? [data, held!] : [data],
-      )
-      expect(late).toEqual(Either.right([1, 2]))
-    }),
+  it.effect(
+    "a sealed message replayed, or delivered late after a later one, is dropped: nothing arrives twice",
+    () =>
+      Effect.gen(function* () {
+        const replayed = yield* throughRelay((data, sealed) => (sealed === 0 ? [data, data] : [data]))
+        expect(replayed).toEqual(Either.right([0, 1]))
+        let held: string | undefined
+        const late = yield* throughRelay((data, sealed) =>
+          sealed === 0 ? ((held = data), []) : sealed === 1 ? [data, held!] : [data],
+        )
+        expect(late).toEqual(Either.right([1, 2]))
+      }),
   )
 
   it.effect("the identity element, which would make the key independent of the code, is refused", () =>
