@@ -3,7 +3,16 @@ import * as fs from "node:fs/promises"
 import * as path from "node:path"
 import { describe, expect, it } from "vitest"
 import { cannotDenyReads, expectUnreadable, permissionBound } from "../support/Permissions.js"
-import { bin, leftIn, midTransfer, run, start, useSignalApp, tempDir } from "../support/Processes.js"
+import {
+  bin,
+  leftIn,
+  midTransfer,
+  run,
+  start,
+  stderrMatch,
+  useSignalApp,
+  tempDir,
+} from "../support/Processes.js"
 
 const signalApp = useSignalApp()
 
@@ -190,6 +199,45 @@ describe("a receiving disk that fills up", () => {
         expect(received.stderr).toContain(`p2pal: ${out}: not enough free disk space`)
         expect(sent.stderr).toMatch(/declined|refused|not enough/)
         expect(await leftIn(out)).toEqual([])
+      } finally {
+        await run("umount", [out])
+      }
+    },
+  )
+
+  it.skipIf(!canMount && process.env.CI !== "true")(
+    canMount
+      ? "fills up while receiving: the receiver stops naming the disk, the sender hears it at once and does not reconnect"
+      : "SKIPPED: mounting a small tmpfs to fill up needs root",
+    async () => {
+      expect(canMount, "run as root: the test mounts a 64 MiB tmpfs").toBe(true)
+      const root = await tempDir()
+      const file = path.join(root, "big.bin")
+      await fs.writeFile(file, "")
+      await fs.truncate(file, 32 * MiB)
+      const out = path.join(root, "small")
+      await fs.mkdir(out)
+      const mounted = await run("mount", ["-t", "tmpfs", "-o", "size=64m", "tmpfs", out])
+      expect(mounted, "could not mount a tmpfs").toMatchObject({ code: 0 })
+      try {
+        const { code, sender } = await startSend([file])
+        // It fits when the receiver checks; something else takes the room while the user is asked.
+        const receiver = start(p2pal, ["recv", ...common(), "--out", out, code], { keepStdinOpen: true })
+        await stderrMatch(receiver, /Save into .*\? \[y\/N\] $/)
+        await fs.writeFile(path.join(out, "filler"), Buffer.alloc(48 * MiB))
+        receiver.child.stdin!.end("y\n")
+        const received = await receiver.finished
+        const sent = await within(NoticeWithinMs, "the sender hearing the receiver stopped", sender.finished)
+
+        expect({ receiverExit: received.code, senderExit: sent.code }, received.stderr).toEqual({
+          receiverExit: 7,
+          senderExit: 5,
+        })
+        expect(received.stderr).toMatch(/ENOSPC|no space left|took no more bytes/i)
+        expect(sent.stderr).toMatch(/^p2pal: the peer left \(the other side stopped on an error\)$/m)
+        expect(sent.stderr).not.toContain("attempt 2")
+        // Not resumable: its partial copy went with it.
+        expect(await leftIn(out)).toEqual(["filler"])
       } finally {
         await run("umount", [out])
       }
