@@ -12,12 +12,12 @@ import {
 import { cannotUseNatNetns, natAddresses, useNetns } from "../support/Netns.js"
 import {
   bin,
+  finishedWithin,
   leftIn,
   midTransfer,
   removeTempDirs,
   repo,
   type Running,
-  run,
   start,
   snapshot,
   sparseRandomFile,
@@ -342,8 +342,9 @@ describe.runIf(requireCoturn())("coturn on loopback with a fixed user", () => {
       ]
       const sender = start(bin("p2pal"), ["send", ...flags, file])
       const [, code] = await stderrMatch(sender, /Join code: (\S+)/)
-      const received = await run(bin("p2pal"), ["recv", "-y", ...flags, "--out", out, code!])
-      const sent = await sender.finished
+      const receiver = start(bin("p2pal"), ["recv", "-y", ...flags, "--out", out, code!])
+      const received = await finishedWithin(receiver, 40_000, "the receiver")
+      const sent = await finishedWithin(sender, 10_000, "the sender")
       expect({ sent: sent.code, received: received.code }, sent.stderr + received.stderr).toEqual({
         sent: 0,
         received: 0,

@@ -80,6 +80,9 @@ const LoopbackIp = "127.0.0.2"
  * a small range, no config file, and its database and pid file in a temporary directory rather than
  * the system's. Resolves once it has opened its UDP listener.
  */
+/** coturn listens within a second here; longer means it never will. */
+const StartupMs = 10_000
+
 export const startCoturn = async (options: CoturnOptions): Promise<Coturn> => {
   if (binary === undefined) throw new Error(cannotUseCoturn)
   const ip = options.inside?.ip ?? LoopbackIp
@@ -105,9 +108,15 @@ export const startCoturn = async (options: CoturnOptions): Promise<Coturn> => {
   ]
   const running = (options.inside?.start ?? start)(binary, args)
   const listening = new RegExp(`UDP listener opened on: ${ip.replace(/\./g, "\\.")}:${port}$`)
-  await running.line(listening).catch(async () => {
-    throw new Error(`turnserver exited before listening:\n${(await running.finished).stdout}`)
-  })
+  const startup = setTimeout(() => running.child.kill("SIGKILL"), StartupMs)
+  await running
+    .line(listening)
+    .catch(async () => {
+      throw new Error(
+        `turnserver did not listen on ${ip}:${port} within ${StartupMs} ms:\n${(await running.finished).stdout}`,
+      )
+    })
+    .finally(() => clearTimeout(startup))
   return {
     hostname: ip,
     port,

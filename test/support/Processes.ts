@@ -44,6 +44,8 @@ process.on("exit", () => rmSync(p2palHome, { recursive: true, force: true }))
 export interface Running {
   readonly child: ChildProcess
   readonly finished: Promise<Finished>
+  /** What it has written so far. */
+  readonly output: () => { readonly stdout: string; readonly stderr: string }
   /** Resolves with the first line (of stdout, unless told) that matches, or rejects when the process exits first. */
   readonly line: (pattern: RegExp, from?: "stdout" | "stderr") => Promise<RegExpMatchArray>
 }
@@ -100,7 +102,23 @@ export const start = (command: string, args: ReadonlyArray<string>, options: Sta
         reject(new Error(`exited (${f.code}) before printing ${pattern}: ${f.stderr}`)),
       )
     })
-  return { child, finished, line }
+  return { child, finished, line, output: () => ({ stdout, stderr }) }
+}
+
+/**
+ * How `running` ended, if it ends within `ms`; otherwise it is killed and this rejects with what it had
+ * written, so a hang shows where it stopped instead of timing the whole test out.
+ */
+export const finishedWithin = async (running: Running, ms: number, what: string) => {
+  let timer: NodeJS.Timeout | undefined
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => {
+      const { stdout, stderr } = running.output()
+      running.child.kill("SIGKILL")
+      reject(new Error(`${what} still running after ${ms} ms; stdout:\n${stdout}\nstderr:\n${stderr}`))
+    }, ms)
+  })
+  return Promise.race([running.finished, late]).finally(() => clearTimeout(timer))
 }
 
 export const run = (command: string, args: ReadonlyArray<string>, options: { stdin?: string } = {}) =>
