@@ -37,6 +37,7 @@ const relayOnly = Options.boolean("relay-only").pipe(
 )
 /** How to reach the peer: STUN, TURN and whether only the relay may be used. */
 export const ice = Options.all({ stun, turn, turnUser, turnPass, relayOnly })
+export type IceFlags = typeof ice extends Options.Options<infer A> ? A : never
 export const yes = Options.boolean("yes").pipe(
   Options.withAlias("y"),
   Options.withDescription("skip confirmation prompts"),
@@ -87,11 +88,12 @@ const retryBackoff = Options.text("retry-backoff").pipe(
 )
 /** How hard to try to get a dropped connection back. */
 export const reconnect = Options.all({ maxRetries, retryBackoff })
+export type ReconnectFlags = typeof reconnect extends Options.Options<infer A> ? A : never
 
 /** The most attempts per drop: with the backoff doubling, more would wait for days. */
 const MaxRetries = 20
 
-export const reconnectPolicy = (flags: { readonly maxRetries: number; readonly retryBackoff: string }) =>
+export const reconnectPolicy = (flags: ReconnectFlags) =>
   Effect.gen(function* () {
     if (!Number.isInteger(flags.maxRetries) || flags.maxRetries < 0 || flags.maxRetries > MaxRetries)
       return yield* usage(`--max-retries must be between 0 and ${MaxRetries} (got ${flags.maxRetries})`)
@@ -108,12 +110,7 @@ const usage = (message: string) => Effect.fail(new UsageError({ message }))
  * The user's ICE servers. One that p2pal cannot use is a usage error naming why: node-datachannel
  * would ignore it without a word.
  */
-export const iceServers = (flags: {
-  readonly stun: string
-  readonly turn: ReadonlyArray<string>
-  readonly turnUser: Option.Option<string>
-  readonly turnPass: Option.Option<Redacted.Redacted>
-}) =>
+export const iceServers = (flags: IceFlags) =>
   Effect.gen(function* () {
     const servers: Array<IceServers.IceServer> = []
     const stunUrl = flags.stun.trim()

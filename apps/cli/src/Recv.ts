@@ -9,7 +9,7 @@ import { Effect, Either, Exit, Option } from "effect"
 import * as path from "node:path"
 import * as Flags from "./Flags.js"
 import * as Format from "./Format.js"
-import * as Reconnects from "./Reconnects.js"
+import * as Peer from "./Peer.js"
 import * as Skipped from "./Skipped.js"
 import { Ui } from "./Ui.js"
 
@@ -67,8 +67,7 @@ export const recv = Command.make(
   (flags) =>
     Effect.gen(function* () {
       const ui = yield* Ui
-      const server = yield* Flags.serverUrl(flags.server)
-      const iceServers = yield* Flags.iceServers(flags.ice)
+      const link = yield* Peer.options(flags)
       const joinCode = yield* Either.mapLeft(
         JoinCode.parse(yield* readCode(flags.code)),
         (e) => new UsageError({ message: e.message }),
@@ -78,21 +77,12 @@ export const recv = Command.make(
         store: yield* Checkpoints,
         ttl: yield* Flags.parseCheckpointTtl(flags.checkpointTtl),
       }
-      const reconnect = yield* Flags.reconnectPolicy(flags.reconnect)
-      const reconnects = Reconnects.reporter(ui)
       const skipped = yield* Skipped.tracker("receiver")
       yield* ui.info("Joining transfer...")
       /** The id the checkpoint is kept under, once the transfer is accepted. */
       let checkpointId: string | undefined
       const connected = yield* Session.receive({
-        server,
-        ...reconnect,
-        onReconnecting: reconnects.onReconnecting,
-        onReconnected: reconnects.onReconnected,
-        iceServers,
-        relayOnly: flags.ice.relayOnly,
-        onIceIgnored: (reason) =>
-          ui.notice(`not using an ICE server the signal app offered: ${escapeForDisplay(reason)}`),
+        ...link.peer,
         code: joinCode,
         out,
         overwrite: flags.overwrite,
@@ -105,7 +95,7 @@ export const recv = Command.make(
         onStart: (progress, manifest) =>
           Effect.gen(function* () {
             checkpointId = manifest.transfer
-            yield* reconnects.track(progress)
+            yield* link.track(progress)
             if (progress.bytes > 0)
               yield* ui.info(`Resuming: ${progress.bytes} of ${progress.totalBytes} bytes already here`)
             yield* ui.showProgress(progress, manifest)

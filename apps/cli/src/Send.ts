@@ -5,12 +5,11 @@ import { escapeForDisplay } from "@p2pal/domain/ManifestPolicy"
 import { Checkpoints } from "@p2pal/transfer/Checkpoints"
 import * as Session from "@p2pal/transfer/Session"
 import * as Sources from "@p2pal/transfer/Sources"
-import type { Progress } from "@p2pal/transfer/Progress"
 import { resumable } from "@p2pal/transfer/RecvCheckpoint"
 import { Effect, Exit, Option, Schema } from "effect"
 import * as Flags from "./Flags.js"
 import * as Format from "./Format.js"
-import * as Reconnects from "./Reconnects.js"
+import * as Peer from "./Peer.js"
 import * as Skipped from "./Skipped.js"
 import { Ui } from "./Ui.js"
 
@@ -78,13 +77,10 @@ export const send = Command.make(
   (flags) =>
     Effect.gen(function* () {
       const ui = yield* Ui
-      const server = yield* Flags.serverUrl(flags.server)
-      const iceServers = yield* Flags.iceServers(flags.ice)
+      const link = yield* Peer.options(flags)
       const ttl = yield* Flags.parseTtl(flags.ttl)
       const chunkSize = yield* Flags.chunkBytes(flags.chunkSize)
       const checkpointTtl = yield* Flags.parseCheckpointTtl(flags.checkpointTtl)
-      const reconnect = yield* Flags.reconnectPolicy(flags.reconnect)
-      const reconnects = Reconnects.reporter(ui)
       const skipped = yield* Skipped.tracker("sender")
       const skipUnreadable = flags.skipErrors ? skipped.skip : undefined
       const { sources, resume } = yield* Option.match(flags.resume, {
@@ -107,16 +103,8 @@ export const send = Command.make(
         yield* ui.info(`skipping ${escapeForDisplay(special)}: not a regular file or directory`)
       yield* ui.info("Creating transfer...")
       let checkpointId: string | undefined
-      let progress: Progress | undefined
       const path = yield* Session.send({
-        server,
-        ...reconnect,
-        onReconnecting: reconnects.onReconnecting,
-        onReconnected: reconnects.onReconnected,
-        iceServers,
-        relayOnly: flags.ice.relayOnly,
-        onIceIgnored: (reason) =>
-          ui.notice(`not using an ICE server the signal app offered: ${escapeForDisplay(reason)}`),
+        ...link.peer,
         ttl,
         chunkSize,
         encrypt: flags.encrypt,
@@ -131,14 +119,8 @@ export const send = Command.make(
             : Effect.zipRight(ui.info(`Join code: ${code}`), ui.info("Waiting for receiver...")),
         onVerified: (verification) =>
           flags.verify ? ui.notice(Flags.verificationLine(verification)) : Effect.void,
-        onConnected: (shown) =>
-          Effect.zipRight(
-            Effect.zipRight(
-              reconnects.track(shown),
-              Effect.sync(() => void (progress = shown)),
-            ),
-            ui.showProgress(shown, sources.manifest),
-          ),
+        onConnected: (progress) =>
+          Effect.zipRight(link.track(progress), ui.showProgress(progress, sources.manifest)),
         // The progress bars close with this scope, before the verified line is printed below them.
       }).pipe(
         Effect.scoped,
@@ -152,6 +134,7 @@ export const send = Command.make(
       )
       yield* ui.verified()
       if (path !== undefined) yield* ui.info(Format.connection(path))
+      const progress = link.shown()
       if (progress !== undefined && progress.resent > 0)
         yield* ui.info(
           `Sent again after reconnecting: ${Format.bytes(progress.resent)} (${progress.resent} bytes) that the drop lost on the way`,

@@ -154,13 +154,12 @@ export const send = Effect.fn("Sender.send")(function* (
     Effect.flatMap((exit) => Deferred.done(verified, exit)),
     Effect.forkScoped,
   )
-  let sent = acked
-  progress.sent = sent
+  progress.sent = acked
   /** Waits until `run` more bytes fit in the window: a drop can lose at most the window's worth. */
   const roomInWindow = (run: number) =>
     Effect.async<void>((resume) => {
       wake = () => {
-        if (sent + run - acked <= AckWindowBytes) {
+        if (progress.sent + run - acked <= AckWindowBytes) {
           wake = undefined
           resume(Effect.void)
         }
@@ -183,7 +182,7 @@ export const send = Effect.fn("Sender.send")(function* (
     Effect.gen(function* () {
       progress.file = index
       progress.fileBytes = from
-      unconfirmed.set(index, { start: sent, from, size: entry.size })
+      unconfirmed.set(index, { start: progress.sent, from, size: entry.size })
       const hash = hasher.start()
       const handle = yield* Effect.acquireRelease(
         // A symlink swapped in since the manifest was built is refused, not followed (O_NOFOLLOW), and a
@@ -234,14 +233,13 @@ export const send = Effect.fn("Sender.send")(function* (
           catch: cannotRead,
         })
         readAhead()
-        if (sent + (end - start) - acked > AckWindowBytes) yield* roomInWindow(end - start)
+        if (progress.sent + (end - start) - acked > AckWindowBytes) yield* roomInWindow(end - start)
         yield* channel.send(
           ...(payloadKey === undefined
             ? frames
             : payloads.map((p, i) => Payload.sealChunk(payloadKey, index, start + i * options.chunkSize, p))),
         )
-        sent += end - start
-        progress.sent = sent
+        progress.sent += end - start
         progress.fileBytes += end - start
         // node-datachannel copied each frame on send, so the bytes can move to the hashing thread now.
         hash.absorb(payloads)
