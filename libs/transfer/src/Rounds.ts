@@ -33,9 +33,10 @@ export const make = (sealed: SealedPort): Effect.Effect<Rounds, never, Scope.Sco
     const failed = yield* Deferred.make<never, ConnectError>()
     yield* sealed.incoming.pipe(
       Stream.runForEach(({ round, signal }) =>
+        // Heard of before it can be taken: whoever took it can count on `after` knowing the round.
         Effect.zipRight(
-          Effect.flatMap(queueOf(round), (queue) => Queue.offer(queue, signal)),
           SubscriptionRef.update(latest, (seen) => Math.max(seen, round)),
+          Effect.flatMap(queueOf(round), (queue) => Queue.offer(queue, signal)),
         ),
       ),
       Effect.catchAll((e) => Deferred.fail(failed, e)),

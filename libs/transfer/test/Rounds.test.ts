@@ -48,6 +48,8 @@ describe("Rounds (one sealed relay, one round per connection attempt)", () => {
       const rounds = yield* Rounds.make(port)
       const waiting = yield* Effect.fork(rounds.after(1))
       yield* Queue.offer(from, { round: 1, signal: candidate("same round") })
+      // Taken, so the relay has been read past it; then the waiter gets its turn.
+      expect(yield* take(rounds.port(1), 1)).toEqual([candidate("same round")])
       yield* Effect.yieldNow()
       expect(Option.isNone(yield* Fiber.poll(waiting)), "answered for its own round").toBe(true)
       yield* Queue.offer(from, { round: 3, signal: candidate("x") })
