@@ -18,6 +18,7 @@ import {
   removeTempDirs,
   repo,
   type Running,
+  signalArgs,
   start,
   snapshot,
   sparseRandomFile,
@@ -100,12 +101,11 @@ describe.skipIf(cannot !== undefined && process.env.CI !== "true")(
     let coturn: Coturn | undefined
     beforeAll(async () => {
       if (cannot !== undefined) return
-      signalApp = netns().start("sig", bin("p2pal-signal"), [
-        "--host",
-        "0.0.0.0",
-        "--port",
-        String(signalPort),
-      ])
+      signalApp = netns().start(
+        "sig",
+        bin("p2pal-signal"),
+        signalArgs(["--host", "0.0.0.0", "--port", String(signalPort)]),
+      )
       await signalApp.line(/^p2pal-signal listening on /)
       coturn = await startCoturn({
         auth: { secret },
@@ -222,10 +222,14 @@ describe.skipIf(cannot !== undefined && process.env.CI !== "true")(
 
     it("falls back to the relay with the credentials the signal app hands out (--turn-url, --turn-secret)", async () => {
       precondition()
-      const issuing = netns().start("sig", bin("p2pal-signal"), [
-        ...["--host", "0.0.0.0", "--port", String(signalPort + 1)],
-        ...["--turn-url", `turn:${natAddresses.sig}:${coturn!.port}`, "--turn-secret", secret],
-      ])
+      const issuing = netns().start(
+        "sig",
+        bin("p2pal-signal"),
+        signalArgs([
+          ...["--host", "0.0.0.0", "--port", String(signalPort + 1)],
+          ...["--turn-url", `turn:${natAddresses.sig}:${coturn!.port}`, "--turn-secret", secret],
+        ]),
+      )
       try {
         await issuing.line(/^p2pal-signal listening on /)
         const result = await transferBetweenPeers([

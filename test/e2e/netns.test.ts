@@ -10,6 +10,7 @@ import {
   onTty,
   removeTempDirs,
   type Running,
+  signalArgs,
   snapshot,
   sparseRandomFile,
   tempDir,
@@ -36,10 +37,11 @@ const isReady = `fetch(process.argv[1]).then((r) => process.exit(r.status === 20
 
 /** The signal app in `sig`, once it listens and its store is reachable. */
 const startSignal = async (args: ReadonlyArray<string> = []) => {
-  const app = netns().start("sig", bin("p2pal-signal"), [
-    ...["--host", "0.0.0.0", "--port", String(signalPort)],
-    ...args,
-  ])
+  const app = netns().start(
+    "sig",
+    bin("p2pal-signal"),
+    signalArgs([...["--host", "0.0.0.0", "--port", String(signalPort)], ...args]),
+  )
   await app.line(/^p2pal-signal listening on /)
   const readyz = `http://${addresses.sig}:${signalPort}/readyz`
   await waitFor("the signal app ready", async () =>

@@ -5,20 +5,11 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import WebSocket from "ws"
 import { createTransfer, joinTransfer, type Signal, startSignal, within } from "./harness.js"
 
-/** Limits out of the way: this file is about what the app does with hostile input, not about refusals. */
-const Unlimited = [
-  "--limit-creates",
-  "1000000",
-  "--limit-joins",
-  "1000000",
-  "--limit-failed-joins",
-  "1000000",
-]
 const RequestMs = 5_000
 
 let signal: Signal
 beforeAll(async () => {
-  signal = await startSignal(Unlimited)
+  signal = await startSignal()
 })
 afterAll(async () => {
   await signal.stop()
