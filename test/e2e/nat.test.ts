@@ -277,7 +277,12 @@ describe.skipIf(cannot !== undefined && process.env.CI !== "true")(
       })
       await midTransfer(out, "large.bin", [sender, receiver])
       await netns().linkDown("rcv")
-      await new Promise((resolve) => setTimeout(resolve, 8_000))
+      // Down 8 s, and up again only once both sides have seen the drop: the silence that tells them takes
+      // 5 to 7 s, and a link back before one of them noticed would be no drop for it.
+      await Promise.all([
+        new Promise((resolve) => setTimeout(resolve, 8_000)),
+        ...[sender, receiver].map((side) => side.line(/^Connection lost /, "stderr")),
+      ])
       await netns().linkUp("rcv")
       const up = Date.now()
       const [sent, received] = await Promise.all([sender.finished, receiver.finished])

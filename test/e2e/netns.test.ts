@@ -142,7 +142,7 @@ describe.skipIf(!canUseNetns && process.env.CI !== "true")(
         receiverExit: 0,
       })
       expect(await snapshot(out)).toEqual(await snapshot(src))
-    }, 45_000)
+    }, 90_000)
 
     /**
      * Takes the receiver's link down for `outageMs` in the middle of a large transfer, then up; both sides

@@ -86,10 +86,11 @@ const fileBar = /^\[[= ]{20}\] +(\d+)%  (.*)$/
 
 describe("progress output", () => {
   it("on a TTY draws a per-file and a total bar (bytes, rate, ETA) and ends with the verified line", async () => {
-    // 40 + 24 MiB: long enough on loopback for the 200 ms redraw to catch the middle of the transfer.
-    const { root, dir, files } = await sources(40, 24)
-    const manifestLines = ["Receiving 2 files (67.1 MB):", "  a.bin  41.9 MB", "  b.bin  25.2 MB"]
-    const totalBarOf = totalBar("67.1 MB")
+    // 160 + 96 MiB: over 2 s even at a gigabit on loopback, so the 200 ms redraw catches the middle of
+    // the transfer several times however fast the machine.
+    const { root, dir, files } = await sources(160, 96)
+    const manifestLines = ["Receiving 2 files (268.4 MB):", "  a.bin  167.8 MB", "  b.bin  100.7 MB"]
+    const totalBarOf = totalBar("268.4 MB")
     const out = path.join(root, "out")
     const sender = await startSend(files)
     const receiver = startOnTty(p2pal, ["recv", "-y", ...common(), "--out", out, sender.code])

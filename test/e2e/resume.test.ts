@@ -8,6 +8,7 @@ import {
   type Running,
   run,
   snapshot,
+  sparseRandomFile,
   start,
   tempDir,
   useSignalApp,
@@ -29,24 +30,24 @@ const prng = (seed: number) => () => {
 }
 const seed = Number(process.env.P2PAL_RESUME_SEED ?? Date.now() % 2 ** 31)
 const random = prng(seed)
-/** Where to interrupt, as a share of the bytes: late enough that some are on disk, early enough to be in time. */
+/**
+ * Where to interrupt, as a share of the bytes: late enough that some are on disk, early enough that at
+ * least 40 % of the tree (over 30 MiB) is still to come, which takes a fast machine's loopback far longer
+ * than the 20 ms poll that sees the point reached.
+ */
 const points = (count: number) =>
-  Array.from({ length: count }, () => Math.round((0.1 + 0.7 * random()) * 100) / 100)
+  Array.from({ length: count }, () => Math.round((0.1 + 0.5 * random()) * 100) / 100)
 const receiverPoints = points(10)
 const senderPoints = points(3)
 console.log(
   `resume.test: seed ${seed} (P2PAL_RESUME_SEED replays it); receiver SIGINT at ${receiverPoints.join(", ")}; sender SIGKILL at ${senderPoints.join(", ")} of the bytes`,
 )
 
-/** A directory of five files of random bytes, 4 to 6 MiB each, in `root/src/d`. */
+/** A directory of five files, 16 to 24 MiB each (see sparseRandomFile), in `root/src/d`. */
 const tree = async (root: string) => {
   const src = path.join(root, "src")
-  await fs.mkdir(path.join(src, "d"), { recursive: true })
   for (let i = 0; i < 5; i++)
-    await fs.writeFile(
-      path.join(src, "d", `f${i}.bin`),
-      randomBytes(4 * MiB + Math.floor(random() * 2 * MiB)),
-    )
+    await sparseRandomFile(path.join(src, "d", `f${i}.bin`), 16 * MiB + Math.floor(random() * 8 * MiB))
   return src
 }
 

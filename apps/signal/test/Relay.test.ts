@@ -60,10 +60,12 @@ describe("p2pal-signal WebSocket relay", () => {
     expect(code).toBe(CloseCode.badMessage)
     expect(reason).toMatch(/^bad message: /)
     expect(Buffer.byteLength(reason)).toBeLessThanOrEqual(123)
-    expect(closedMs).toBeLessThan(300)
+    // "At once": far below what a stall on 60 KB (a backtracking pattern, formatting it whole) would take,
+    // with room for a loaded machine.
+    expect(closedMs).toBeLessThan(1_000)
     const answered = await within(health, "/healthz")
     expect(answered.status).toBe(200)
-    expect(answered.ms).toBeLessThan(300)
+    expect(answered.ms).toBeLessThan(1_000)
   })
 
   it("closes with 4400 on a binary frame", async () => {

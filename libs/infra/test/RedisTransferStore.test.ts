@@ -18,10 +18,17 @@ import { layer } from "../src/RedisTransferStore.js"
 import { type Delivery, expiredTransfers, TransferStore } from "../src/TransferStore.js"
 import { transferStoreContract } from "./TransferStoreContract.js"
 
-const TtlMs = 1_000
-const RetentionMs = 500
-/** After a deadline, by when the store has forgotten the transfer (retention) and counted it (a sweep each second). */
-const SettledMs = 1_500
+/**
+ * Real time, short yet not tight: a test that is not about expiry (hundreds of posts into one mailbox,
+ * 200 creates) must finish well inside one TTL on a loaded machine.
+ */
+const TtlMs = 2_000
+const RetentionMs = 1_000
+/**
+ * After a deadline, by when the store has forgotten the transfer (retention) and counted it: a sweep runs
+ * each second, and may start late by its own run time, so two of them.
+ */
+const SettledMs = RetentionMs + 2_000
 /** An inbox notices its transfer is forgotten when it polls: quickly here, so the tests need not wait. */
 const store = layer({ retentionMs: RetentionMs, pollMs: 500 })
 
@@ -64,11 +71,13 @@ describe.runIf(requireRedis())("RedisTransferStore", () => {
     () =>
       Effect.gen(function* () {
         const { redis, a } = yield* twoInstances
+        // Below the 15 s of an instance's own heartbeat key, which is also there.
+        const Lease = 5 * TtlMs
         const created = yield* a.create(TtlMs)
         const joined = yield* a.join(created.nameplate)
         yield* a.post(created.transferId, "receiver", "offer")
         yield* a.post(created.transferId, "sender", "answer")
-        yield* a.transition(created.transferId, { _tag: "Activate", leaseMs: 10 * TtlMs })
+        yield* a.transition(created.transferId, { _tag: "Activate", leaseMs: Lease })
         const keys = yield* redis.use(async (client) => {
           const names = await client.keys("*")
           return Promise.all(
@@ -82,7 +91,7 @@ describe.runIf(requireRedis())("RedisTransferStore", () => {
         expect(keys.filter(({ key }) => key.startsWith("p2pal:token:"))).toHaveLength(2)
         for (const { key, pttl, content } of keys) {
           expect(key).toMatch(/^p2pal:/)
-          expect(pttl, key).toBeGreaterThan(10 * TtlMs)
+          expect(pttl, key).toBeGreaterThan(Lease)
           for (const token of [created.senderToken, joined.receiverToken]) {
             expect(key).not.toContain(token)
             expect(content, key).not.toContain(token)
@@ -126,7 +135,7 @@ describe.runIf(requireRedis())("RedisTransferStore", () => {
         )
         expect(messages(received)).toEqual(["first", "second"])
         // With the default 20-second poll: only the doorbell can have been this quick.
-        expect(Duration.toMillis(elapsed)).toBeLessThan(1_000)
+        expect(Duration.toMillis(elapsed)).toBeLessThan(5_000)
       }),
   )
 
