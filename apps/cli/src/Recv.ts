@@ -23,6 +23,7 @@ const code = Args.text({ name: "code" }).pipe(
     "the join code the sender printed, e.g. zebra-luna-47; if left out, taken from $P2PAL_CODE or read from stdin (keeps it out of shell history and ps)",
   ),
   Args.optional,
+  // Placed inside optional's default: the environment is read only when the argument is left out.
   Args.withFallbackConfig(codeFromEnv),
 )
 
