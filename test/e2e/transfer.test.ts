@@ -67,7 +67,7 @@ describe("p2pal send / recv through the real signal app", () => {
     expect(await snapshot(path.join(out, "my tree"))).toEqual(await snapshot(tree))
   })
 
-  it("takes the code from $P2PAL_CODE or stdin, and --verify shows the same digits on both sides", async () => {
+  it("takes the code from $P2PAL_CODE or stdin (a blank $P2PAL_CODE counts as unset), and --verify shows the same digits on both sides", async () => {
     const root = await tempDir()
     const file = path.join(root, "note.txt")
     await fs.writeFile(file, "kept out of shell history\n")
@@ -80,7 +80,7 @@ describe("p2pal send / recv through the real signal app", () => {
       const received =
         via === "env"
           ? await start(p2pal, args, { env: { P2PAL_CODE: code! } }).finished
-          : await run(p2pal, args, { stdin: `${code}\n` })
+          : await start(p2pal, args, { stdin: `${code}\n`, env: { P2PAL_CODE: " " } }).finished
       const sent = await sender.finished
       expect({ via, received: received.code, sent: sent.code }).toEqual({ via, received: 0, sent: 0 })
       const [, mine] = verified.exec(received.stderr) ?? []

@@ -1,13 +1,31 @@
 import { Checkpoint, DurationText, Frames, SignalApi } from "@p2pal/domain"
-import { UsageError } from "@p2pal/domain/Errors"
 import * as IceServers from "@p2pal/domain/IceServers"
-import { Options } from "@effect/cli"
-import { Config, Duration, Effect, Either, Option, Redacted } from "effect"
+import { HelpDoc, Options, ValidationError } from "@effect/cli"
+import { Config, Duration, Either, Option, Redacted } from "effect"
 
-/** Flags shared by send and recv, spelled as on the product sheet. */
+/**
+ * A flag's value checked as @effect/cli parses the command line, so a bad one never reaches a command:
+ * the parser prints the message and main.ts exits 2 (usage). The message starts as p2pal's own do.
+ */
+const checked =
+  <A, B>(parse: (value: A) => Either.Either<B, string>) =>
+  (self: Options.Options<A>): Options.Options<B> =>
+    Options.mapEffect(self, (value) =>
+      Either.mapLeft(parse(value), (message) => ValidationError.invalidValue(HelpDoc.p(`p2pal: ${message}`))),
+    )
+
+const duration = (flag: string, examples: string) => (value: string) =>
+  Either.fromOption(DurationText.parse(value), () => `${flag} ${value} is not a duration like ${examples}`)
+
 export const server = Options.text("server").pipe(
   Options.withDefault("http://localhost:8080"),
-  Options.withDescription("signal server URL"),
+  Options.withDescription("signal server URL (http:// or https://); default http://localhost:8080"),
+  checked((value) => {
+    const url = URL.canParse(value) ? new URL(value) : undefined
+    return url !== undefined && (url.protocol === "http:" || url.protocol === "https:")
+      ? Either.right(url.origin)
+      : Either.left(`--server ${value} is not an http:// or https:// URL`)
+  }),
 )
 const stun = Options.text("stun").pipe(
   Options.withDefault("stun:stun.l.google.com:19302"),
@@ -35,9 +53,36 @@ const relayOnly = Options.boolean("relay-only").pipe(
     "connect only through a TURN relay (yours or the signal app's): the peer never learns your addresses",
   ),
 )
-/** How to reach the peer: STUN, TURN and whether only the relay may be used. */
-export const ice = Options.all({ stun, turn, turnUser, turnPass, relayOnly })
-export type IceFlags = typeof ice extends Options.Options<infer A> ? A : never
+
+/**
+ * The user's ICE servers. One that p2pal cannot use is a usage error naming why: node-datachannel
+ * would ignore it without a word.
+ */
+const iceServers = (flags: {
+  readonly stun: string
+  readonly turn: ReadonlyArray<string>
+  readonly turnUser: Option.Option<string>
+  readonly turnPass: Option.Option<Redacted.Redacted>
+}) => {
+  const stunUrl = flags.stun.trim()
+  const credentials = Option.all({ username: flags.turnUser, password: flags.turnPass }).pipe(
+    Option.map(({ username, password }) => ({ username, password: Redacted.value(password) })),
+    Option.getOrUndefined,
+  )
+  return Either.all([
+    ...(stunUrl === "" ? [] : [Either.mapLeft(IceServers.parseStun(stunUrl), (why) => `--stun ${why}`)]),
+    ...flags.turn.map((url) =>
+      Either.mapLeft(IceServers.parseTurn(url.trim(), credentials), (why) => `--turn ${why}`),
+    ),
+  ])
+}
+
+/** How to reach the peer: the user's STUN and TURN servers, and whether only the relay may be used. */
+export const ice = Options.all({ stun, turn, turnUser, turnPass, relayOnly }).pipe(
+  checked((flags) =>
+    Either.map(iceServers(flags), (servers) => ({ iceServers: servers, relayOnly: flags.relayOnly })),
+  ),
+)
 export const yes = Options.boolean("yes").pipe(
   Options.withAlias("y"),
   Options.withDescription("skip confirmation prompts"),
@@ -46,17 +91,36 @@ export const quiet = Options.boolean("quiet").pipe(
   Options.withAlias("q"),
   Options.withDescription("print only the join code (send) or nothing but errors (recv)"),
 )
+
+const ttlRange = `between ${SignalApi.MinTtlSeconds}s and ${SignalApi.MaxTtlSeconds / 3600}h`
+/** Whole seconds, as the signal app counts them, so both sides wait for the same TTL. */
 export const ttl = Options.text("ttl").pipe(
   Options.withDefault("5m"),
-  Options.withDescription("how long the join code stays valid (e.g. 10m, 1h)"),
+  Options.withDescription(`how long the join code stays valid (e.g. 10m, 1h), ${ttlRange}; default 5m`),
+  checked((value) =>
+    Either.flatMap(duration("--ttl", "5m or 1h")(value), (ttl) => {
+      const seconds = Math.ceil(Duration.toSeconds(ttl))
+      return seconds >= SignalApi.MinTtlSeconds && seconds <= SignalApi.MaxTtlSeconds
+        ? Either.right(Duration.seconds(seconds))
+        : Either.left(`--ttl must be ${ttlRange} (got ${value})`)
+    }),
+  ),
 )
 export const recursive = Options.boolean("recursive").pipe(
   Options.withAlias("r"),
   Options.withDescription("send directories with everything in them"),
 )
+
+const MaxChunkKiB = Frames.MaxChunkBytes / 1024
+/** In bytes. */
 export const chunkSize = Options.integer("chunk-size").pipe(
-  Options.withDefault(63),
-  Options.withDescription("chunk size in KiB (1-63)"),
+  Options.withDefault(MaxChunkKiB),
+  Options.withDescription(`chunk size in KiB, 1 to ${MaxChunkKiB}; default ${MaxChunkKiB}`),
+  checked((kib) =>
+    kib >= 1 && kib <= MaxChunkKiB
+      ? Either.right(kib * 1024)
+      : Either.left(`--chunk-size must be between 1 and ${MaxChunkKiB} KiB (got ${kib})`),
+  ),
 )
 export const out = Options.directory("out").pipe(
   Options.withDefault("."),
@@ -69,95 +133,39 @@ export const skipErrors = Options.boolean("skip-errors").pipe(
   ),
 )
 
+const defaultCheckpointTtl = DurationText.format(Checkpoint.DefaultTtl)
 export const checkpointTtl = Options.text("checkpoint-ttl").pipe(
-  Options.withDefault(DurationText.format(Checkpoint.DefaultTtl)),
-  Options.withDescription("how long the checkpoint of an interrupted transfer stays resumable (e.g. 24h)"),
+  Options.withDefault(defaultCheckpointTtl),
+  Options.withDescription(
+    `how long the checkpoint of an interrupted transfer stays resumable (e.g. 24h); default ${defaultCheckpointTtl}`,
+  ),
+  checked(duration("--checkpoint-ttl", "24h or 168h")),
 )
 
+/** The most attempts per drop: with the backoff doubling, more would wait for days. */
+const MaxRetries = 20
 const maxRetries = Options.integer("max-retries").pipe(
   Options.withDefault(3),
   Options.withDescription(
-    "attempts to reconnect when the connection drops mid-transfer (0: stop at once); the checkpoint stays either way",
+    `attempts to reconnect when the connection drops mid-transfer, 0 (stop at once) to ${MaxRetries}; ` +
+      "default 3; the checkpoint stays either way",
+  ),
+  checked((n) =>
+    n >= 0 && n <= MaxRetries
+      ? Either.right(n)
+      : Either.left(`--max-retries must be between 0 and ${MaxRetries} (got ${n})`),
   ),
 )
 const retryBackoff = Options.text("retry-backoff").pipe(
   Options.withDefault("1s"),
   Options.withDescription(
-    "wait before the first reconnect attempt; it doubles, with jitter, for each next one",
+    "wait before the first reconnect attempt (e.g. 500ms, 2s); it doubles, with jitter, for each next one; default 1s",
   ),
+  checked(duration("--retry-backoff", "1s or 500ms")),
 )
 /** How hard to try to get a dropped connection back. */
 export const reconnect = Options.all({ maxRetries, retryBackoff })
-export type ReconnectFlags = typeof reconnect extends Options.Options<infer A> ? A : never
 
-/** The most attempts per drop: with the backoff doubling, more would wait for days. */
-const MaxRetries = 20
-
-export const reconnectPolicy = (flags: ReconnectFlags) =>
-  Effect.gen(function* () {
-    if (!Number.isInteger(flags.maxRetries) || flags.maxRetries < 0 || flags.maxRetries > MaxRetries)
-      return yield* usage(`--max-retries must be between 0 and ${MaxRetries} (got ${flags.maxRetries})`)
-    const retryBackoff = yield* Option.match(DurationText.parse(flags.retryBackoff), {
-      onNone: () => usage(`--retry-backoff ${flags.retryBackoff} is not a duration like 1s or 500ms`),
-      onSome: Effect.succeed,
-    })
-    return { maxRetries: flags.maxRetries, retryBackoff }
-  })
-
-const usage = (message: string) => Effect.fail(new UsageError({ message }))
-
-/**
- * The user's ICE servers. One that p2pal cannot use is a usage error naming why: node-datachannel
- * would ignore it without a word.
- */
-export const iceServers = (flags: IceFlags) =>
-  Effect.gen(function* () {
-    const servers: Array<IceServers.IceServer> = []
-    const stunUrl = flags.stun.trim()
-    if (stunUrl !== "") servers.push(yield* orUsage("--stun", IceServers.parseStun(stunUrl)))
-    const credentials = Option.all({ username: flags.turnUser, password: flags.turnPass }).pipe(
-      Option.map(({ username, password }) => ({ username, password: Redacted.value(password) })),
-      Option.getOrUndefined,
-    )
-    for (const url of flags.turn)
-      servers.push(yield* orUsage("--turn", IceServers.parseTurn(url.trim(), credentials)))
-    return servers
-  })
-
-const orUsage = <A>(flag: string, parsed: Either.Either<A, string>) =>
-  Either.match(parsed, { onLeft: (reason) => usage(`${flag} ${reason}`), onRight: Effect.succeed })
-
-export const serverUrl = (value: string) => {
-  const url = URL.canParse(value) ? new URL(value) : undefined
-  return url !== undefined && (url.protocol === "http:" || url.protocol === "https:")
-    ? Effect.succeed(url.origin)
-    : usage(`--server ${value} is not an http:// or https:// URL`)
-}
-
-/** Whole seconds, as the signal app counts them, so both sides wait for the same TTL. */
-export const parseTtl = (value: string) =>
-  Option.match(DurationText.parse(value), {
-    onNone: () => usage(`--ttl ${value} is not a duration like 5m or 1h`),
-    onSome: (ttl) => {
-      const seconds = Math.ceil(Duration.toSeconds(ttl))
-      return seconds >= SignalApi.MinTtlSeconds && seconds <= SignalApi.MaxTtlSeconds
-        ? Effect.succeed(Duration.seconds(seconds))
-        : usage(
-            `--ttl must be between ${SignalApi.MinTtlSeconds}s and ${SignalApi.MaxTtlSeconds / 3600}h (got ${value})`,
-          )
-    },
-  })
-
-export const parseCheckpointTtl = (value: string) =>
-  Option.match(DurationText.parse(value), {
-    onNone: () => usage(`--checkpoint-ttl ${value} is not a duration like 24h or 168h`),
-    onSome: Effect.succeed,
-  })
-
-export const chunkBytes = (kib: number) =>
-  kib >= 1 && kib * 1024 <= Frames.MaxChunkBytes
-    ? Effect.succeed(kib * 1024)
-    : usage(`--chunk-size must be between 1 and 63 KiB (got ${kib})`)
 export const encrypt = Options.boolean("encrypt").pipe(
   Options.withDescription(
     "also seal every chunk with AES-256-GCM under a key from the code, on top of DTLS (for when you distrust a TURN relay)",
@@ -168,6 +176,13 @@ export const verify = Options.boolean("verify").pipe(
     "print a short verification string derived from the session key; compare it with the other side's out of band",
   ),
 )
+
+/** The flags send and recv share: the signal app, the way to the peer, prompts and output, recovery. */
+export const shared = { server, ice, yes, quiet, verify, checkpointTtl, reconnect }
+
+type Parsed<O> = O extends Options.Options<infer A> ? A : never
+export type IceFlags = Parsed<typeof ice>
+export type ReconnectFlags = Parsed<typeof reconnect>
 
 /** What `--verify` prints once the code is confirmed; both sides print the same digits unless someone sat in between. */
 export const verificationLine = (verification: string) =>

@@ -20,12 +20,11 @@ export const options = (flags: {
     const ui = yield* Ui
     let progress: Progress | undefined
     const peer: PeerOptions = {
-      server: yield* Flags.serverUrl(flags.server),
-      iceServers: yield* Flags.iceServers(flags.ice),
-      relayOnly: flags.ice.relayOnly,
+      server: flags.server,
+      ...flags.ice,
       onIceIgnored: (reason) =>
         ui.notice(`not using an ICE server the signal app offered: ${escapeForDisplay(reason)}`),
-      ...(yield* Flags.reconnectPolicy(flags.reconnect)),
+      ...flags.reconnect,
       onReconnecting: (attempt, of, why) =>
         Effect.suspend(() => {
           const status = `reconnecting (attempt ${attempt}/${of})`

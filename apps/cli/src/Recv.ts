@@ -5,7 +5,7 @@ import { escapeForDisplay } from "@p2pal/domain/ManifestPolicy"
 import { Checkpoints } from "@p2pal/transfer/Checkpoints"
 import * as Session from "@p2pal/transfer/Session"
 import { resumable } from "@p2pal/transfer/RecvCheckpoint"
-import { Effect, Either, Exit, Option } from "effect"
+import { Config, Effect, Either, Exit, Option } from "effect"
 import * as path from "node:path"
 import * as Flags from "./Flags.js"
 import * as Format from "./Format.js"
@@ -13,22 +13,25 @@ import * as Peer from "./Peer.js"
 import * as Skipped from "./Skipped.js"
 import { Ui } from "./Ui.js"
 
+/** $P2PAL_CODE; set but blank counts as unset. */
+const codeFromEnv = Config.option(Config.string("P2PAL_CODE")).pipe(
+  Config.map(Option.filter((code) => code.trim() !== "")),
+)
+
 const code = Args.text({ name: "code" }).pipe(
   Args.withDescription(
     "the join code the sender printed, e.g. zebra-luna-47; if left out, taken from $P2PAL_CODE or read from stdin (keeps it out of shell history and ps)",
   ),
   Args.optional,
+  // Placed inside optional's default: the environment is read only when the argument is left out.
+  Args.withFallbackConfig(codeFromEnv),
 )
 
-/** The code from the argument, else $P2PAL_CODE, else one line of stdin. */
-const readCode = (arg: Option.Option<string>) =>
-  Option.match(arg, {
+/** The code from the argument or $P2PAL_CODE, else one line of stdin. */
+const readCode = (given: Option.Option<string>) =>
+  Option.match(given, {
     onSome: Effect.succeed,
-    onNone: () => {
-      const fromEnv = process.env.P2PAL_CODE
-      if (fromEnv !== undefined && fromEnv.trim() !== "") return Effect.succeed(fromEnv)
-      return Effect.flatMap(Ui, (ui) => ui.ask("Join code: "))
-    },
+    onNone: () => Effect.flatMap(Ui, (ui) => ui.ask("Join code: ")),
   })
 
 /** The whole manifest, names escaped, so nothing can hide behind a count. */
@@ -53,15 +56,9 @@ const describeManifest = (manifest: Manifest.Manifest) => {
 export const recv = Command.make(
   "recv",
   {
-    server: Flags.server,
     out: Flags.out,
     overwrite: Flags.overwrite,
-    yes: Flags.yes,
-    quiet: Flags.quiet,
-    ice: Flags.ice,
-    verify: Flags.verify,
-    checkpointTtl: Flags.checkpointTtl,
-    reconnect: Flags.reconnect,
+    ...Flags.shared,
     code,
   },
   (flags) =>
@@ -75,7 +72,7 @@ export const recv = Command.make(
       const out = path.resolve(flags.out)
       const checkpoints = {
         store: yield* Checkpoints,
-        ttl: yield* Flags.parseCheckpointTtl(flags.checkpointTtl),
+        ttl: flags.checkpointTtl,
       }
       const skipped = yield* Skipped.tracker("receiver")
       yield* ui.info("Joining transfer...")

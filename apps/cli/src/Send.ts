@@ -59,28 +59,20 @@ const summary = (sources: Sources.Sources, ttl: string) => {
 export const send = Command.make(
   "send",
   {
-    server: Flags.server,
     ttl: Flags.ttl,
     recursive: Flags.recursive,
-    yes: Flags.yes,
-    quiet: Flags.quiet,
     chunkSize: Flags.chunkSize,
-    ice: Flags.ice,
-    verify: Flags.verify,
     encrypt: Flags.encrypt,
     skipErrors: Flags.skipErrors,
-    reconnect: Flags.reconnect,
     resume,
-    checkpointTtl: Flags.checkpointTtl,
+    ...Flags.shared,
     files,
   },
   (flags) =>
     Effect.gen(function* () {
       const ui = yield* Ui
       const link = yield* Peer.options(flags)
-      const ttl = yield* Flags.parseTtl(flags.ttl)
-      const chunkSize = yield* Flags.chunkBytes(flags.chunkSize)
-      const checkpointTtl = yield* Flags.parseCheckpointTtl(flags.checkpointTtl)
+      const { ttl, chunkSize, checkpointTtl } = flags
       const skipped = yield* Skipped.tracker("sender")
       const skipUnreadable = flags.skipErrors ? skipped.skip : undefined
       const { sources, resume } = yield* Option.match(flags.resume, {

@@ -2,6 +2,7 @@ import type { IncomingMessage } from "node:http"
 import { HttpServerRequest, HttpServerResponse } from "@effect/platform"
 import { NodeHttpServerRequest } from "@effect/platform-node"
 import { SignalApi } from "@p2pal/domain"
+import * as Excerpt from "@p2pal/domain/Excerpt"
 import { RateLimiter } from "@p2pal/infra/RateLimiter"
 import type { RateLimited } from "@p2pal/infra/RateLimiter"
 import { TransferStore } from "@p2pal/infra/TransferStore"
@@ -149,19 +150,8 @@ const MaxErrorTextChars = 100
 
 /** The first problem only, with its path: enough to fix the request, short enough for a close reason. */
 export const parseErrorText = (e: ParseResult.ParseError) => {
-  const [issue] = ParseResult.ArrayFormatter.formatErrorSync(e)
-  const text =
-    issue === undefined
-      ? e.message
-      : issue.path.length === 0
-        ? issue.message
-        : `${issue.path.join(".")}: ${issue.message}`
-  if (text.length <= MaxErrorTextChars) return text
-  // Never split a surrogate pair: half of one is not text.
-  const end = /[\uD800-\uDBFF]/.test(text.charAt(MaxErrorTextChars - 1))
-    ? MaxErrorTextChars - 1
-    : MaxErrorTextChars
-  return `${text.slice(0, end)}...`
+  const { path, message } = Excerpt.firstIssue(e)
+  return Excerpt.chars(path === "" ? message : `${path}: ${message}`, MaxErrorTextChars)
 }
 
 const decodeBody = <A, I>(schema: Schema.Schema<A, I>) =>

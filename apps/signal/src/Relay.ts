@@ -1,5 +1,6 @@
 import { HttpServerRequest, HttpServerResponse, Socket } from "@effect/platform"
 import { Ids, SignalApi } from "@p2pal/domain"
+import * as Excerpt from "@p2pal/domain/Excerpt"
 import { ActiveLeaseMs, TransferStore } from "@p2pal/infra/TransferStore"
 import type * as Store from "@p2pal/infra/TransferStore"
 import { Data, Effect, Fiber, Mailbox, Option, Schema, Stream } from "effect"
@@ -46,22 +47,10 @@ const fromStore = (e: StoreError): Close => {
   }
 }
 
-/**
- * The first `max` bytes of `text` in UTF-8, cut before a character that would not fit whole. Linear in
- * `max`, not in the text: a reason may quote a hostile client's input.
- */
-const utf8Prefix = (text: string, max: number) => {
-  // A character is at least one byte, so the first `max` characters hold the first `max` bytes.
-  const bytes = Buffer.from(text.length > max ? text.slice(0, max) : text)
-  if (bytes.length <= max) return bytes.toString()
-  let end = max
-  // 10xxxxxx continues the character that starts before it.
-  while (end > 0 && (bytes[end]! & 0xc0) === 0x80) end--
-  return bytes.subarray(0, end).toString()
-}
+const decoder = new TextDecoder()
 
 const closeEvent = ({ code, reason }: Close) =>
-  new Socket.CloseEvent(code, utf8Prefix(reason, MaxCloseReasonBytes))
+  new Socket.CloseEvent(code, decoder.decode(Excerpt.utf8Prefix(reason, MaxCloseReasonBytes)))
 
 const encode = Schema.encodeSync(SignalApi.ServerMessageFromJson)
 const encodeFrame = Schema.encodeSync(SignalApi.ServerFrameFromJson)

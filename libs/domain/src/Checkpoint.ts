@@ -1,6 +1,6 @@
 import { Duration, Either, Schema } from "effect"
 import { TransferId } from "./Ids.js"
-import { firstIssue, Manifest, totalBytes } from "./Manifest.js"
+import { issueSuffix, Manifest, totalBytes } from "./Manifest.js"
 import { check } from "./ManifestPolicy.js"
 
 /**
@@ -161,6 +161,6 @@ export const decodeJson = (bytes: Uint8Array): Either.Either<Checkpoint, string>
     catch: () => "not valid JSON",
   }).pipe(
     Either.flatMap((json) =>
-      Either.mapLeft(decodeSchema(json), (e) => `not a valid checkpoint${firstIssue(e)}`),
+      Either.mapLeft(decodeSchema(json), (e) => `not a valid checkpoint${issueSuffix(e)}`),
     ),
   )

@@ -1,10 +1,12 @@
 import { Data, Either } from "effect"
+import { utf8Prefix } from "./Excerpt.js"
 
 /**
  * Binary frames of the peer DataChannel. Every frame is a 17-byte big-endian header
  * (type u8 | a u32 | b u64 | len u32) followed by exactly `len` payload bytes.
  * What `a` and `b` mean depends on the type; a field a type does not use must be zero,
- * so every frame has exactly one encoding.
+ * so every frame has exactly one encoding. The whole wire format stays in this one file (a little over
+ * 250 lines), one codec per type, so it reads as a single table.
  */
 export const HeaderBytes = 17
 /** Largest chunk payload. */
@@ -71,19 +73,9 @@ interface Codec<T extends Tag> {
   fromWire(wire: Wire): FrameOf<T> | string
 }
 
-const encoder = new TextEncoder()
 /** fatal: reject invalid UTF-8; ignoreBOM: keep a leading U+FEFF so decode/encode round-trips exactly. */
 const decoder = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true })
 const noPayload = new Uint8Array(0)
-
-/** UTF-8 of `text`, cut at a character boundary to at most MaxTextBytes. */
-const utf8Capped = (text: string): Uint8Array => {
-  const bytes = encoder.encode(text)
-  if (bytes.length <= MaxTextBytes) return bytes
-  let end = MaxTextBytes
-  while (end > 0 && (bytes[end]! & 0xc0) === 0x80) end--
-  return bytes.subarray(0, end)
-}
 
 /** The text, or undefined if the bytes are not valid UTF-8. */
 const utf8 = (payload: Uint8Array): string | undefined => {
@@ -111,7 +103,11 @@ const text = <T extends "Reject" | "Error">(
   type,
   uses: "",
   payload: [0, MaxTextBytes],
-  toWire: (frame) => ({ a: 0, b: 0, payload: utf8Capped((frame as Record<string, string>)[field]!) }),
+  toWire: (frame) => ({
+    a: 0,
+    b: 0,
+    payload: utf8Prefix((frame as Record<string, string>)[field]!, MaxTextBytes),
+  }),
   fromWire: ({ payload }) => {
     const value = utf8(payload)
     return value === undefined ? notUtf8 : ({ _tag: tag, [field]: value } as FrameOf<T>)
@@ -161,7 +157,7 @@ const codecs: { readonly [T in Tag]: Codec<T> } = {
     type: 9,
     uses: "a",
     payload: [0, MaxTextBytes],
-    toWire: (f) => ({ a: f.file, b: 0, payload: utf8Capped(f.reason) }),
+    toWire: (f) => ({ a: f.file, b: 0, payload: utf8Prefix(f.reason, MaxTextBytes) }),
     // Whether the file is the one being sent is the receiver's check: it knows where the transfer is.
     fromWire: ({ a: file, payload }) => {
       const reason = utf8(payload)

@@ -1,4 +1,5 @@
 import { Either, ParseResult, Schema } from "effect"
+import { chars, firstIssue } from "./Excerpt.js"
 import { MaxManifestBytes } from "./Frames.js"
 import { TransferId } from "./Ids.js"
 import { check, escapeForDisplay, ManifestError } from "./ManifestPolicy.js"
@@ -48,16 +49,13 @@ const failure = (rule: string, message: string) => new ManifestError({ entry: un
  * The first schema issue, located and cut short, as a suffix: " at entries.0.size: Expected ...". The
  * value quoted in it may be hostile and huge.
  */
-export const firstIssue = (error: ParseResult.ParseError): string => {
-  const [issue] = ParseResult.ArrayFormatter.formatErrorSync(error)
-  const where =
-    issue === undefined || issue.path.length === 0 ? "" : ` at ${issue.path.map(String).join(".")}`
-  const what = issue?.message ?? ""
-  return `${where}: ${what.length > 200 ? `${what.slice(0, 200)}...` : what}`
+export const issueSuffix = (error: ParseResult.ParseError): string => {
+  const { path, message } = firstIssue(error)
+  return `${path === "" ? "" : ` at ${path}`}: ${chars(message, 200)}`
 }
 
 const describe = (error: ParseResult.ParseError): string =>
-  escapeForDisplay(`the manifest is malformed${firstIssue(error)}`)
+  escapeForDisplay(`the manifest is malformed${issueSuffix(error)}`)
 
 /** Decodes received manifest bytes and applies ManifestPolicy; treats them as hostile throughout. */
 export const decodeManifest = (bytes: Uint8Array): Either.Either<Manifest, ManifestError> =>

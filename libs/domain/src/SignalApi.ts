@@ -4,7 +4,7 @@ import { Nameplate, Token, TransferId } from "./Ids.js"
 /** Caps on everything the signal app accepts, so a hostile client cannot make it buffer without bound. */
 export const MaxRequestBodyBytes = 4 * 1024
 export const MaxSocketMessageBytes = 64 * 1024
-/** Signaling payloads are opaque to the server (a later step seals them); this bounds one of them. */
+/** Signaling payloads are opaque to the server (SecureSignal in libs/transfer seals them end to end); this bounds one of them. */
 export const MaxSignalDataChars = 48 * 1024
 export const MinTtlSeconds = 1
 export const MaxTtlSeconds = 24 * 60 * 60
