@@ -1,12 +1,9 @@
 import { createHash, randomInt } from "node:crypto"
 import { Ids, SignalApi, TransferState } from "@p2pal/domain"
-import { Clock, Effect, Either, Layer, Metric, Option, Queue, Schedule, Schema, Stream } from "effect"
+import { Clock, Data, Effect, Either, Layer, Metric, Option, Queue, Schedule, Schema, Stream } from "effect"
 import { Redis } from "./Redis.js"
 import * as Store from "./TransferStore.js"
 
-const NameplateDigits = [2, 3, 4, 5, 6]
-/** Random picks at one nameplate length before moving on to a longer one. */
-const NameplateTries = 4
 /**
  * How often an inbox reads its mailbox with no doorbell. Doorbells lost while the subscriber reconnects
  * are rung again when it is back, so this is a last resort (and how a reader learns its transfer was
@@ -22,6 +19,25 @@ const SweepInterval = "1 second"
 const DeadlinesSlackMs = 60_000
 const HeartbeatInterval = "5 seconds"
 const HeartbeatTtlMs = 15_000
+/**
+ * Compare-and-set rounds lost to other writers before giving up. A transfer has two clients and a
+ * handful of writes, so losing more than once or twice in a row means something else keeps writing.
+ */
+const CasRetries = 10
+
+/** A compare-and-set found the record changed since it was read: read it again and retry. */
+class Conflict extends Data.TaggedError("Conflict")<{}> {}
+
+/** Retries `attempt` while it loses to other writers, at most `CasRetries` times, then gives up. */
+const casRetry = <A, E, R>(attempt: Effect.Effect<A, E | Conflict, R>) =>
+  attempt.pipe(
+    Effect.retry({ schedule: Schedule.recurs(CasRetries), while: (e) => e instanceof Conflict }),
+    Effect.catchIf(
+      (e): e is Conflict => e instanceof Conflict,
+      () =>
+        new Store.StoreUnavailable({ cause: `the transfer's record kept changing (${CasRetries} retries)` }),
+    ),
+  )
 
 /**
  * Every key of a transfer expires with its record (`retentionMs` after its deadline or its end); the
@@ -73,17 +89,18 @@ end
 return 1
 `
 
-/**
- * Appends ARGV[2] to the mailbox stream KEYS[2] and rings the doorbell ARGV[4], only if the record KEYS[1]
- * still reads ARGV[1] ('conflict' otherwise) and the mailbox has had fewer than ARGV[3] messages ('full'
- * otherwise; it is never trimmed). The mailbox expires with the record. Returns the message's id.
- */
 /** The lowest stream id after `id` ("ms-seq", or "ms" for "ms-0"): XTRIM MINID keeps ids from it on. */
 const nextId = (id: string) => {
   const [ms, seq = "0"] = id.split("-")
   return `${ms}-${BigInt(seq) + 1n}`
 }
 
+/**
+ * Appends ARGV[2] to the mailbox stream KEYS[2] and rings the doorbell ARGV[4], only if the record KEYS[1]
+ * still reads ARGV[1] ('conflict' otherwise) and the mailbox holds fewer than ARGV[3] messages ('full'
+ * otherwise; the ones its reader has seen are trimmed when it resumes after them, see `inbox`). The
+ * mailbox expires with the record. Returns the message's id.
+ */
 const PostLua = `
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 'conflict' end
 if redis.call('XLEN', KEYS[2]) >= tonumber(ARGV[3]) then return 'full' end
@@ -212,25 +229,25 @@ const make = (options: Options) =>
       event: TransferState.Event,
       newTokens: ReadonlyArray<TokenKey>,
     ) =>
-      Effect.gen(function* () {
-        while (true) {
+      casRetry(
+        Effect.gen(function* () {
           const { raw, record } = yield* lookup(transferId)
           const next = TransferState.step(record.state, event)
           if (Either.isLeft(next)) {
             const status = TransferState.observe(record.state, event.at).status
             return yield* Store.rejectionError(next.left, status, event._tag)
           }
-          if (yield* write(transferId, raw, { ...record, state: next.right }, newTokens, event.at)) {
-            return next.right
-          }
-        }
-      })
+          if (!(yield* write(transferId, raw, { ...record, state: next.right }, newTokens, event.at)))
+            return yield* new Conflict()
+          return next.right
+        }),
+      )
 
     /** Claims a free nameplate for `transferId`: a few random picks per length, shortest first. */
     const allocate = (transferId: Ids.TransferId, ttlMs: number) =>
       Effect.gen(function* () {
-        for (const digits of NameplateDigits) {
-          for (let i = 0; i < NameplateTries; i++) {
+        for (const digits of Store.NameplateDigits) {
+          for (let i = 0; i < Store.NameplateTries; i++) {
             const candidate = String(randomInt(10 ** (digits - 1), 10 ** digits))
             const claimed = yield* redis.use((client) =>
               client.set(key.nameplate(candidate), transferId, "PX", ttlMs, "NX"),
@@ -291,15 +308,17 @@ const make = (options: Options) =>
       message: string,
     ) {
       const now = yield* Clock.currentTimeMillis
-      while (true) {
-        const { raw, record } = yield* lookup(transferId)
-        yield* Store.ensureOpen(record.state, now)
-        const keys = [key.transfer(transferId), key.mailbox(transferId, to)]
-        const args = [raw, message, Store.MailboxCapacity, key.doorbell(transferId, to)]
-        const posted = yield* redis.use((client) => client.eval(PostLua, keys.length, ...keys, ...args))
-        if (posted === "full") return yield* new Store.MailboxFull()
-        if (posted !== "conflict") return
-      }
+      yield* casRetry(
+        Effect.gen(function* () {
+          const { raw, record } = yield* lookup(transferId)
+          yield* Store.ensureOpen(record.state, now)
+          const keys = [key.transfer(transferId), key.mailbox(transferId, to)]
+          const args = [raw, message, Store.MailboxCapacity, key.doorbell(transferId, to)]
+          const posted = yield* redis.use((client) => client.eval(PostLua, keys.length, ...keys, ...args))
+          if (posted === "full") return yield* new Store.MailboxFull()
+          if (posted === "conflict") return yield* new Conflict()
+        }),
+      )
     })
 
     const inbox = (transferId: Ids.TransferId, side: Ids.Side, after: SignalApi.MessageId | undefined) =>
