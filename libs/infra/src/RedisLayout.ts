@@ -1,9 +1,12 @@
 import { createHash } from "node:crypto"
 import { Ids, TransferState } from "@p2pal/domain"
-import { Schema } from "effect"
+import { Data, Effect, Schedule, Schema } from "effect"
 import * as Store from "./TransferStore.js"
 
-/** How RedisTransferStore lays transfers out in Redis: its keys, what they hold, and the scripts that change them. */
+/**
+ * How RedisTransferStore lays transfers out in Redis: its keys, what they hold, the scripts that change
+ * them with compare-and-set, and how a lost compare-and-set is retried.
+ */
 
 /**
  * Every key of a transfer expires with its record (`retentionMs` after its deadline or its end); the
@@ -134,3 +137,23 @@ export const postCall = (transferId: Ids.TransferId, to: Ids.Side, expected: str
   keys: [key.transfer(transferId), key.mailbox(transferId, to)],
   args: [expected, message, Store.MailboxCapacity, key.doorbell(transferId, to)],
 })
+
+/**
+ * Compare-and-set rounds lost to other writers before giving up. A transfer has two clients and a
+ * handful of writes, so losing more than once or twice in a row means something else keeps writing.
+ */
+const CasRetries = 10
+
+/** A compare-and-set found the record changed since it was read: read it again and retry. */
+export class Conflict extends Data.TaggedError("Conflict")<{}> {}
+
+/** Retries `attempt` while it loses to other writers, at most `CasRetries` times, then gives up. */
+export const casRetry = <A, E, R>(attempt: Effect.Effect<A, E | Conflict, R>) =>
+  attempt.pipe(
+    Effect.retry({ schedule: Schedule.recurs(CasRetries), while: (e) => e instanceof Conflict }),
+    Effect.catchIf(
+      (e): e is Conflict => e instanceof Conflict,
+      () =>
+        new Store.StoreUnavailable({ cause: `the transfer's record kept changing (${CasRetries} retries)` }),
+    ),
+  )

@@ -1,6 +1,6 @@
 import { randomInt } from "node:crypto"
 import { Ids, SignalApi, TransferState } from "@p2pal/domain"
-import { Clock, Data, Effect, Either, Layer, Metric, Option, Queue, Schedule, Schema, Stream } from "effect"
+import { Clock, Effect, Either, Layer, Metric, Option, Queue, Schedule, Schema, Stream } from "effect"
 import { Redis } from "./Redis.js"
 import * as Layout from "./RedisLayout.js"
 import * as Store from "./TransferStore.js"
@@ -15,26 +15,6 @@ const PollMs = 20_000
 const SweepInterval = "1 second"
 const HeartbeatInterval = "5 seconds"
 const HeartbeatTtlMs = 15_000
-/**
- * Compare-and-set rounds lost to other writers before giving up. A transfer has two clients and a
- * handful of writes, so losing more than once or twice in a row means something else keeps writing.
- */
-const CasRetries = 10
-
-/** A compare-and-set found the record changed since it was read: read it again and retry. */
-class Conflict extends Data.TaggedError("Conflict")<{}> {}
-
-/** Retries `attempt` while it loses to other writers, at most `CasRetries` times, then gives up. */
-const casRetry = <A, E, R>(attempt: Effect.Effect<A, E | Conflict, R>) =>
-  attempt.pipe(
-    Effect.retry({ schedule: Schedule.recurs(CasRetries), while: (e) => e instanceof Conflict }),
-    Effect.catchIf(
-      (e): e is Conflict => e instanceof Conflict,
-      () =>
-        new Store.StoreUnavailable({ cause: `the transfer's record kept changing (${CasRetries} retries)` }),
-    ),
-  )
-
 export interface Options {
   /** How long a transfer is remembered after its deadline or its end; `RetentionMs` unless given. */
   readonly retentionMs?: number
@@ -124,7 +104,7 @@ const make = (options: Options) =>
       event: TransferState.Event,
       newTokens: ReadonlyArray<Layout.TokenKey>,
     ) =>
-      casRetry(
+      Layout.casRetry(
         Effect.gen(function* () {
           const { raw, record } = yield* lookup(transferId)
           const next = TransferState.step(record.state, event)
@@ -133,7 +113,7 @@ const make = (options: Options) =>
             return yield* Store.rejectionError(next.left, status, event._tag)
           }
           if (!(yield* write(transferId, raw, { ...record, state: next.right }, newTokens, event.at)))
-            return yield* new Conflict()
+            return yield* new Layout.Conflict()
           return next.right
         }),
       )
@@ -203,7 +183,7 @@ const make = (options: Options) =>
       message: string,
     ) {
       const now = yield* Clock.currentTimeMillis
-      yield* casRetry(
+      yield* Layout.casRetry(
         Effect.gen(function* () {
           const { raw, record } = yield* lookup(transferId)
           yield* Store.ensureOpen(record.state, now)
@@ -212,7 +192,7 @@ const make = (options: Options) =>
             client.eval(Layout.PostLua, keys.length, ...keys, ...args),
           )
           if (posted === "full") return yield* new Store.MailboxFull()
-          if (posted === "conflict") return yield* new Conflict()
+          if (posted === "conflict") return yield* new Layout.Conflict()
         }),
       )
     })
