@@ -59,6 +59,7 @@ const causeText = (e: unknown): string => {
 
 export type { Session } from "./SignalSocket.js"
 
+/** The signal app as a client sees it: its HTTP API (create, join) and its WebSocket relay (open). */
 export class SignalClient extends Effect.Service<SignalClient>()("@p2pal/infra/SignalClient", {
   succeed: {
     create: Effect.fn("SignalClient.create")(function* (
