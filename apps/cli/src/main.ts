@@ -21,10 +21,10 @@ const cli = Command.run(p2pal, { name: "p2pal", version: "0.1.0" })
 
 const MainLive = Layer.mergeAll(
   NodeContext.layer,
-  PeerLink.layer,
-  SignalClient.layer,
-  Hasher.layer,
-  Checkpoints.layer,
+  PeerLink.Default,
+  SignalClient.Default,
+  Hasher.Default,
+  Checkpoints.Default,
 )
 
 /** Tells the user how the command ended and picks the exit code. */

@@ -97,3 +97,6 @@ export const TransferError = Schema.Union(
 )
 export type TransferError = typeof TransferError.Type
 export const isTransferError = Schema.is(TransferError)
+
+/** Why setting up the peer connection failed: the peer, the signal server refusing the session, or tampering. */
+export type ConnectError = PeerFailed | CodeRejected | ServerFailed | CodeMismatch

@@ -4,9 +4,6 @@ import { Clock, Effect, Either, Layer, Metric, Option, Schedule, Stream, Subscri
 import * as Store from "./TransferStore.js"
 
 const SweepInterval = "30 seconds"
-const NameplateDigits = [2, 3, 4, 5, 6]
-/** Random picks at one nameplate length before moving on to a longer one. */
-const NameplateTries = 4
 
 interface Transfer {
   readonly transferId: Ids.TransferId
@@ -45,11 +42,11 @@ const make = Effect.gen(function* () {
     inUseByDigits.set(nameplate.length, (inUseByDigits.get(nameplate.length) ?? 0) + delta)
 
   const pickNameplate = (): Ids.Nameplate | undefined => {
-    for (const digits of NameplateDigits) {
+    for (const digits of Store.NameplateDigits) {
       const low = 10 ** (digits - 1)
       const high = 10 ** digits
       if ((inUseByDigits.get(digits) ?? 0) * 2 > high - low) continue
-      for (let i = 0; i < NameplateTries; i++) {
+      for (let i = 0; i < Store.NameplateTries; i++) {
         const candidate = String(randomInt(low, high))
         if (!byNameplate.has(candidate)) return Ids.Nameplate.make(candidate)
       }

@@ -1,32 +1,22 @@
-import { PeerSignal } from "@p2pal/domain"
+import type { PeerSignal } from "@p2pal/domain"
 import type * as IceServers from "@p2pal/domain/IceServers"
-import { type CodeMismatch, type CodeRejected, PeerFailed, type ServerFailed } from "@p2pal/domain/Errors"
-import {
-  Clock,
-  Context,
-  Deferred,
-  Duration,
-  Effect,
-  Exit,
-  Layer,
-  Mailbox,
-  Queue,
-  Schedule,
-  Scope,
-  Stream,
-} from "effect"
+import { PeerFailed } from "@p2pal/domain/Errors"
+import { Deferred, Duration, Effect, Exit, Mailbox, Queue, Stream } from "effect"
 import * as ndc from "node-datachannel"
+import * as Candidates from "./Candidates.js"
+import * as Liveness from "./Liveness.js"
+import * as SendPump from "./SendPump.js"
 
-/** Why setting up the connection failed: the peer, the signal server refusing the session, or tampering. */
-export type ConnectError = PeerFailed | CodeRejected | ServerFailed | CodeMismatch
-
-/** How the two peers reach each other before the DataChannel exists (the signal app's relay). */
-export interface SignalPort {
+/**
+ * How the two peers reach each other before the DataChannel exists (the signal app's relay). What the
+ * relay may fail with (`E`) is the caller's business: it comes back out of `connect` as it went in.
+ */
+export interface SignalPort<E> {
   readonly send: (signal: PeerSignal.PeerSignal) => Effect.Effect<void, PeerFailed>
-  readonly incoming: Stream.Stream<PeerSignal.PeerSignal, ConnectError>
+  readonly incoming: Stream.Stream<PeerSignal.PeerSignal, E>
 }
 
-export interface ConnectOptions {
+export interface ConnectOptions<E> {
   readonly role: "offerer" | "answerer"
   readonly iceServers: ReadonlyArray<IceServers.IceServer>
   /**
@@ -34,7 +24,7 @@ export interface ConnectOptions {
    * addresses, and the connection goes through the relay or not at all.
    */
   readonly relayOnly: boolean
-  readonly signal: SignalPort
+  readonly signal: SignalPort<E>
   readonly openTimeout: Duration.DurationInput
 }
 
@@ -63,33 +53,11 @@ export interface Channel {
   readonly path: () => ConnectedPath | undefined
 }
 
-/** Each side says something at least this often, so that silence means the path is gone. */
-const HeartbeatEvery = Duration.seconds(1)
-/**
- * No message at all from the peer for this long, not even a heartbeat: the connection is given up
- * (libjuice's own consent checks take 13-30 s to notice a dead path here).
- */
-const SilenceLimit = Duration.seconds(5)
 /** A string message: the transfer protocol only uses binary ones, so it never sees these. */
 const Heartbeat = "."
-
-const HighWaterMark = 8 * 1024 * 1024
-const LowWaterMark = 4 * 1024 * 1024
 const Label = "p2pal"
 
 const describe = (c: ndc.SelectedCandidateInfo) => `${c.type} ${c.address}:${c.port}`
-
-const isRelay = (candidate: string) => / typ relay( |$)/.test(candidate)
-
-/**
- * libdatachannel's relay policy only hides our own non-relay candidates (upstream issue #1587), and
- * a description may carry candidates too: in relay-only mode every non-relay one is dropped, both ways.
- */
-const relayOnlySdp = (sdp: string) =>
-  sdp
-    .split("\r\n")
-    .filter((line) => !line.startsWith("a=candidate:") || isRelay(line))
-    .join("\r\n")
 
 const toNdc = (server: IceServers.IceServer): ndc.IceServer =>
   server.kind === "turn"
@@ -103,17 +71,17 @@ const toNdc = (server: IceServers.IceServer): ndc.IceServer =>
     : { hostname: server.hostname, port: server.port }
 
 /** Where a connection that never opened most likely failed, and what to do about it. */
-const unreachable = (options: ConnectOptions) => {
+const unreachable = (options: ConnectOptions<unknown>) => {
   const within = `could not reach the peer within ${Duration.format(options.openTimeout)}`
   return options.iceServers.some((s) => s.kind === "turn")
     ? `${within}, not even through the TURN server: check that it is reachable from both sides`
     : `${within}; a firewall or NAT may block a direct connection: use a TURN server (--turn, or a signal app run with --turn-url)`
 }
 
-const connect = Effect.fn("PeerLink.connect")(function* (options: ConnectOptions) {
+const connect = Effect.fn("PeerLink.connect")(function* <E>(options: ConnectOptions<E>) {
   const lost = yield* Deferred.make<never, PeerFailed>()
   /** Signaling only matters until the channel is open: after that the peers talk directly. */
-  const signalingFailed = yield* Deferred.make<never, ConnectError>()
+  const signalingFailed = yield* Deferred.make<never, PeerFailed | E>()
   const incoming = yield* Effect.acquireRelease(Mailbox.make<Uint8Array, PeerFailed>(), (m) => m.shutdown)
   const fail = (message: string) => {
     const error = new PeerFailed({ message, lost: true })
@@ -141,14 +109,13 @@ const connect = Effect.fn("PeerLink.connect")(function* (options: ConnectOptions
           Queue.unsafeOffer(outbox, {
             _tag: "description",
             type,
-            sdp: options.relayOnly ? relayOnlySdp(sdp) : sdp,
+            sdp: Candidates.filterSdp(sdp, options.relayOnly),
           })
       })
       pc.onLocalCandidate((candidate, mid) => {
-        if (!options.relayOnly || isRelay(candidate)) {
-          relayCandidates += isRelay(candidate) ? 1 : 0
-          Queue.unsafeOffer(outbox, { _tag: "candidate", candidate, mid })
-        }
+        if (!Candidates.allowed(candidate, options.relayOnly)) return
+        relayCandidates += Candidates.isRelay(candidate) ? 1 : 0
+        Queue.unsafeOffer(outbox, { _tag: "candidate", candidate, mid })
       })
       pc.onGatheringStateChange((state) => {
         // Relay-only with no relay address can never connect: say why now, not at the timeout.
@@ -168,34 +135,25 @@ const connect = Effect.fn("PeerLink.connect")(function* (options: ConnectOptions
     (pc) => Effect.sync(() => pc.close()),
   )
 
-  // Candidates wait until they are safe to use: libdatachannel refuses them before the remote
-  // description, and the answerer must not start connecting before the offerer holds the answer.
-  const held: Array<PeerSignal.PeerSignal & { _tag: "candidate" }> = []
-  let canConnect = false
-  const release = () => {
-    canConnect = true
-    held.splice(0).forEach((c) => pc.addRemoteCandidate(c.candidate, c.mid))
-  }
-  const apply = (signal: PeerSignal.PeerSignal) => {
-    switch (signal._tag) {
-      case "description":
-        pc.setRemoteDescription(options.relayOnly ? relayOnlySdp(signal.sdp) : signal.sdp, signal.type)
-        if (signal.type === "answer") {
-          Queue.unsafeOffer(outbox, { _tag: "answered" })
-          release()
-        }
-        return
-      case "answered":
-        return release()
-      case "candidate":
-        if (options.relayOnly && !isRelay(signal.candidate)) return
-        return canConnect ? pc.addRemoteCandidate(signal.candidate, signal.mid) : void held.push(signal)
+  let gate = Candidates.closed
+  const perform = (action: Candidates.Action) => {
+    switch (action._tag) {
+      case "describe":
+        return pc.setRemoteDescription(action.sdp, action.type)
+      case "confirm":
+        return Queue.unsafeOffer(outbox, { _tag: "answered" })
+      case "add":
+        return pc.addRemoteCandidate(action.candidate, action.mid)
     }
   }
   yield* options.signal.incoming.pipe(
     Stream.runForEach((signal) =>
       Effect.try({
-        try: () => apply(signal),
+        try: () => {
+          const [next, actions] = Candidates.step(gate, signal, options.relayOnly)
+          gate = next
+          actions.forEach(perform)
+        },
         catch: (e) => new PeerFailed({ message: `the peer sent an unusable connection offer: ${String(e)}` }),
       }),
     ),
@@ -204,22 +162,15 @@ const connect = Effect.fn("PeerLink.connect")(function* (options: ConnectOptions
   )
 
   const opened = yield* Deferred.make<ndc.DataChannel>()
-  let lowWater: (() => void) | undefined
   /** Messages of any kind heard from the peer: the watchdog only needs to see it change. */
   let heard = 0
   // Every wrapper we hold must stay referenced until closed: node-datachannel closes collected channels.
   const channels: Array<ndc.DataChannel> = []
   const adopt = (dc: ndc.DataChannel) => {
     channels.push(dc)
-    dc.setBufferedAmountLowThreshold(LowWaterMark)
     dc.onOpen(() => Deferred.unsafeDone(opened, Effect.succeed(dc)))
     dc.onClosed(() => fail("the peer closed the connection"))
     dc.onError((err) => fail(`data channel error: ${err}`))
-    dc.onBufferedAmountLow(() => {
-      const wake = lowWater
-      lowWater = undefined
-      wake?.()
-    })
     dc.onMessage((msg) => {
       heard++
       if (typeof msg !== "string")
@@ -240,60 +191,21 @@ const connect = Effect.fn("PeerLink.connect")(function* (options: ConnectOptions
     }),
   )
 
-  yield* Effect.sync(() => {
+  const beat = Effect.sync(() => {
     try {
       dc.sendMessage(Heartbeat)
     } catch {
       // Closed already: the state change reports it.
     }
-  }).pipe(Effect.repeat(Schedule.spaced(HeartbeatEvery)), Effect.forkScoped)
-  let lastHeard = heard
-  let silentSince = yield* Clock.currentTimeMillis
-  yield* Effect.gen(function* () {
-    const now = yield* Clock.currentTimeMillis
-    if (heard !== lastHeard) {
-      lastHeard = heard
-      silentSince = now
-    } else if (now - silentSince >= Duration.toMillis(SilenceLimit))
-      fail(`nothing heard from the peer for ${Duration.format(SilenceLimit)}`)
-  }).pipe(Effect.repeat(Schedule.spaced(HeartbeatEvery)), Effect.forkScoped)
-
-  const waitForRoom = Effect.async<void>((resume) => {
-    lowWater = () => resume(Effect.void)
-    // The event only fires after the amount rose above the threshold; re-check in case it already drained.
-    if (dc.bufferedAmount() <= LowWaterMark) {
-      lowWater = undefined
-      resume(Effect.void)
-    }
-    return Effect.sync(() => {
-      lowWater = undefined
-    })
   })
+  yield* Effect.forkScoped(Liveness.heartbeat(beat))
+  yield* Liveness.silence(() => heard).pipe(
+    Effect.andThen(() => fail(`nothing heard from the peer for ${Duration.format(Liveness.SilenceLimit)}`)),
+    Effect.forkScoped,
+  )
 
   const channel: Channel = {
-    send: (...messages) => {
-      let next = 0
-      const pump: Effect.Effect<void, PeerFailed> = Effect.suspend(() => {
-        if (!dc.isOpen()) return Deferred.await(lost)
-        try {
-          while (next < messages.length) {
-            dc.sendMessageBinary(messages[next++]!)
-            if (dc.bufferedAmount() > HighWaterMark)
-              return waitForRoom.pipe(Effect.raceFirst(Deferred.await(lost)), Effect.zipRight(pump))
-          }
-        } catch (e) {
-          // The channel closes on libdatachannel's thread, so it can close in the middle of a burst.
-          return Effect.fail(
-            new PeerFailed({
-              message: `the connection to the peer was lost (${e instanceof Error ? e.message : String(e)})`,
-              lost: true,
-            }),
-          )
-        }
-        return Effect.void
-      })
-      return pump
-    },
+    send: SendPump.make(dc, Deferred.await(lost)),
     incoming,
     closed: Deferred.await(lost),
     path: () => {
@@ -312,12 +224,6 @@ const connect = Effect.fn("PeerLink.connect")(function* (options: ConnectOptions
 })
 
 /** The node-datachannel runtime. `cleanup()` tears down every connection in the process, so it runs once, at exit. */
-export class PeerLink extends Context.Tag("@p2pal/infra/PeerLink")<
-  PeerLink,
-  { readonly connect: (options: ConnectOptions) => Effect.Effect<Channel, ConnectError, Scope.Scope> }
->() {
-  static readonly layer = Layer.scoped(
-    PeerLink,
-    Effect.acquireRelease(Effect.succeed({ connect }), () => Effect.sync(() => ndc.cleanup())),
-  )
-}
+export class PeerLink extends Effect.Service<PeerLink>()("@p2pal/infra/PeerLink", {
+  scoped: Effect.acquireRelease(Effect.succeed({ connect }), () => Effect.sync(() => ndc.cleanup())),
+}) {}

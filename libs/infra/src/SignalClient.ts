@@ -1,29 +1,8 @@
 import { SignalApi } from "@p2pal/domain"
-import { CodeRejected, PeerFailed, ServerFailed, ServerUnreachable } from "@p2pal/domain/Errors"
+import { CodeRejected, ServerFailed, ServerUnreachable } from "@p2pal/domain/Errors"
 import type { Token } from "@p2pal/domain/Ids"
-import { Context, Deferred, Effect, Exit, Layer, Mailbox, Option, Ref, Schedule, Schema, Scope } from "effect"
-import WebSocket from "ws"
-
-type ApiError = CodeRejected | ServerUnreachable | ServerFailed
-
-/** A signaling socket: what the server relays to us, and a way to talk back. */
-export interface Session {
-  readonly send: (message: SignalApi.ClientMessage) => Effect.Effect<void, PeerFailed>
-  /**
-   * The next message, in order. Once the socket has closed and every message before was taken: None after
-   * a normal close or once the peer has shown up (`peer-joined` or its first signal); otherwise it fails
-   * with what the server's close code says.
-   */
-  readonly next: Effect.Effect<Option.Option<SignalApi.ServerMessage>, CodeRejected | ServerFailed>
-  /**
-   * Drops the socket and opens a new one that carries on after the last message seen: after a network
-   * drop the old one may sit in TCP's retransmission backoff for long after the path is back.
-   */
-  readonly refresh: Effect.Effect<void>
-}
-
-/** Why the server ended a session before the peers found each other. */
-type SessionError = CodeRejected | ServerFailed
+import { Effect, Schema } from "effect"
+import * as Socket from "./SignalSocket.js"
 
 const RequestTimeoutMs = 15_000
 
@@ -78,233 +57,22 @@ const causeText = (e: unknown): string => {
   return cause instanceof Error ? cause.message : String(cause)
 }
 
-/** What a close code means for a session the server ended before the peers found each other. */
-const refusal = (server: string, code: number, reason: string, lastError: string): SessionError => {
-  switch (code) {
-    case SignalApi.CloseCode.expired:
-      return new CodeRejected({ reason: "expired" })
-    case SignalApi.CloseCode.notFound:
-      return new CodeRejected({ reason: "not_found" })
-    case SignalApi.CloseCode.conflict:
-      return new CodeRejected({ reason: "already_claimed" })
-    default: {
-      // 1006: no close frame at all, so the socket's own error says more than the empty reason.
-      const why = reason !== "" ? reason : lastError !== "" ? lastError : "connection closed"
-      return new ServerFailed({ server, detail: `${code} ${why}` })
-    }
-  }
-}
+export type { Session } from "./SignalSocket.js"
 
-/** Waits for the handshake; interruptible, and the listeners go when it ends either way. */
-const opened = (ws: WebSocket, server: string) =>
-  Effect.async<void, ServerUnreachable>((resume) => {
-    const settle = (result: Effect.Effect<void, ServerUnreachable>) => {
-      stop()
-      resume(result)
-    }
-    const onOpen = () => settle(Effect.void)
-    const onError = (e: Error) => settle(Effect.fail(new ServerUnreachable({ server, detail: e.message })))
-    const onResponse = (_req: unknown, res: { readonly statusCode?: number | undefined }) =>
-      settle(
-        Effect.fail(new ServerUnreachable({ server, detail: `WebSocket refused (HTTP ${res.statusCode})` })),
-      )
-    const stop = () => {
-      ws.off("open", onOpen)
-      ws.off("error", onError)
-      ws.off("unexpected-response", onResponse)
-    }
-    ws.on("open", onOpen)
-    ws.on("error", onError)
-    ws.on("unexpected-response", onResponse)
-    return Effect.sync(stop)
-  })
-
-/**
- * Close codes after which the same socket may come back: the instance is going away (graceful
- * shutdown), restarting or overloaded, or the connection broke without a close frame (1006, e.g. the
- * instance was killed). Behind a load balancer the next attempt reaches another instance, which resumes
- * after the last message id we saw.
- */
-const Reconnectable: ReadonlySet<number> = new Set([
-  SignalApi.CloseCode.goingAway,
-  1006,
-  1012,
-  SignalApi.CloseCode.tryAgainLater,
-])
-
-/** Quick first tries (an instance restarts in seconds), then every few seconds, for at most 30 s. */
-const ReconnectSchedule = Schedule.exponential("250 millis").pipe(
-  Schedule.union(Schedule.spaced("4 seconds")),
-  Schedule.jittered,
-  Schedule.upTo("30 seconds"),
-)
-
-/**
- * Once the peers have met, the socket is how they find each other again after a network drop, so it is
- * retried for as long as the session lives (the transfer's own retry limits end it), and often: a new
- * path is noticed within a couple of seconds.
- */
-const KeepTrying = Schedule.exponential("250 millis").pipe(
-  Schedule.union(Schedule.spaced("2 seconds")),
-  Schedule.jittered,
-)
-
-/** A server that answered before answers quickly: a reconnect that takes longer is tried afresh. */
-const ReconnectHandshakeMs = 5_000
-
-interface Closed {
-  readonly code: number
-  readonly reason: string
-  /** The socket's own last error: says more than the empty reason of a 1006. */
-  readonly lastError: string
-}
-
-const open = (server: string, token: Token) =>
-  Effect.gen(function* () {
-    const scope = yield* Effect.scope
-    const inbox = yield* Mailbox.make<SignalApi.ServerMessage, SessionError>()
-    let lastId: SignalApi.MessageId | undefined
-    let peerSeen = false
-    /** The socket open now, if any. */
-    let live: WebSocket | undefined
-
-    /** One socket, open, in the session's scope; `closed` completes when it closes. */
-    const connect = Effect.gen(function* () {
-      const url = new URL("/api/ws", server)
-      url.protocol = url.protocol === "https:" ? "wss:" : "ws:"
-      url.searchParams.set("token", token)
-      if (lastId !== undefined) url.searchParams.set("after", lastId)
-      // The socket exists at once and the scope owns it; only the wait for "open" takes time, and it is
-      // interruptible, so Ctrl+C during the handshake does not wait for the handshake timeout.
-      const ws = yield* Effect.acquireRelease(
-        Effect.sync(
-          () =>
-            new WebSocket(url, {
-              maxPayload: SignalApi.MaxSocketMessageBytes,
-              handshakeTimeout: lastId === undefined ? RequestTimeoutMs : ReconnectHandshakeMs,
-            }),
-        ),
-        (ws) =>
-          Effect.sync(() =>
-            ws.readyState === WebSocket.CONNECTING ? ws.terminate() : ws.close(SignalApi.CloseCode.normal),
-          ),
-      ).pipe(Scope.extend(scope))
-      let lastError = ""
-      // Always listened to: an "error" nobody handles would throw; a "close" follows every one.
-      ws.on("error", (e) => {
-        lastError = e.message
-      })
-      ws.on("message", (data, isBinary) => {
-        if (isBinary) return
-        const decoded = Schema.decodeUnknownOption(SignalApi.ServerFrameFromJson)(data.toString())
-        if (decoded._tag === "None") return
-        const { id, ...message } = decoded.value
-        lastId = id
-        if (message._tag !== "peer-left") peerSeen = true
-        inbox.unsafeOffer(message)
-      })
-      const closed = yield* Deferred.make<Closed>()
-      ws.on("close", (code, reason) =>
-        Deferred.unsafeDone(closed, Exit.succeed({ code, reason: reason.toString(), lastError })),
-      )
-      yield* opened(ws, server)
-      live = ws
-      return { ws, closed: Deferred.await(closed) }
-    })
-
-    const first = yield* connect
-    // What `send` writes to; replaced by a pending one while reconnecting.
-    const current = yield* Ref.make(yield* Deferred.make<WebSocket, PeerFailed>())
-    yield* Deferred.succeed(yield* Ref.get(current), first.ws)
-
-    const lost = (closed: Closed) =>
-      Effect.gen(function* () {
-        yield* Deferred.fail(
-          yield* Ref.get(current),
-          new PeerFailed({
-            message: `lost the signal server (${closed.code} ${closed.reason || closed.lastError})`,
-          }),
-        )
-        inbox.unsafeDone(
-          closed.code === SignalApi.CloseCode.normal || peerSeen
-            ? Exit.void
-            : Exit.fail(refusal(server, closed.code, closed.reason, closed.lastError)),
-        )
-      })
-
-    /** What `send` waits for while there is no socket: the pending one, made now if need be. */
-    const pending = Effect.gen(function* () {
-      const now = yield* Ref.get(current)
-      if (!(yield* Deferred.isDone(now))) return now
-      const next = yield* Deferred.make<WebSocket, PeerFailed>()
-      yield* Ref.set(current, next)
-      return next
-    })
-
-    const follow = (connection: Effect.Effect.Success<typeof connect>): Effect.Effect<void> =>
-      Effect.gen(function* () {
-        const closed = yield* connection.closed
-        if (!Reconnectable.has(closed.code)) return yield* lost(closed)
-        const waiting = yield* pending
-        const next = yield* Effect.suspend(() =>
-          connect.pipe(Effect.retry(peerSeen ? KeepTrying : ReconnectSchedule)),
-        ).pipe(Effect.option)
-        if (Option.isNone(next)) return yield* lost(closed)
-        yield* Deferred.succeed(waiting, next.value.ws)
-        return yield* follow(next.value)
-      })
-    yield* Effect.forkScoped(follow(first))
-
-    const session: Session = {
-      send: (message) =>
-        Ref.get(current).pipe(
-          Effect.flatMap(Deferred.await),
-          Effect.flatMap((ws) =>
-            Effect.async<void, PeerFailed>((resume) => {
-              ws.send(Schema.encodeSync(SignalApi.ClientMessageFromJson)(message), (err) =>
-                resume(
-                  err
-                    ? Effect.fail(new PeerFailed({ message: `lost the signal server: ${err.message}` }))
-                    : Effect.void,
-                ),
-              )
-            }),
-          ),
-        ),
-      next: inbox.take.pipe(
-        Effect.asSome,
-        Effect.catchTag("NoSuchElementException", () => Effect.succeedNone),
-      ),
-      refresh: Effect.gen(function* () {
-        const socket = live
-        if (socket === undefined || socket.readyState !== WebSocket.OPEN) return
-        live = undefined
-        // Sends wait from here on, so none goes into the socket being dropped.
-        yield* pending
-        // No close handshake over a path that may be dead: 1006, which `follow` reconnects after.
-        socket.terminate()
-      }),
-    }
-    return session
-  })
-
-export class SignalClient extends Context.Tag("@p2pal/infra/SignalClient")<
-  SignalClient,
-  {
-    readonly create: (
+/** The signal app as a client sees it: its HTTP API (create, join) and its WebSocket relay (open). */
+export class SignalClient extends Effect.Service<SignalClient>()("@p2pal/infra/SignalClient", {
+  succeed: {
+    create: Effect.fn("SignalClient.create")(function* (
       server: string,
       request: SignalApi.CreateTransferRequest,
-    ) => Effect.Effect<SignalApi.CreateTransferResponse, ApiError>
-    readonly join: (
-      server: string,
-      request: SignalApi.JoinRequest,
-    ) => Effect.Effect<SignalApi.JoinResponse, ApiError>
-    readonly open: (server: string, token: Token) => Effect.Effect<Session, ServerUnreachable, Scope.Scope>
-  }
->() {
-  static readonly layer = Layer.succeed(SignalClient, {
-    create: (server, request) => post(server, "/api/transfer", request, SignalApi.CreateTransferResponse),
-    join: (server, request) => post(server, "/api/join", request, SignalApi.JoinResponse),
-    open,
-  })
-}
+    ) {
+      return yield* post(server, "/api/transfer", request, SignalApi.CreateTransferResponse)
+    }),
+    join: Effect.fn("SignalClient.join")(function* (server: string, request: SignalApi.JoinRequest) {
+      return yield* post(server, "/api/join", request, SignalApi.JoinResponse)
+    }),
+    open: Effect.fn("SignalClient.open")(function* (server: string, token: Token) {
+      return yield* Socket.open(server, token)
+    }),
+  },
+}) {}

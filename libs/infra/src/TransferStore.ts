@@ -66,6 +66,11 @@ export const rejectionError = (
   }
 }
 
+/** Nameplate lengths, shortest first: a store moves to a longer one only when the shorter is crowded. */
+export const NameplateDigits: ReadonlyArray<number> = [2, 3, 4, 5, 6]
+/** Random picks at one nameplate length before moving on to a longer one. */
+export const NameplateTries = 4
+
 /** Transfer ids and tokens: 128 random bits, base64url (22 characters). */
 export const randomId = (): string => randomBytes(16).toString("base64url")
 

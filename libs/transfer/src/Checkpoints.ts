@@ -1,6 +1,6 @@
 import { Checkpoint, Ids } from "@p2pal/domain"
 import { CheckpointCorrupt, CheckpointIo, CheckpointNotFound } from "@p2pal/domain/Errors"
-import { Clock, Config, Context, Effect, Either, Layer, Option, Schema } from "effect"
+import { Clock, Config, Effect, Either, Option, Schema } from "effect"
 import { randomBytes } from "node:crypto"
 import * as fs from "node:fs/promises"
 import * as os from "node:os"
@@ -59,48 +59,32 @@ const readNames = (dir: string) =>
   attempt(dir, () => fs.readdir(dir).then((names) => names.sort(), missingAs([])))
 
 /** The checkpoint store: one JSON file per transfer and direction, in one private directory. */
-export class Checkpoints extends Context.Tag("@p2pal/transfer/Checkpoints")<
-  Checkpoints,
-  {
-    /** `<P2PAL_HOME or ~/.p2pal>/checkpoints`. */
-    readonly dir: string
-    /** Replaces the stored checkpoint so that, even after a crash, the file holds either the old one or this. */
-    readonly save: (checkpoint: Checkpoint.Checkpoint) => Effect.Effect<void, CheckpointIo>
-    readonly load: (
-      transferId: Ids.TransferId,
-      direction: Checkpoint.Direction,
-    ) => Effect.Effect<Checkpoint.Checkpoint, CheckpointNotFound | CheckpointCorrupt | CheckpointIo>
-    /** Every checkpoint file, by name; damaged ones are reported with their path, never used. */
-    readonly list: () => Effect.Effect<ReadonlyArray<Listed>, CheckpointIo>
-    /** Removes the transfer's checkpoint in `direction`, or in both; tells which directions it removed. */
-    readonly remove: (
-      transferId: Ids.TransferId,
-      direction?: Checkpoint.Direction,
-    ) => Effect.Effect<ReadonlyArray<Checkpoint.Direction>, CheckpointNotFound | CheckpointIo>
-    /**
-     * Removes the expired checkpoints and the temp files of saves that died; tells how many checkpoints.
-     * Damaged ones stay: their expiry cannot be read, so only the user deletes them.
-     */
-    readonly clean: () => Effect.Effect<number, CheckpointIo>
-    /** Removes every checkpoint, damaged ones and leftover temp files included; tells how many checkpoints. */
-    readonly cleanAll: () => Effect.Effect<number, CheckpointIo>
-  }
->() {
-  /** The store under `$P2PAL_HOME/checkpoints`, else `~/.p2pal/checkpoints`; nothing touches the disk until used. */
-  static readonly layer = Layer.effect(
-    Checkpoints,
-    Effect.map(Config.option(Config.string("P2PAL_HOME")), (home) => {
-      // An empty P2PAL_HOME counts as unset, as in `P2PAL_HOME= p2pal ...`.
-      const root = Option.getOrElse(
-        Option.filter(home, (h) => h !== ""),
-        () => path.join(os.homedir(), ".p2pal"),
-      )
-      return make(path.resolve(root, "checkpoints"))
-    }),
-  )
+export interface Store {
+  /** `<P2PAL_HOME or ~/.p2pal>/checkpoints`. */
+  readonly dir: string
+  /** Replaces the stored checkpoint so that, even after a crash, the file holds either the old one or this. */
+  readonly save: (checkpoint: Checkpoint.Checkpoint) => Effect.Effect<void, CheckpointIo>
+  readonly load: (
+    transferId: Ids.TransferId,
+    direction: Checkpoint.Direction,
+  ) => Effect.Effect<Checkpoint.Checkpoint, CheckpointNotFound | CheckpointCorrupt | CheckpointIo>
+  /** Every checkpoint file, by name; damaged ones are reported with their path, never used. */
+  readonly list: () => Effect.Effect<ReadonlyArray<Listed>, CheckpointIo>
+  /** Removes the transfer's checkpoint in `direction`, or in both; tells which directions it removed. */
+  readonly remove: (
+    transferId: Ids.TransferId,
+    direction?: Checkpoint.Direction,
+  ) => Effect.Effect<ReadonlyArray<Checkpoint.Direction>, CheckpointNotFound | CheckpointIo>
+  /**
+   * Removes the expired checkpoints and the temp files of saves that died; tells how many checkpoints.
+   * Damaged ones stay: their expiry cannot be read, so only the user deletes them.
+   */
+  readonly clean: () => Effect.Effect<number, CheckpointIo>
+  /** Removes every checkpoint, damaged ones and leftover temp files included; tells how many checkpoints. */
+  readonly cleanAll: () => Effect.Effect<number, CheckpointIo>
 }
 
-const make = (dir: string): Checkpoints["Type"] => {
+const make = (dir: string): Store => {
   const fileOf = (transferId: string, direction: Checkpoint.Direction) =>
     path.join(dir, `${transferId}.${direction}.json`)
 
@@ -206,3 +190,15 @@ const make = (dir: string): Checkpoints["Type"] => {
 
   return { dir, save, load, list, remove, clean, cleanAll }
 }
+
+/** The store under `$P2PAL_HOME/checkpoints`, else `~/.p2pal/checkpoints`; nothing touches the disk until used. */
+export class Checkpoints extends Effect.Service<Checkpoints>()("@p2pal/transfer/Checkpoints", {
+  effect: Effect.map(Config.option(Config.string("P2PAL_HOME")), (home) => {
+    // An empty P2PAL_HOME counts as unset, as in `P2PAL_HOME= p2pal ...`.
+    const root = Option.getOrElse(
+      Option.filter(home, (h) => h !== ""),
+      () => path.join(os.homedir(), ".p2pal"),
+    )
+    return make(path.resolve(root, "checkpoints"))
+  }),
+}) {}

@@ -1,4 +1,4 @@
-import { Context, Deferred, Effect, Layer } from "effect"
+import { Deferred, Effect } from "effect"
 import type { FileHandle } from "node:fs/promises"
 import { Worker } from "node:worker_threads"
 
@@ -30,81 +30,73 @@ const PoolSize = 32
 /** Blocks are sized up to a multiple of this, so batches of slightly different sizes share them. */
 const BlockGranule = 256 * 1024
 
-export class Hasher extends Context.Tag("@p2pal/transfer/Hasher")<
-  Hasher,
-  {
-    readonly start: () => FileHash
-    /**
-     * Uninitialised memory for bytes that will be absorbed, recycled from earlier absorbs when it can
-     * be: fresh memory costs a page fault per 4 KiB on first touch, which showed up as several percent
-     * of a transfer's CPU.
-     */
-    readonly allocate: (size: number) => Buffer
-  }
->() {
-  static readonly layer = Layer.scoped(
-    Hasher,
-    Effect.gen(function* () {
-      const worker = yield* Effect.acquireRelease(
-        Effect.sync(() => new Worker(new URL("./HashWorker.js", import.meta.url))),
-        (w) => Effect.promise(() => w.terminate()),
-      )
-      worker.unref()
-      const waiting = new Map<number, Deferred.Deferred<Uint8Array>>()
-      const pool: Array<ArrayBuffer> = []
-      worker.on("message", (response: Response) => {
-        if (response.kind === "returned") {
-          pool.push(...response.buffers.slice(0, PoolSize - pool.length))
-          return
+/** SHA-256 on a worker thread, so hashing runs beside the disk and the network instead of between them. */
+export class Hasher extends Effect.Service<Hasher>()("@p2pal/transfer/Hasher", {
+  scoped: Effect.gen(function* () {
+    const worker = yield* Effect.acquireRelease(
+      Effect.sync(() => new Worker(new URL("./HashWorker.js", import.meta.url))),
+      (w) => Effect.promise(() => w.terminate()),
+    )
+    worker.unref()
+    const waiting = new Map<number, Deferred.Deferred<Uint8Array>>()
+    const pool: Array<ArrayBuffer> = []
+    worker.on("message", (response: Response) => {
+      if (response.kind === "returned") {
+        pool.push(...response.buffers.slice(0, PoolSize - pool.length))
+        return
+      }
+      const deferred = waiting.get(response.id)
+      waiting.delete(response.id)
+      if (deferred !== undefined) Deferred.unsafeDone(deferred, Effect.succeed(response.digest))
+    })
+    // A dead worker would leave every digest waiting forever: fail them, and any asked for later.
+    let died: unknown
+    const die = (error: unknown) => {
+      died ??= error
+      for (const deferred of waiting.values()) Deferred.unsafeDone(deferred, Effect.die(died))
+      waiting.clear()
+    }
+    worker.on("error", die)
+    worker.on("exit", (code) => die(new Error(`the hashing thread exited (code ${code})`)))
+    let nextId = 0
+    return {
+      /**
+       * Uninitialised memory for bytes that will be absorbed, recycled from earlier absorbs when it can
+       * be: fresh memory costs a page fault per 4 KiB on first touch, which showed up as several percent
+       * of a transfer's CPU.
+       */
+      allocate: (size: number): Buffer => {
+        const pooled = pool.pop()
+        if (pooled !== undefined && pooled.byteLength >= size) return Buffer.from(pooled, 0, size)
+        return Buffer.allocUnsafeSlow(Math.ceil(size / BlockGranule) * BlockGranule).subarray(0, size)
+      },
+      start: (): FileHash => {
+        const id = nextId++
+        return {
+          absorb: (views) => {
+            const request: Request = {
+              kind: "update",
+              id,
+              parts: views.map((v) => ({
+                buffer: v.buffer as ArrayBuffer,
+                offset: v.byteOffset,
+                length: v.byteLength,
+              })),
+            }
+            worker.postMessage(request, [...new Set(views.map((v) => v.buffer as ArrayBuffer))])
+          },
+          digest: Effect.gen(function* () {
+            if (died !== undefined) return yield* Effect.die(died)
+            const deferred = yield* Deferred.make<Uint8Array>()
+            waiting.set(id, deferred)
+            worker.postMessage({ kind: "digest", id } satisfies Request)
+            return yield* Deferred.await(deferred)
+          }),
         }
-        const deferred = waiting.get(response.id)
-        waiting.delete(response.id)
-        if (deferred !== undefined) Deferred.unsafeDone(deferred, Effect.succeed(response.digest))
-      })
-      // A dead worker would leave every digest waiting forever: fail them, and any asked for later.
-      let died: unknown
-      const die = (error: unknown) => {
-        died ??= error
-        for (const deferred of waiting.values()) Deferred.unsafeDone(deferred, Effect.die(died))
-        waiting.clear()
-      }
-      worker.on("error", die)
-      worker.on("exit", (code) => die(new Error(`the hashing thread exited (code ${code})`)))
-      let nextId = 0
-      return {
-        allocate: (size) => {
-          const pooled = pool.pop()
-          if (pooled !== undefined && pooled.byteLength >= size) return Buffer.from(pooled, 0, size)
-          return Buffer.allocUnsafeSlow(Math.ceil(size / BlockGranule) * BlockGranule).subarray(0, size)
-        },
-        start: (): FileHash => {
-          const id = nextId++
-          return {
-            absorb: (views) => {
-              const request: Request = {
-                kind: "update",
-                id,
-                parts: views.map((v) => ({
-                  buffer: v.buffer as ArrayBuffer,
-                  offset: v.byteOffset,
-                  length: v.byteLength,
-                })),
-              }
-              worker.postMessage(request, [...new Set(views.map((v) => v.buffer as ArrayBuffer))])
-            },
-            digest: Effect.gen(function* () {
-              if (died !== undefined) return yield* Effect.die(died)
-              const deferred = yield* Deferred.make<Uint8Array>()
-              waiting.set(id, deferred)
-              worker.postMessage({ kind: "digest", id } satisfies Request)
-              return yield* Deferred.await(deferred)
-            }),
-          }
-        },
-      }
-    }),
-  )
-}
+      },
+    }
+  }),
+}) {}
 
 /** Bytes read per call by `absorbPrefix`. */
 const PrefixReadBytes = 1024 * 1024
@@ -114,7 +106,7 @@ const PrefixReadBytes = 1024 * 1024
  * not move again, so its SHA-256 still covers the whole file. Rejects if the file is shorter.
  */
 export const absorbPrefix = async (
-  hasher: Hasher["Type"],
+  hasher: Hasher,
   hash: FileHash,
   handle: FileHandle,
   length: number,

@@ -9,7 +9,7 @@ import { finishPlacing } from "./Targets.js"
 
 /** Where the receiver keeps its checkpoint; without one, a failed transfer leaves nothing behind. */
 export interface RecvCheckpointOptions {
-  readonly store: Checkpoints["Type"]
+  readonly store: Checkpoints
   readonly ttl: Duration.Duration
 }
 

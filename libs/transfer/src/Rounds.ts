@@ -1,5 +1,6 @@
 import type { PeerSignal } from "@p2pal/domain"
-import type { ConnectError, SignalPort } from "@p2pal/infra/PeerLink"
+import type { ConnectError } from "@p2pal/domain/Errors"
+import type { SignalPort } from "@p2pal/infra/PeerLink"
 import { Deferred, Effect, Option, Queue, type Scope, Stream, SubscriptionRef } from "effect"
 import type { SealedPort } from "./SecureSignal.js"
 
@@ -10,7 +11,7 @@ import type { SealedPort } from "./SecureSignal.js"
  */
 export interface Rounds {
   /** What PeerLink.connect uses for the attempt of `round`. */
-  readonly port: (round: number) => SignalPort
+  readonly port: (round: number) => SignalPort<ConnectError>
   /** Waits until the peer has signaled in a round after `round`; returns the latest round heard of. */
   readonly after: (round: number) => Effect.Effect<number, ConnectError>
   /** Fails if the relay has ended (the peer left, the signal app lost the transfer): no round can work. */

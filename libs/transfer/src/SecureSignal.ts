@@ -1,8 +1,7 @@
 import { ristretto255, ristretto255_hasher } from "@noble/curves/ed25519.js"
 import { bytesToNumberLE } from "@noble/curves/utils.js"
 import { PeerSignal } from "@p2pal/domain"
-import { CodeMismatch, type PeerFailed } from "@p2pal/domain/Errors"
-import type { ConnectError } from "@p2pal/infra/PeerLink"
+import { CodeMismatch, type ConnectError, type PeerFailed } from "@p2pal/domain/Errors"
 import { Effect, Either, Schema, Stream } from "effect"
 import {
   createCipheriv,

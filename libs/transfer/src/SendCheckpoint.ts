@@ -13,7 +13,7 @@ const SaveEveryMs = 1000
  * checkpoint says where each file continues.
  */
 export const make = (
-  store: Checkpoints["Type"],
+  store: Checkpoints,
   transferId: Ids.TransferId,
   sources: Sources,
   ttl: Duration.Duration,

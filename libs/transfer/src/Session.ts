@@ -1,7 +1,14 @@
 import { type Ids, JoinCode, Manifest, SignalApi } from "@p2pal/domain"
-import { CodeMismatch, CodeRejected, PeerFailed, ServerFailed, UsageError } from "@p2pal/domain/Errors"
+import {
+  CodeMismatch,
+  CodeRejected,
+  type ConnectError,
+  PeerFailed,
+  ServerFailed,
+  UsageError,
+} from "@p2pal/domain/Errors"
 import * as IceServers from "@p2pal/domain/IceServers"
-import { type Channel, type ConnectError, type ConnectedPath, PeerLink } from "@p2pal/infra/PeerLink"
+import { type Channel, type ConnectedPath, PeerLink } from "@p2pal/infra/PeerLink"
 import { SignalClient, type Session as SignalSession } from "@p2pal/infra/SignalClient"
 import { Clock, Data, Duration, Effect, Either, Exit, Option, Schedule, Scope } from "effect"
 import { randomInt } from "node:crypto"

@@ -58,7 +58,7 @@ const tempHome = Effect.acquireRelease(
 const storeWith = (env: ReadonlyArray<[string, string]>) =>
   Effect.provide(
     Checkpoints,
-    Checkpoints.layer.pipe(Layer.provide(Layer.setConfigProvider(ConfigProvider.fromMap(new Map(env))))),
+    Checkpoints.Default.pipe(Layer.provide(Layer.setConfigProvider(ConfigProvider.fromMap(new Map(env))))),
   )
 
 /** A store in a fresh home of its own, removed after the test. */

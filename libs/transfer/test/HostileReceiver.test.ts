@@ -88,7 +88,7 @@ const rows: ReadonlyArray<{
 ]
 
 // One node-datachannel runtime for the file: its cleanup() ends every connection in the process.
-layer(Layer.merge(PeerLink.layer, Hasher.layer), { excludeTestServices: true })(
+layer(Layer.merge(PeerLink.Default, Hasher.Default), { excludeTestServices: true })(
   "a hostile receiver's ResumeFrom list",
   (it) => {
     for (const row of rows)

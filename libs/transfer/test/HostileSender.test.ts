@@ -69,7 +69,7 @@ const rogue = (script: ReadonlyArray<Step>) =>
       else if (message.error) Queue.unsafeOffer(replies, { _tag: "RogueCrashed", message: message.error })
     })
     yield* write({ script })
-    const port: SignalPort = {
+    const port: SignalPort<never> = {
       send: (signal) => write({ signal }),
       incoming: Stream.fromQueue(signals),
     }
@@ -295,7 +295,7 @@ const connect = (script: ReadonlyArray<Step>) =>
   })
 
 // One node-datachannel runtime for the file: its cleanup() ends every connection in the process.
-layer(Layer.merge(PeerLink.layer, Hasher.layer), { excludeTestServices: true })(
+layer(Layer.merge(PeerLink.Default, Hasher.Default), { excludeTestServices: true })(
   "a rogue sender in another process, over a real DataChannel",
   (it) => {
     for (const row of rows)

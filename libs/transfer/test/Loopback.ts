@@ -10,7 +10,7 @@ export const connectPair = Effect.gen(function* () {
   const port = (
     outbox: Queue.Queue<PeerSignal.PeerSignal>,
     inbox: Queue.Queue<PeerSignal.PeerSignal>,
-  ): SignalPort => ({
+  ): SignalPort<never> => ({
     send: (signal) => Queue.offer(outbox, signal),
     incoming: Stream.fromQueue(inbox),
   })

@@ -22,7 +22,7 @@ const tempDir = Effect.acquireRelease(
 )
 
 // One node-datachannel runtime for the file: its cleanup() ends every connection in the process.
-layer(Layer.merge(PeerLink.layer, Hasher.layer), { excludeTestServices: true })(
+layer(Layer.merge(PeerLink.Default, Hasher.Default), { excludeTestServices: true })(
   "transfers between two real peers",
   (it) => {
     it.scoped("moves a directory tree between two real peers, byte for byte", () =>

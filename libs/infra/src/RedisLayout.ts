@@ -1,0 +1,159 @@
+import { createHash } from "node:crypto"
+import { Ids, TransferState } from "@p2pal/domain"
+import { Data, Effect, Schedule, Schema } from "effect"
+import * as Store from "./TransferStore.js"
+
+/**
+ * How RedisTransferStore lays transfers out in Redis: its keys, what they hold, the scripts that change
+ * them with compare-and-set, and how a lost compare-and-set is retried.
+ */
+
+/**
+ * Every key of a transfer expires with its record (`retentionMs` after its deadline or its end); the
+ * deadline index a little after its longest-lived member. Tokens are keyed by their SHA-256 only.
+ */
+export const key = {
+  transfer: (transferId: string) => `p2pal:transfer:${transferId}`,
+  nameplate: (nameplate: string) => `p2pal:nameplate:${nameplate}`,
+  token: (digest: string) => `p2pal:token:${digest}`,
+  mailbox: (transferId: string, side: Ids.Side) => `p2pal:mailbox:${transferId}:${side}`,
+  doorbell: (transferId: string, side: Ids.Side) => `p2pal:doorbell:${transferId}:${side}`,
+  deadlines: "p2pal:deadlines",
+  instance: (instanceId: string) => `p2pal:instance:${instanceId}`,
+}
+
+/** A transfer's record; `tokens` are the SHA-256 digests of its tokens, so its keys can be extended. */
+export const TransferRecord = Schema.Struct({
+  nameplate: Ids.Nameplate,
+  tokens: Schema.Array(Schema.String),
+  state: TransferState.TransferState,
+})
+export type TransferRecord = typeof TransferRecord.Type
+export const RecordJson = Schema.parseJson(TransferRecord)
+
+export const TokenJson = Schema.parseJson(Schema.Struct({ transferId: Ids.TransferId, side: Ids.Side }))
+
+export const digest = (token: Ids.Token) => createHash("sha256").update(token).digest("base64url")
+
+/**
+ * Compare-and-set of a transfer's record: writes ARGV[2] only if the record KEYS[1] still reads ARGV[1]
+ * ('' for none) and returns 0 otherwise. Creates the token keys KEYS[3..] with the values ARGV[7..], gives
+ * every key of the transfer (KEYS[3..]) the record's TTL ARGV[3], and keeps the deadline index KEYS[2] in
+ * step: member ARGV[5] is scored by its deadline ARGV[4] while live and removed once final (ARGV[4] ''),
+ * and the index lives at least ARGV[6] more milliseconds.
+ */
+export const WriteLua = `
+if (redis.call('GET', KEYS[1]) or '') ~= ARGV[1] then return 0 end
+local ttl = tonumber(ARGV[3])
+redis.call('SET', KEYS[1], ARGV[2], 'PX', ttl)
+for i = 7, #ARGV do redis.call('SET', KEYS[i - 4], ARGV[i]) end
+for i = 3, #KEYS do redis.call('PEXPIRE', KEYS[i], ttl) end
+if ARGV[4] == '' then
+  redis.call('ZREM', KEYS[2], ARGV[5])
+else
+  redis.call('ZADD', KEYS[2], ARGV[4], ARGV[5])
+  local indexTtl = tonumber(ARGV[6])
+  if redis.call('PTTL', KEYS[2]) < indexTtl then redis.call('PEXPIRE', KEYS[2], indexTtl) end
+end
+return 1
+`
+
+/**
+ * The deadline index outlives its members' records by this much, so a sweep still finds a passed deadline
+ * whose record is already gone (a retention shorter than the sweep interval, instances restarting).
+ */
+const DeadlinesSlackMs = 60_000
+
+/** WriteLua's keys and arguments: store `record` with `newTokens` added, if the record still reads `expected`. */
+export const writeCall = (
+  transferId: Ids.TransferId,
+  expected: string,
+  record: TransferRecord,
+  newTokens: ReadonlyArray<TokenKey>,
+  ttl: number,
+) => {
+  const stored: TransferRecord = {
+    ...record,
+    tokens: [...record.tokens, ...newTokens.map((token) => token.digest)],
+  }
+  const deadline = TransferState.isFinal(record.state.status) ? "" : String(record.state.expiresAt)
+  const keys = [
+    key.transfer(transferId),
+    key.deadlines,
+    ...newTokens.map((token) => key.token(token.digest)),
+    key.nameplate(record.nameplate),
+    ...record.tokens.map(key.token),
+    key.mailbox(transferId, "sender"),
+    key.mailbox(transferId, "receiver"),
+  ]
+  const args = [
+    expected,
+    JSON.stringify(stored),
+    ttl,
+    deadline,
+    transferId,
+    ttl + DeadlinesSlackMs,
+    ...newTokens.map((token) => token.value),
+  ]
+  return { keys, args }
+}
+
+/** The lowest stream id after `id` ("ms-seq", or "ms" for "ms-0"): XTRIM MINID keeps ids from it on. */
+export const nextId = (id: string) => {
+  const [ms, seq = "0"] = id.split("-")
+  return `${ms}-${BigInt(seq) + 1n}`
+}
+
+/**
+ * Appends ARGV[2] to the mailbox stream KEYS[2] and rings the doorbell ARGV[4], only if the record KEYS[1]
+ * still reads ARGV[1] ('conflict' otherwise) and the mailbox holds fewer than ARGV[3] messages ('full'
+ * otherwise; the messages a reader has seen go when it resumes after them, in the store's `inbox`).
+ * The mailbox expires with the record. Returns the message's id.
+ */
+export const PostLua = `
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 'conflict' end
+if redis.call('XLEN', KEYS[2]) >= tonumber(ARGV[3]) then return 'full' end
+local id = redis.call('XADD', KEYS[2], '*', 'message', ARGV[2])
+redis.call('PEXPIRE', KEYS[2], redis.call('PTTL', KEYS[1]))
+redis.call('PUBLISH', ARGV[4], id)
+return id
+`
+
+/** A token's key, to create along with a record: the token's digest and what it authenticates as. */
+export interface TokenKey {
+  readonly digest: string
+  readonly value: string
+}
+
+/** A fresh token for one side of one transfer, and the key that will stand for it. */
+export const issueToken = (transferId: Ids.TransferId, side: Ids.Side) => {
+  const token = Ids.Token.make(Store.randomId())
+  const value = Schema.encodeSync(TokenJson)({ transferId, side })
+  return { token, key: { digest: digest(token), value } satisfies TokenKey }
+}
+
+/** PostLua's keys and arguments: post `message` to `to`'s mailbox, if the record still reads `expected`. */
+export const postCall = (transferId: Ids.TransferId, to: Ids.Side, expected: string, message: string) => ({
+  keys: [key.transfer(transferId), key.mailbox(transferId, to)],
+  args: [expected, message, Store.MailboxCapacity, key.doorbell(transferId, to)],
+})
+
+/**
+ * Compare-and-set rounds lost to other writers before giving up. A transfer has two clients and a
+ * handful of writes, so losing more than once or twice in a row means something else keeps writing.
+ */
+const CasRetries = 10
+
+/** A compare-and-set found the record changed since it was read: read it again and retry. */
+export class Conflict extends Data.TaggedError("Conflict")<{}> {}
+
+/** Retries `attempt` while it loses to other writers, at most `CasRetries` times, then gives up. */
+export const casRetry = <A, E, R>(attempt: Effect.Effect<A, E | Conflict, R>) =>
+  attempt.pipe(
+    Effect.retry({ schedule: Schedule.recurs(CasRetries), while: (e) => e instanceof Conflict }),
+    Effect.catchIf(
+      (e): e is Conflict => e instanceof Conflict,
+      () =>
+        new Store.StoreUnavailable({ cause: `the transfer's record kept changing (${CasRetries} retries)` }),
+    ),
+  )
