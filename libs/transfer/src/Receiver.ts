@@ -70,63 +70,65 @@ const receiveFile = (
   /** A chunk's file bytes: its payload, or with --encrypt the opened payload (undefined if forged). */
   plaintextOf: (chunk: Frames.Frame & { _tag: "Chunk" }) => Uint8Array | undefined,
   tracker: RecvCheckpoint.Tracker | undefined,
-) => {
-  const state = tracker?.files.get(index)
-  progress.file = index
-  progress.fileBytes = state?.durable ?? 0
-  const checkpoint = state === undefined || tracker === undefined ? undefined : { state, save: tracker.save }
-  return DurableFile.use({ target, size: entry.size, overwrite, checkpoint }, (file) =>
-    Effect.gen(function* () {
-      const acknowledge = Effect.suspend(() => {
-        progress.bytes += file.written - progress.fileBytes
-        progress.fileBytes = file.written
-        return sendFrame(channel, { _tag: "Ack", bytes: progress.bytes })
-      })
-      const write = Effect.flatMap(file.write, (wrote) => (wrote ? acknowledge : Effect.void))
-      while (true) {
-        const frame = yield* nextFrame
-        if (frame._tag === "Chunk") {
-          if (frame.file !== index || frame.offset !== file.received)
-            return yield* new PeerFailed({
-              message: `protocol error: chunk for file ${frame.file} at ${frame.offset} out of order`,
-            })
-          const bytes = plaintextOf(frame)
-          if (bytes === undefined)
-            return yield* new PeerFailed({
-              message: `an encrypted chunk of ${entry.path} failed authentication: it was altered on the way`,
-            })
-          if (file.received + bytes.length > entry.size)
-            return yield* new PeerFailed({
-              message: `the sender sent more bytes than declared for ${entry.path}`,
-            })
-          if (yield* file.append(bytes)) yield* acknowledge
-        } else if (frame._tag === "FileEnd") {
-          if (frame.file !== index || frame.size !== entry.size || file.received !== entry.size)
-            return yield* new PeerFailed({ message: `the sender ended ${entry.path} at the wrong size` })
-          yield* write
-          if (!Buffer.from(yield* file.digest).equals(frame.sha256)) {
-            yield* sendFrame(channel, { _tag: "Error", message: `SHA-256 mismatch for ${entry.path}` })
-            return yield* new IntegrityFailed({ path: entry.path })
-          }
-          yield* file.place
-          return undefined
-        } else if (frame._tag === "Skip") {
-          // Only the file in progress can be skipped: one already ended (or not begun, or unknown) cannot.
-          if (frame.file !== index)
-            return yield* new PeerFailed({
-              message: `protocol error: skip for file ${frame.file} while receiving ${entry.path}`,
-            })
-          // Acknowledges what arrived, so the sender's window does not stay short by it for good.
-          yield* write
-          yield* file.discard
-          return frame.reason
-        } else if (frame._tag === "Error")
-          return yield* new PeerFailed({ message: `the sender stopped: ${frame.message}` })
-        else return yield* unexpected(frame, `data for ${entry.path}`)
-      }
-    }),
-  )
-}
+) =>
+  Effect.suspend(() => {
+    const state = tracker?.files.get(index)
+    progress.file = index
+    progress.fileBytes = state?.durable ?? 0
+    const checkpoint =
+      state === undefined || tracker === undefined ? undefined : { state, save: tracker.save }
+    return DurableFile.use({ target, size: entry.size, overwrite, checkpoint }, (file) =>
+      Effect.gen(function* () {
+        const acknowledge = Effect.suspend(() => {
+          progress.bytes += file.written - progress.fileBytes
+          progress.fileBytes = file.written
+          return sendFrame(channel, { _tag: "Ack", bytes: progress.bytes })
+        })
+        const write = Effect.flatMap(file.write, (wrote) => (wrote ? acknowledge : Effect.void))
+        while (true) {
+          const frame = yield* nextFrame
+          if (frame._tag === "Chunk") {
+            if (frame.file !== index || frame.offset !== file.received)
+              return yield* new PeerFailed({
+                message: `protocol error: chunk for file ${frame.file} at ${frame.offset} out of order`,
+              })
+            const bytes = plaintextOf(frame)
+            if (bytes === undefined)
+              return yield* new PeerFailed({
+                message: `an encrypted chunk of ${entry.path} failed authentication: it was altered on the way`,
+              })
+            if (file.received + bytes.length > entry.size)
+              return yield* new PeerFailed({
+                message: `the sender sent more bytes than declared for ${entry.path}`,
+              })
+            if (yield* file.append(bytes)) yield* acknowledge
+          } else if (frame._tag === "FileEnd") {
+            if (frame.file !== index || frame.size !== entry.size || file.received !== entry.size)
+              return yield* new PeerFailed({ message: `the sender ended ${entry.path} at the wrong size` })
+            yield* write
+            if (!Buffer.from(yield* file.digest).equals(frame.sha256)) {
+              yield* sendFrame(channel, { _tag: "Error", message: `SHA-256 mismatch for ${entry.path}` })
+              return yield* new IntegrityFailed({ path: entry.path })
+            }
+            yield* file.place
+            return undefined
+          } else if (frame._tag === "Skip") {
+            // Only the file in progress can be skipped: one already ended (or not begun, or unknown) cannot.
+            if (frame.file !== index)
+              return yield* new PeerFailed({
+                message: `protocol error: skip for file ${frame.file} while receiving ${entry.path}`,
+              })
+            // Acknowledges what arrived, so the sender's window does not stay short by it for good.
+            yield* write
+            yield* file.discard
+            return frame.reason
+          } else if (frame._tag === "Error")
+            return yield* new PeerFailed({ message: `the sender stopped: ${frame.message}` })
+          else return yield* unexpected(frame, `data for ${entry.path}`)
+        }
+      }),
+    )
+  })
 
 /**
  * The receiving side of one transfer: takes the manifest, refuses it if it is hostile or would
