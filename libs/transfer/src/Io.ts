@@ -1,8 +1,45 @@
 import { LocalIoFailed } from "@p2pal/domain/Errors"
+import { Cause, Effect, Exit } from "effect"
+import type { Stats } from "node:fs"
+import * as fs from "node:fs/promises"
 
 /** A failed file-system call on `path`, as the user will read it. */
 export const ioError = (path: string) => (e: unknown) =>
   new LocalIoFailed({ path, message: e instanceof Error ? e.message : String(e) })
+
+/** Nothing is there: no such entry, or a component of the path on the way to it is not a directory. */
+export const isAbsent = (e: unknown) => {
+  const code = (e as NodeJS.ErrnoException | undefined)?.code
+  return code === "ENOENT" || code === "ENOTDIR"
+}
+
+/** What is at `p` itself (a symlink is not followed), or undefined if nothing is; other errors fail. */
+export const lstat = (p: string): Effect.Effect<Stats | undefined, LocalIoFailed> =>
+  Effect.tryPromise({
+    try: () => fs.lstat(p).catch((e) => (isAbsent(e) ? undefined : Promise.reject(e))),
+    catch: ioError(p),
+  })
+
+/**
+ * Runs `cleanup` after `self` however it ends, interruption included, as `Effect.onExit` does, except
+ * that the cleanup may fail and its failure is not lost: after a success it is the outcome; after a
+ * failure it follows that one in the cause, and the CLI reports the first, the reason the transfer stopped.
+ */
+export const withCleanup = <A, E, R, E2, R2>(
+  self: Effect.Effect<A, E, R>,
+  cleanup: (exit: Exit.Exit<A, E>) => Effect.Effect<void, E2, R2>,
+): Effect.Effect<A, E | E2, R | R2> =>
+  Effect.uninterruptibleMask((restore) =>
+    Effect.flatMap(Effect.exit(restore(self)), (exit) =>
+      Effect.flatMap(Effect.exit(cleanup(exit)), (cleaned): Exit.Exit<A, E | E2> =>
+        Exit.isSuccess(cleaned)
+          ? exit
+          : Exit.failCause(
+              Exit.isSuccess(exit) ? cleaned.cause : Cause.sequential(exit.cause, cleaned.cause),
+            ),
+      ),
+    ),
+  )
 
 /** Words for the errors a file being read is likely to meet; the code stays alongside, for searching. */
 const ReadErrors: Record<string, string> = {

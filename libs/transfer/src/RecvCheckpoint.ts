@@ -1,10 +1,11 @@
 import type { Ids, Manifest } from "@p2pal/domain"
-import { type CheckpointIo, PeerFailed } from "@p2pal/domain/Errors"
+import { type CheckpointIo, type LocalIoFailed, PeerFailed } from "@p2pal/domain/Errors"
 import { Cause, Clock, Duration, Effect, Exit, Option } from "effect"
 import { randomBytes } from "node:crypto"
 import * as fs from "node:fs/promises"
 import * as path from "node:path"
 import type { Checkpoints } from "./Checkpoints.js"
+import { ioError, isAbsent, lstat } from "./Io.js"
 import { finishPlacing } from "./Targets.js"
 
 /** Where the receiver keeps its checkpoint; without one, a failed transfer leaves nothing behind. */
@@ -30,7 +31,7 @@ export interface Tracker {
   readonly resumeFrom: ReadonlyArray<readonly [index: number, offset: number]>
   readonly bytesHere: number
   /** Removes the temporary files of an earlier session that cannot be continued. */
-  readonly discardStale: Effect.Effect<void>
+  readonly discardStale: Effect.Effect<void, LocalIoFailed>
   readonly save: Effect.Effect<void, CheckpointIo>
   readonly remove: Effect.Effect<void, CheckpointIo>
 }
@@ -59,8 +60,6 @@ const isTempOf = (name: string, target: string) => {
   const middle = name.slice(prefix.length, name.length - TempSuffix.length)
   return name.startsWith(prefix) && name.endsWith(TempSuffix) && /^[0-9a-f]{8}$/.test(middle)
 }
-
-const lstat = (p: string) => Effect.promise(() => fs.lstat(p).catch(() => undefined))
 
 /** Same entries in the same order; a file the sender marked changed may have a new size. */
 const sameEntries = (before: Manifest.Manifest, now: Manifest.Manifest, changed: ReadonlySet<number>) =>
@@ -99,7 +98,13 @@ export const open = (
     const orphansOf = (target: string) =>
       Effect.gen(function* () {
         const dir = path.dirname(target)
-        const names = listed.get(dir) ?? (yield* Effect.promise(() => fs.readdir(dir).catch(() => [])))
+        const names =
+          listed.get(dir) ??
+          (yield* Effect.tryPromise({
+            // Not there yet: nothing was ever written into it.
+            try: () => fs.readdir(dir).catch((e) => (isAbsent(e) ? [] : Promise.reject(e))),
+            catch: ioError(dir),
+          }))
         listed.set(dir, names)
         return names.filter((name) => isTempOf(name, target)).map((name) => path.join(dir, name))
       })
@@ -116,7 +121,8 @@ export const open = (
       if (kept.verified) {
         const temp = kept.temp === undefined ? undefined : path.join(path.dirname(target), kept.temp)
         const ours =
-          temp === undefined || (yield* Effect.promise(() => finishPlacing(temp, target).catch(() => false)))
+          temp === undefined ||
+          (yield* Effect.tryPromise({ try: () => finishPlacing(temp, target), catch: ioError(target) }))
         if (!ours && temp !== undefined) stale.push(temp)
         const stat = ours ? yield* lstat(target) : undefined
         // Replaced only when the sender says it changed: a copy edited here since is the user's now.
@@ -162,7 +168,11 @@ export const open = (
       placedBefore,
       resumeFrom,
       bytesHere: resumeFrom.reduce((sum, [, offset]) => sum + offset, 0),
-      discardStale: Effect.promise(() => Promise.all(stale.map((p) => fs.rm(p, { force: true })))),
+      discardStale: Effect.forEach(
+        stale,
+        (p) => Effect.tryPromise({ try: () => fs.rm(p, { force: true }), catch: ioError(p) }),
+        { concurrency: "unbounded", discard: true },
+      ),
       save,
       remove: options.store.remove(transferId, "recv").pipe(
         Effect.asVoid,

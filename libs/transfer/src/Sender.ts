@@ -1,15 +1,14 @@
 import { Frames, Manifest } from "@p2pal/domain"
 import { LocalIoFailed, PeerFailed, type SkippedFile } from "@p2pal/domain/Errors"
 import type { Channel } from "@p2pal/infra/PeerLink"
-import { Data, Deferred, Duration, Effect } from "effect"
-import { constants as fsConstants } from "node:fs"
-import * as fs from "node:fs/promises"
+import { Deferred, Duration, Effect } from "effect"
+import * as AckWindow from "./AckWindow.js"
+import * as BlockReader from "./BlockReader.js"
 import type { Progress } from "./Progress.js"
-import { absorbPrefix, Hasher } from "./Hasher.js"
-import { readFailure } from "./Io.js"
+import { Hasher } from "./Hasher.js"
 import * as Payload from "./Payload.js"
 import type { Source, Sources } from "./Sources.js"
-import { AckWindowBytes, frameReader, sendFrame, unexpected } from "./Wire.js"
+import { frameReader, sendFrame, unexpected } from "./Wire.js"
 
 export interface SendOptions {
   /** Payload bytes per chunk frame (at most Frames.MaxChunkBytes). */
@@ -33,20 +32,8 @@ export interface AckedFiles {
   readonly onChange: Effect.Effect<void>
 }
 
-/** The source of the file being sent failed it; `reason` names no local path, the receiver hears it too. */
-class Unreadable extends Data.TaggedError("Unreadable")<{ readonly reason: string }> {}
-
-const cannotRead = (e: unknown) => new Unreadable({ reason: readFailure(e) })
-
-const changed = "it changed while being sent"
-
 /** After telling the receiver we stop, how long to wait for it to answer, so the message is not lost in a close. */
 const StopGrace = Duration.seconds(5)
-
-/** Chunks read from disk per read call: large reads keep the disk from idling the pump. */
-const ChunksPerRead = 16
-/** Reads in flight ahead of the one being sent. */
-const ReadAhead = 4
 
 /** Refuses a broken ResumeFrom list: the receiver hears why, as the sender's user does. */
 const badResume = (channel: Channel, problem: string) => {
@@ -91,8 +78,8 @@ const acceptance = (
 
 /**
  * The sending side of one transfer: offers the manifest, then streams every file in manifest order,
- * never more than AckWindowBytes ahead of what the receiver has written, and returns once the receiver
- * reports every file verified.
+ * never more than the ack window (AckWindow.ts) ahead of what the receiver has written, and returns once
+ * the receiver reports every file verified.
  */
 export const send = Effect.fn("Sender.send")(function* (
   channel: Channel,
@@ -113,11 +100,8 @@ export const send = Effect.fn("Sender.send")(function* (
   const { progress } = options
   const hasher = yield* Hasher
   const verified = yield* Deferred.make<void, PeerFailed>()
-  // Both sides count the bytes the receiver already holds as written and acknowledged.
-  let acked = [...offsets.values()].reduce((sum, offset) => sum + offset, 0)
-  progress.bytes = acked
-  // After a drop, what an earlier connection sent past what the receiver kept goes again.
-  progress.resent += Math.max(0, progress.sent - acked)
+  const held = [...offsets.values()].reduce((sum, offset) => sum + offset, 0)
+  const window = AckWindow.make(progress, held, Deferred.await(verified))
   const ackedFiles = options.acked
   for (const [index, offset] of offsets) ackedFiles?.bytes.set(index, offset)
   /** Files begun in this session and not yet fully acknowledged: where their new bytes start in the count. */
@@ -128,20 +112,17 @@ export const send = Effect.fn("Sender.send")(function* (
   const recordAcked = Effect.suspend(() => {
     if (ackedFiles === undefined) return Effect.void
     for (const [index, { start, from, size }] of unconfirmed) {
-      const bytes = from + Math.min(size - from, Math.max(0, acked - start))
+      const bytes = from + Math.min(size - from, Math.max(0, progress.bytes - start))
       ackedFiles.bytes.set(index, bytes)
       if (bytes === size) unconfirmed.delete(index)
     }
     return ackedFiles.onChange
   })
-  let wake: (() => void) | undefined
   const ackLoop = Effect.gen(function* () {
     while (true) {
       const frame = yield* nextFrame
       if (frame._tag === "Ack") {
-        acked = frame.bytes
-        progress.bytes = acked
-        wake?.()
+        window.ack(frame.bytes)
         yield* recordAcked
       } else if (frame._tag === "Done") return
       else if (frame._tag === "Error")
@@ -154,29 +135,6 @@ export const send = Effect.fn("Sender.send")(function* (
     Effect.flatMap((exit) => Deferred.done(verified, exit)),
     Effect.forkScoped,
   )
-  progress.sent = acked
-  /** Waits until `run` more bytes fit in the window: a drop can lose at most the window's worth. */
-  const roomInWindow = (run: number) =>
-    Effect.async<void>((resume) => {
-      wake = () => {
-        if (progress.sent + run - acked <= AckWindowBytes) {
-          wake = undefined
-          resume(Effect.void)
-        }
-      }
-      wake()
-    }).pipe(
-      // The receiver may stop acknowledging for good (it failed, or finished early): never wait past that.
-      Effect.raceFirst(
-        Effect.zipRight(
-          Deferred.await(verified),
-          Effect.fail(
-            new PeerFailed({ message: "protocol error: the receiver finished before all data was sent" }),
-          ),
-        ),
-      ),
-    )
-
   /** Sends the file from byte `from` on; the bytes before it, which the receiver holds, are only hashed. */
   const sendFile = (index: number, entry: Manifest.Entry & { _tag: "file" }, source: Source, from: number) =>
     Effect.gen(function* () {
@@ -184,74 +142,25 @@ export const send = Effect.fn("Sender.send")(function* (
       progress.fileBytes = from
       unconfirmed.set(index, { start: progress.sent, from, size: entry.size })
       const hash = hasher.start()
-      const handle = yield* Effect.acquireRelease(
-        // A symlink swapped in since the manifest was built is refused, not followed (O_NOFOLLOW), and a
-        // FIFO cannot hang the open (O_NONBLOCK; it changes nothing for regular files).
-        Effect.tryPromise({
-          try: () =>
-            fs.open(source.path, fsConstants.O_RDONLY | fsConstants.O_NOFOLLOW | fsConstants.O_NONBLOCK),
-          catch: cannotRead,
-        }),
-        (h) => Effect.promise(() => h.close()),
-      )
-      yield* Effect.tryPromise({ try: () => absorbPrefix(hasher, hash, handle, from), catch: cannotRead })
-      // One buffer holds a run of chunk frames back to back, and one readv fills their payloads in
-      // place: file bytes are never copied into frames, and the run moves to the hashing thread whole.
-      const readBlock = async (position: number, end: number) => {
-        const count = Math.ceil((end - position) / options.chunkSize)
-        const block = hasher.allocate(end - position + count * Frames.HeaderBytes)
-        const frames: Array<Uint8Array> = []
-        for (let at = position, base = 0; at < end; at += options.chunkSize) {
-          const length = Math.min(options.chunkSize, end - at)
-          frames.push(Frames.chunkInto(block.subarray(base, base + Frames.HeaderBytes + length), index, at))
-          base += Frames.HeaderBytes + length
-        }
-        const payloads = frames.map((f) => f.subarray(Frames.HeaderBytes))
-        const { bytesRead } = await handle.readv(payloads, position)
-        if (bytesRead !== end - position) throw new Error(changed)
-        return { frames, payloads, start: position, end }
-      }
-      // Reads are plain promises started the moment they are queued (a forked fiber waits for the
-      // scheduler, which stalled the pump for seconds per GiB), and a few run ahead of the network.
-      const reads: Array<ReturnType<typeof readBlock>> = []
-      let queued = from
-      const readAhead = () => {
-        while (reads.length < ReadAhead && queued < entry.size) {
-          const end = Math.min(queued + options.chunkSize * ChunksPerRead, entry.size)
-          const read = readBlock(queued, end)
-          // Awaited in order below; this only keeps a failure behind an earlier one from going unhandled.
-          read.catch(() => {})
-          reads.push(read)
-          queued = end
-        }
-      }
-      readAhead()
-      while (reads.length > 0) {
-        const next = reads.shift()!
-        const { frames, payloads, start, end } = yield* Effect.tryPromise({
-          try: () => next,
-          catch: cannotRead,
-        })
-        readAhead()
-        if (progress.sent + (end - start) - acked > AckWindowBytes) yield* roomInWindow(end - start)
+      const { chunkSize } = options
+      const reader = yield* BlockReader.open({ source, index, size: entry.size, from, chunkSize, hash })
+      while (true) {
+        const block = yield* reader.next
+        if (block === undefined) break
+        const { frames, payloads, start, end } = block
+        yield* window.room(end - start)
         yield* channel.send(
           ...(payloadKey === undefined
             ? frames
-            : payloads.map((p, i) => Payload.sealChunk(payloadKey, index, start + i * options.chunkSize, p))),
+            : payloads.map((p, i) => Payload.sealChunk(payloadKey, index, start + i * chunkSize, p))),
         )
         progress.sent += end - start
         progress.fileBytes += end - start
         // node-datachannel copied each frame on send, so the bytes can move to the hashing thread now.
         hash.absorb(payloads)
       }
-      // Every byte was read, but a file grown, or rewritten in place, since it was listed is not the
-      // file the receiver was offered (a shrunk one already failed its read).
-      const now = yield* Effect.tryPromise({
-        try: () => handle.stat(),
-        catch: cannotRead,
-      })
-      if (now.size !== entry.size || now.mtimeMs !== source.mtimeMs)
-        return yield* new Unreadable({ reason: changed })
+      // Every byte was read, but a file changed since it was listed is not the one the receiver was offered.
+      yield* reader.unchanged
       yield* sendFrame(channel, {
         _tag: "FileEnd",
         file: index,

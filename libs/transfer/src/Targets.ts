@@ -3,54 +3,51 @@ import { LocalIoFailed } from "@p2pal/domain/Errors"
 import { Effect } from "effect"
 import * as fs from "node:fs/promises"
 import * as path from "node:path"
+import { isAbsent, lstat } from "./Io.js"
 
 /** Where the receiver puts the manifest's entries, and what it checks there before writing anything. */
 
 /** Where each entry lands under `out`; the manifest policy has already ruled out anything escaping it. */
 export const targetOf = (out: string, entry: Manifest.Entry) => path.join(out, ...entry.path.split("/"))
 
-const lstat = (p: string) => Effect.promise(() => fs.lstat(p).catch(() => undefined))
-
 /**
- * Refuses, before anything is written, to replace what is already on disk unless asked to, or to
- * write through a symlink that already sits inside `out` (it could point anywhere).
+ * What stops the transfer before anything is written: a target already on disk that may not be replaced
+ * (unless asked to), or a symlink already inside `out` that it would write through (it could point
+ * anywhere). Undefined when there is none; failing to look is a failure of its own.
  */
-export const checkTargets = (
+export const findConflict = (
   out: string,
   manifest: Manifest.Manifest,
   overwrite: boolean,
   /** Entries this transfer placed in an earlier session: they are expected to exist. */
   placedBefore: ReadonlySet<number>,
-) => {
-  const safeParents = new Set<string>()
-  return Effect.forEach(manifest.entries, (entry, index) =>
-    Effect.gen(function* () {
+): Effect.Effect<LocalIoFailed | undefined, LocalIoFailed> =>
+  Effect.gen(function* () {
+    const safeParents = new Set<string>()
+    for (const [index, entry] of manifest.entries.entries()) {
       const target = targetOf(out, entry)
       const parts = entry.path.split("/")
       for (let depth = 1; depth < parts.length; depth++) {
         const parent = path.join(out, ...parts.slice(0, depth))
         if (safeParents.has(parent)) continue
         if ((yield* lstat(parent))?.isSymbolicLink())
-          return yield* new LocalIoFailed({
-            path: parent,
-            message: "is a symlink; refusing to write through it",
-          })
+          return new LocalIoFailed({ path: parent, message: "is a symlink; refusing to write through it" })
         safeParents.add(parent)
       }
       const stat = yield* lstat(target)
-      if (stat === undefined || placedBefore.has(index)) return
-      if (entry._tag === "dir" && stat.isDirectory()) return
-      if (entry._tag === "file" && stat.isFile() && overwrite) return
-      return yield* new LocalIoFailed({
+      if (stat === undefined || placedBefore.has(index)) continue
+      if (entry._tag === "dir" && stat.isDirectory()) continue
+      if (entry._tag === "file" && stat.isFile() && overwrite) continue
+      return new LocalIoFailed({
         path: target,
         message:
           entry._tag === "file" && stat.isFile()
             ? "already exists; nothing was written (use --overwrite to replace it)"
             : `already exists as a ${stat.isSymbolicLink() ? "symlink" : stat.isDirectory() ? "directory" : "special file"}; nothing was written`,
       })
-    }),
-  )
-}
+    }
+    return undefined
+  })
 
 /** Free bytes an unprivileged user may fill on the file system that holds (or will hold) `dir`. */
 export const freeBytes = async (dir: string): Promise<bigint> => {
@@ -76,7 +73,9 @@ export const place = (temp: string, target: string, overwrite: boolean) =>
  */
 export const finishPlacing = async (temp: string, target: string): Promise<boolean> => {
   const [ours, there] = await Promise.all(
-    [fs.lstat(temp), fs.lstat(target)].map((p) => p.catch(() => undefined)),
+    [fs.lstat(temp), fs.lstat(target)].map((p) =>
+      p.catch((e) => (isAbsent(e) ? undefined : Promise.reject(e))),
+    ),
   )
   if (ours === undefined) return there !== undefined
   if (there === undefined) await place(temp, target, false)

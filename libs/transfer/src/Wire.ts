@@ -31,7 +31,5 @@ export const sendFrame = (channel: Channel, frame: Frames.Frame) => channel.send
 export const unexpected = (frame: Frames.Frame, expecting: string) =>
   new PeerFailed({ message: `protocol error: got ${frame._tag} while expecting ${expecting}` })
 
-/** Bytes the sender may have in flight beyond what the receiver has acknowledged as written. */
-export const AckWindowBytes = 16 * 1024 * 1024
 /** The receiver writes (and acknowledges) in batches of about this size. */
 export const WriteBatchBytes = 1024 * 1024

@@ -1,0 +1,229 @@
+import type { CheckpointIo, LocalIoFailed } from "@p2pal/domain/Errors"
+import { Effect, type Exit, Fiber, Option } from "effect"
+import { constants as fsConstants } from "node:fs"
+import * as fs from "node:fs/promises"
+import * as path from "node:path"
+import { absorbPrefix, type FileHash, Hasher } from "./Hasher.js"
+import { ioError, withCleanup } from "./Io.js"
+import * as RecvCheckpoint from "./RecvCheckpoint.js"
+import { place } from "./Targets.js"
+import { WriteBatchBytes } from "./Wire.js"
+
+/**
+ * Bytes written between two background flushes of a file to disk; each one that completes moves the
+ * checkpoint on, so it is also how much a crash may cost a resume.
+ */
+export const DurableBytes = 16 * 1024 * 1024
+
+/** The file's record in the receiver's checkpoint: where it continues from, kept current as bytes reach the disk. */
+export interface Checkpointed {
+  readonly state: RecvCheckpoint.FileState
+  readonly save: Effect.Effect<void, CheckpointIo>
+}
+
+export interface Options {
+  /** Where the file goes once verified; its temporary file sits next to it. */
+  readonly target: string
+  /** The size the sender declared: the checkpoint never records all of it as durable before it is verified. */
+  readonly size: number
+  /** Replace a file already at `target` (otherwise placing fails rather than clobber it). */
+  readonly overwrite: boolean
+  /** Without one, any failure removes the temporary file; with one, a resumable stop keeps it. */
+  readonly checkpoint?: Checkpointed | undefined
+}
+
+/** One file being received, as `use` hands it out. */
+export interface DurableFile {
+  /** Bytes given so far, those a resume found on disk included: the file's length once they are written. */
+  readonly received: number
+  /** Bytes written to the file so far. */
+  readonly written: number
+  /** Adds bytes after those received; once a batch of WriteBatchBytes waits, writes it. True if it wrote. */
+  readonly append: (bytes: Uint8Array) => Effect.Effect<boolean, LocalIoFailed | CheckpointIo>
+  /** Writes the batch waiting, if any. True if it wrote. */
+  readonly write: Effect.Effect<boolean, LocalIoFailed | CheckpointIo>
+  /** Waits for the background flushes asked for so far; fails if one did. */
+  readonly flushed: Effect.Effect<void, LocalIoFailed>
+  /** SHA-256 of the bytes written. */
+  readonly digest: Effect.Effect<Uint8Array>
+  /** Syncs the file, records it verified, then moves it onto the target. */
+  readonly place: Effect.Effect<void, LocalIoFailed | CheckpointIo>
+  /** The sender skipped it: the checkpoint forgets it and the temporary file goes when `use` ends. */
+  readonly discard: Effect.Effect<void>
+}
+
+/** Writes all of `bytes` at `position`: a write may stop short (a disk filling up), so it goes on from there. */
+const writeAll = async (handle: fs.FileHandle, bytes: Uint8Array, position: number) => {
+  for (let at = 0; at < bytes.length;) {
+    const { bytesWritten } = await handle.write(bytes, at, bytes.length - at, position + at)
+    if (bytesWritten === 0) throw new Error("the disk took no more bytes")
+    at += bytesWritten
+  }
+}
+
+/** A new temporary file, or for a resume the one holding `from` durable bytes, whose hash is rebuilt from disk. */
+const openTemp = (temp: string, from: number, hasher: Hasher["Type"], hash: FileHash) =>
+  Effect.tryPromise({
+    try: async () => {
+      if (from === 0) return fs.open(temp, "wx", 0o644)
+      // Bytes past the durable ones may be torn by a crash: cut them, and hash the rest as it is on disk.
+      const handle = await fs.open(temp, fsConstants.O_RDWR | fsConstants.O_NOFOLLOW)
+      try {
+        await handle.truncate(from)
+        await absorbPrefix(hasher, hash, handle, from)
+        return handle
+      } catch (e) {
+        await handle.close()
+        throw e
+      }
+    },
+    catch: ioError(temp),
+  })
+
+/**
+ * Runs `body` with the file for `options.target`, written to a hidden temporary name next to it and
+ * moved into place only by `place`, once the caller has checked its SHA-256. With a checkpoint, a file
+ * partly here continues from its durable bytes, and after Ctrl+C or a lost peer (`resumable`) the
+ * temporary file stays, synced and recorded; otherwise, unless placed, it is removed when `body` ends.
+ * Background flushes run on fibers of `body`'s scope: none outlives it.
+ */
+export const use = <A, E, R>(options: Options, body: (file: DurableFile) => Effect.Effect<A, E, R>) =>
+  Effect.gen(function* () {
+    const { target, size, checkpoint } = options
+    const state = checkpoint?.state
+    const from = state?.durable ?? 0
+    const temp = path.join(
+      path.dirname(target),
+      from > 0 && state?.temp !== undefined ? state.temp : RecvCheckpoint.tempName(target),
+    )
+    if (state !== undefined) state.temp = path.basename(temp)
+    const hasher = yield* Hasher
+    const hash = hasher.start()
+    let received = from
+    let written = from
+    let placed = false
+
+    return yield* Effect.uninterruptibleMask((restore) =>
+      Effect.gen(function* () {
+        const handle = yield* openTemp(temp, from, hasher, hash)
+        const run = Effect.gen(function* () {
+          const scope = yield* Effect.scope
+          let batch: Array<Uint8Array> = []
+          // The kernel would keep the whole file dirty until the final fsync and then flush it all at once
+          // (about 0.5 s per GiB here, with nothing else left to overlap): flushing as the file grows keeps
+          // that tail short. Each flush waits for the one before, so `flushing` is the last and fails if any did.
+          let flushing: Fiber.RuntimeFiber<void, LocalIoFailed> | undefined
+          let flushRequestedAt = from
+          /** Bytes the background flushes have made durable so far. */
+          let synced = from
+          const flushed = Effect.suspend(() => (flushing === undefined ? Effect.void : Fiber.join(flushing)))
+          /** A background flush that failed fails the next write, rather than only the final sync. */
+          const flushFailure = Effect.suspend(() =>
+            flushing === undefined
+              ? Effect.void
+              : Effect.flatMap(
+                  Fiber.poll(flushing),
+                  Option.match({ onNone: () => Effect.void, onSome: (exit) => exit }),
+                ),
+          )
+          const flushUpTo = (upTo: number) =>
+            Effect.tryPromise({ try: () => handle.datasync(), catch: ioError(target) }).pipe(
+              Effect.map(() => void (synced = upTo)),
+              // Interrupting a flush (the scope closing) waits for it: nothing touches the file after that.
+              Effect.uninterruptible,
+            )
+          const write = Effect.gen(function* () {
+            if (batch.length === 0) return false
+            yield* flushFailure
+            // One contiguous copy into recycled memory: a single write, and a single block for the hashing thread.
+            const block = hasher.allocate(received - written)
+            let at = 0
+            for (const b of batch) {
+              block.set(b, at)
+              at += b.length
+            }
+            batch = []
+            yield* Effect.tryPromise({ try: () => writeAll(handle, block, written), catch: ioError(target) })
+            written = received
+            hash.absorb([block])
+            if (written - flushRequestedAt >= DurableBytes) {
+              flushRequestedAt = written
+              const before = flushing
+              flushing = yield* Effect.forkIn(
+                Effect.zipRight(before === undefined ? Effect.void : Fiber.join(before), flushUpTo(written)),
+                scope,
+              )
+            }
+            const durable = RecvCheckpoint.durableOf(synced, size)
+            if (checkpoint !== undefined && durable > checkpoint.state.durable) {
+              checkpoint.state.durable = durable
+              yield* checkpoint.save
+            }
+            return true
+          })
+          const notYet = Effect.succeed(false)
+          const file: DurableFile = {
+            get received() {
+              return received
+            },
+            get written() {
+              return written
+            },
+            append: (bytes) => {
+              batch.push(bytes)
+              received += bytes.length
+              return received - written >= WriteBatchBytes ? write : notYet
+            },
+            write,
+            flushed,
+            digest: hash.digest,
+            place: Effect.gen(function* () {
+              yield* flushed
+              yield* Effect.tryPromise({ try: () => handle.sync(), catch: ioError(target) })
+              // Recorded as verified under its temporary name before it moves: whenever the receiver stops
+              // (a crash included), a resume finds the move done or finishes it, and never mistakes the placed
+              // file for someone else's. The next save drops the temporary name.
+              yield* Effect.uninterruptible(
+                Effect.gen(function* () {
+                  if (checkpoint !== undefined) {
+                    Object.assign(checkpoint.state, { durable: size, verified: true })
+                    yield* checkpoint.save
+                  }
+                  yield* Effect.tryPromise({
+                    try: () => place(temp, target, options.overwrite),
+                    catch: ioError(target),
+                  })
+                  placed = true
+                  if (state !== undefined) state.temp = undefined
+                }),
+              )
+            }),
+            discard: Effect.sync(() => {
+              if (state !== undefined) Object.assign(state, { temp: undefined, durable: 0 })
+            }),
+          }
+          return yield* body(file)
+        }).pipe(Effect.scoped)
+
+        const close = (exit: Exit.Exit<unknown, unknown>) => {
+          const keep = !placed && checkpoint !== undefined && RecvCheckpoint.resumable(exit)
+          return Effect.gen(function* () {
+            if (keep)
+              yield* Effect.tryPromise(() => handle.datasync()).pipe(
+                Effect.match({
+                  onSuccess: () => void (checkpoint.state.durable = RecvCheckpoint.durableOf(written, size)),
+                  // Not synced: the durable bytes recorded earlier are still a sound prefix.
+                  onFailure: () => undefined,
+                }),
+              )
+            yield* Effect.tryPromise({ try: () => handle.close(), catch: ioError(temp) })
+            if (!placed && !keep)
+              yield* Effect.tryPromise({ try: () => fs.rm(temp, { force: true }), catch: ioError(temp) })
+            // Not saved: the checkpoint on disk still holds an earlier, smaller prefix of the file.
+            if (keep) yield* Effect.ignore(checkpoint.save)
+          })
+        }
+        return yield* withCleanup(restore(run), close)
+      }),
+    )
+  })
