@@ -62,7 +62,7 @@ const writeAll = async (handle: fs.FileHandle, bytes: Uint8Array, position: numb
 }
 
 /** A new temporary file, or for a resume the one holding `from` durable bytes, whose hash is rebuilt from disk. */
-const openTemp = (temp: string, from: number, hasher: Hasher["Type"], hash: FileHash) =>
+const openTemp = (temp: string, from: number, hasher: Hasher, hash: FileHash) =>
   Effect.tryPromise({
     try: async () => {
       if (from === 0) return fs.open(temp, "wx", 0o644)

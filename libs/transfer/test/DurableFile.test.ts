@@ -36,7 +36,7 @@ const checkpointFor = (out: string, size: number) =>
     const home = yield* tempDir
     const store = yield* Effect.provide(
       Checkpoints,
-      Checkpoints.layer.pipe(
+      Checkpoints.Default.pipe(
         Layer.provide(Layer.setConfigProvider(ConfigProvider.fromMap(new Map([["P2PAL_HOME", home]])))),
       ),
     )
@@ -95,7 +95,7 @@ describe("DurableFile", () => {
         )
         expect(yield* names(out)).toEqual(["a.bin"])
         expect((yield* Effect.promise(() => fs.readFile(target))).equals(bytes)).toBe(true)
-      }).pipe(Effect.provide(Hasher.layer)),
+      }).pipe(Effect.provide(Hasher.Default)),
   )
 
   it.scoped(
@@ -125,7 +125,7 @@ describe("DurableFile", () => {
         )
         expect(yield* names(out)).toEqual(["a.bin"])
         expect((yield* Effect.promise(() => fs.readFile(path.join(out, "a.bin")))).equals(bytes)).toBe(true)
-      }).pipe(Effect.provide(Hasher.layer)),
+      }).pipe(Effect.provide(Hasher.Default)),
   )
 
   it.scoped(
@@ -163,7 +163,7 @@ describe("DurableFile", () => {
           }),
         )
         expect(yield* names(out)).toEqual(["a.bin"])
-      }).pipe(Effect.provide(Hasher.layer)),
+      }).pipe(Effect.provide(Hasher.Default)),
   )
 
   describe("the temporary file, when the transfer stops", () => {
@@ -200,7 +200,7 @@ describe("DurableFile", () => {
           stored,
           checkpoint,
         }
-      }).pipe(Effect.provide(Hasher.layer))
+      }).pipe(Effect.provide(Hasher.Default))
 
     it.scoped(
       "Ctrl+C (interruption) with a checkpoint: kept, synced, and recorded with what was written",
@@ -253,7 +253,7 @@ describe("DurableFile", () => {
         yield* DurableFile.use(
           { target: path.join(out, "a.bin"), size: 3 * MiB, overwrite: false, checkpoint },
           (file) => Effect.zipRight(appendAll(file, [randomBytes(MiB + 1)]), file.discard),
-        ).pipe(Effect.provide(Hasher.layer))
+        ).pipe(Effect.provide(Hasher.Default))
         expect(yield* names(out)).toEqual([])
         expect(checkpoint.state).toEqual({ temp: undefined, durable: 0, verified: false })
       }),
@@ -277,7 +277,7 @@ describe("DurableFile", () => {
         const target = path.join(out, "a.bin")
         const error = yield* DurableFile.use({ target, size: 4 * MiB, overwrite: false }, (file) =>
           appendAll(file, chunks(randomBytes(4 * MiB), 64 * 1024)),
-        ).pipe(Effect.provide(Hasher.layer), Effect.flip)
+        ).pipe(Effect.provide(Hasher.Default), Effect.flip)
         expect(error).toBeInstanceOf(LocalIoFailed)
         expect(error).toMatchObject({ path: target, message: expect.stringMatching(/ENOSPC/) })
         expect(yield* names(out)).toEqual([])
