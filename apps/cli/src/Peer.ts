@@ -76,7 +76,8 @@ export const watching = <A, E, R>(
       Stream.runFoldEffect({ checkpointId: undefined, progress: undefined } as Seen, (seen, event) =>
         Scope.extend(show(seen, event), display),
       ),
-      Effect.fork,
+      // Not a child of this fiber: Ctrl+C interrupts this one, and the events must still all be shown.
+      Effect.forkIn(display),
     )
     const finished = Effect.zipRight(events.end, Fiber.join(shown)).pipe(
       Effect.ensuring(Scope.close(display, Exit.void)),

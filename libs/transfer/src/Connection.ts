@@ -3,7 +3,7 @@ import { PeerFailed, UsageError } from "@p2pal/domain/Errors"
 import * as IceServers from "@p2pal/domain/IceServers"
 import { type Channel, PeerLink } from "@p2pal/infra/PeerLink"
 import type { Session } from "@p2pal/infra/SignalClient"
-import { Duration, Effect, Either, Ref } from "effect"
+import { type Duration, Effect, Either, Ref } from "effect"
 import * as Reconnect from "./Reconnect.js"
 import * as Rounds from "./Rounds.js"
 import * as SecureSignal from "./SecureSignal.js"
@@ -76,8 +76,7 @@ export const overConnections = <A, E, R>(
       return yield* Reconnect.run({
         follower: side === "receiver",
         maxRetries: options.maxRetries,
-        // The receiver keeps no pace of its own: it follows the sender's rounds as they come.
-        backoff: side === "sender" ? options.retryBackoff : Duration.zero,
+        backoff: options.retryBackoff,
         rounds,
         met,
         connect: (round) =>

@@ -89,7 +89,10 @@ export interface Plan<A, E, R> {
   readonly follower: boolean
   /** `--max-retries`: attempts per drop. */
   readonly maxRetries: number
-  /** `--retry-backoff`: the wait before the first attempt (the receiver's pace is the sender's: zero). */
+  /**
+   * `--retry-backoff`: the sender's wait before its first attempt. The receiver keeps no pace of its own
+   * (it follows the sender's rounds as they come) but waits for them as long as the sender's policy may.
+   */
   readonly backoff: Duration.Duration
   readonly rounds: Pick<Rounds, "after" | "ended" | "whenEnded">
   /** Set once a connection has opened: from then on a drop is reconnected. */
@@ -175,7 +178,7 @@ export const run = <A, E, R>(plan: Plan<A, E, R>) =>
         Effect.orElseSucceed(() => false),
       )
     const attempts = Schedule.intersect(
-      policy(plan.maxRetries, plan.backoff),
+      policy(plan.maxRetries, plan.follower ? Duration.zero : plan.backoff),
       Schedule.identity<ConnectError>(),
     ).pipe(
       Schedule.whileInputEffect(stillLost),
