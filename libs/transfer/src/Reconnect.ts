@@ -1,6 +1,6 @@
 import { CodeRejected, PeerFailed, ServerFailed } from "@p2pal/domain/Errors"
 import type { Channel, ConnectError, ConnectedPath } from "@p2pal/infra/PeerLink"
-import { Chunk, Data, Duration, Effect, Exit, Random, Ref, Schedule, Scope } from "effect"
+import { Chunk, Data, Duration, Effect, ExecutionStrategy, Exit, Random, Ref, Schedule, Scope } from "effect"
 import type { Rounds } from "./Rounds.js"
 
 /** How long the two peers may take to open a DataChannel once both are on the signal app. */
@@ -127,6 +127,8 @@ export const run = <A, E, R>(plan: Plan<A, E, R>) =>
     const waitForSender = yield* patience(plan.maxRetries, plan.backoff)
     /** The round of the latest connection attempt. */
     const current = yield* Ref.make(0)
+    /** Every connection's scope is one of these: none outlives the loop, whatever race it was part of. */
+    const connections = yield* Scope.make()
 
     const following =
       (round: number) =>
@@ -146,7 +148,7 @@ export const run = <A, E, R>(plan: Plan<A, E, R>) =>
     const open = (round: number): Effect.Effect<Open, ConnectError> =>
       Effect.gen(function* () {
         yield* Ref.set(current, round)
-        const scope = yield* Scope.make()
+        const scope = yield* Scope.fork(connections, ExecutionStrategy.sequential)
         const channel = yield* following(round)(plan.connect(round)).pipe(
           Scope.extend(scope),
           Effect.onExit((exit) => (Exit.isFailure(exit) ? Scope.close(scope, exit) : Effect.void)),
@@ -245,5 +247,8 @@ export const run = <A, E, R>(plan: Plan<A, E, R>) =>
         Effect.catchAll((error) => Effect.flatMap(settle(error), serve)),
       )
 
-    return yield* Effect.catchAll(open(0), settle).pipe(Effect.flatMap(serve))
+    return yield* Effect.catchAll(open(0), settle).pipe(
+      Effect.flatMap(serve),
+      Effect.ensuring(Scope.close(connections, Exit.void)),
+    )
   })
