@@ -84,7 +84,6 @@ export const recv = Command.make(
               code: joinCode,
               out,
               overwrite: flags.overwrite,
-              onSkipped: skipped.skip,
               checkpointTtl,
             },
             events,
@@ -107,6 +106,9 @@ export const recv = Command.make(
                 )
                 return seen
               }
+              case "Skipped":
+                yield* skipped.skip(event.file)
+                return seen
               case "Started": {
                 const { progress, manifest, already } = event
                 if (already > 0)

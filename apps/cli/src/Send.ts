@@ -112,7 +112,7 @@ export const send = Command.make(
               chunkSize,
               encrypt: flags.encrypt,
               sources,
-              skipUnreadable,
+              skipUnreadable: flags.skipErrors,
               checkpointTtl,
               resume,
             },
@@ -130,6 +130,9 @@ export const send = Command.make(
                 return seen
               case "Verified":
                 if (flags.verify) yield* ui.notice(Flags.verificationLine(event.verification))
+                return seen
+              case "Skipped":
+                yield* skipped.skip(event.file)
                 return seen
               case "Started":
                 // The progress bars close with the display, before the verified line is printed below them.

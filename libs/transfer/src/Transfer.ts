@@ -26,8 +26,8 @@ export interface SendOptions extends PeerOptions {
   /** Seal chunk payloads with a key from the PAKE, on top of DTLS. */
   readonly encrypt: boolean
   readonly sources: Sources
-  /** `--skip-errors`: see Sender.SendOptions. */
-  readonly skipUnreadable?: Sender.SendOptions["skipUnreadable"]
+  /** `--skip-errors`: a file that cannot be read is left out (a Skipped event), not the end of the transfer. */
+  readonly skipUnreadable: boolean
   /** How long the checkpoint stays resumable after its last save. */
   readonly checkpointTtl: Duration.Duration
   /** `send --resume`: the transfer the checkpoint belongs to and when it began; `sources` come from it. */
@@ -47,7 +47,6 @@ export interface ReceiveOptions extends PeerOptions {
   readonly code: JoinCode.JoinCode
   readonly out: string
   readonly overwrite: boolean
-  readonly onSkipped: Receiver.ReceiveOptions["onSkipped"]
   /** How long the checkpoint stays resumable after its last save. */
   readonly checkpointTtl: Duration.Duration
 }
@@ -119,7 +118,9 @@ const sendSession = (
               chunkSize: options.chunkSize,
               progress,
               payloadKey: options.encrypt ? payloadKey : undefined,
-              skipUnreadable: options.skipUnreadable,
+              skipUnreadable: options.skipUnreadable
+                ? (file) => events.offer(TransferEvent.Skipped({ file }))
+                : undefined,
               acked,
             },
           )
@@ -165,7 +166,7 @@ const receive = Effect.fn("Transfer.receive")(function* (options: ReceiveOptions
           Receiver.receive(channel, {
             out: options.out,
             overwrite: options.overwrite,
-            onSkipped: options.onSkipped,
+            onSkipped: (file) => events.offer(TransferEvent.Skipped({ file })),
             checkpoints: { store, ttl: options.checkpointTtl },
             payloadKey,
             // After a drop the sender must offer what the user accepted, and nothing else.

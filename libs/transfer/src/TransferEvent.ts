@@ -1,4 +1,5 @@
 import type { Ids, Manifest } from "@p2pal/domain"
+import type { SkippedFile } from "@p2pal/domain/Errors"
 import type { ConnectedPath } from "@p2pal/infra/PeerLink"
 import { Data, type Deferred, type Effect } from "effect"
 import type { Progress } from "./Progress.js"
@@ -23,6 +24,8 @@ export type TransferEvent = Data.TaggedEnum<{
    * receiver already held from an interrupted session.
    */
   Started: { readonly progress: Progress; readonly manifest: Manifest.Manifest; readonly already: number }
+  /** A file left out (`send --skip-errors`): the sender could not read it, and the receiver kept none of it. */
+  Skipped: { readonly file: SkippedFile }
   /** The connection dropped (`why`), and reconnect attempt `attempt` of `of` begins. */
   Reconnecting: { readonly attempt: number; readonly of: number; readonly why: string }
   /** A new connection is up after a drop. */
