@@ -44,7 +44,7 @@ export type Verdict<E> =
   | { readonly _tag: "Lost"; readonly loss: PeerFailed }
   /** The peers had met, but the signal app no longer relays this transfer: nobody to reconnect with. */
   | { readonly _tag: "Unrelayed"; readonly error: ServerFailed | CodeRejected }
-  /** Before the peers met, or the transfer itself failed (the peer refused or left, tampering, a disk): stop. */
+  /** Before the peers met, or the transfer itself failed (the peer refused, tampering, a disk): stop. */
   | { readonly _tag: "Final"; readonly error: E }
 
 export const classify = <E>(error: E | Overtaken, met: boolean): Verdict<E> => {
