@@ -1,49 +1,79 @@
 import { escapeForDisplay } from "@p2pal/domain/ManifestPolicy"
 import type { Progress } from "@p2pal/transfer/Progress"
-import type { PeerOptions } from "@p2pal/transfer/Session"
-import { Effect } from "effect"
+import type { PeerOptions } from "@p2pal/transfer/Transfer"
+import type { Sink, TransferEvent } from "@p2pal/transfer/TransferEvent"
+import { Effect, Exit, Fiber, Mailbox, Scope, Stream } from "effect"
 import * as Flags from "./Flags.js"
 import * as Format from "./Format.js"
-import { Ui } from "./Ui.js"
+import type { Ui } from "./Ui.js"
 
-/**
- * How this side reaches the peer, from the flags send and recv share, and what the user sees of a dropped
- * connection: a line per attempt, and the progress bar says so too. `track` hands it the counters on screen
- * once the transfer has begun; `shown` gives them back.
- */
+/** How this side reaches the peer, from the flags send and recv share (parsed by @effect/cli). */
 export const options = (flags: {
   readonly server: string
   readonly ice: Flags.IceFlags
   readonly reconnect: Flags.ReconnectFlags
-}) =>
+}): PeerOptions => ({ server: flags.server, ...flags.ice, ...flags.reconnect })
+
+/** What a command has learnt from a transfer's events so far. */
+export interface Seen {
+  /** The id the checkpoint is kept under, once there is one. */
+  readonly checkpointId: string | undefined
+  /** The counters on screen, once the transfer has begun. */
+  readonly progress: Progress | undefined
+}
+
+/**
+ * What send and recv both show of a transfer's events: an ICE server left out, and a dropped connection
+ * (a line per attempt, and the progress bar says so too) until a new one is up.
+ */
+export const showLink = (ui: Ui["Type"], seen: Seen, event: TransferEvent) =>
   Effect.gen(function* () {
-    const ui = yield* Ui
-    let progress: Progress | undefined
-    const peer: PeerOptions = {
-      server: flags.server,
-      ...flags.ice,
-      onIceIgnored: (reason) =>
-        ui.notice(`not using an ICE server the signal app offered: ${escapeForDisplay(reason)}`),
-      ...flags.reconnect,
-      onReconnecting: (attempt, of, why) =>
-        Effect.suspend(() => {
-          const status = `reconnecting (attempt ${attempt}/${of})`
-          if (progress !== undefined) progress.status = status
-          return ui.info(
-            `${attempt === 1 ? "Connection lost" : "Not back yet"} (${escapeForDisplay(why)}): ${status}...`,
-          )
-        }),
-      onReconnected: (path) =>
-        Effect.suspend(() => {
-          if (progress !== undefined) progress.status = undefined
-          return ui.info(
-            `Reconnected${path === undefined ? "" : `. ${Format.connection(path)}`}; carrying on`,
-          )
-        }),
+    switch (event._tag) {
+      case "IceIgnored":
+        yield* ui.notice(`not using an ICE server the signal app offered: ${escapeForDisplay(event.reason)}`)
+        break
+      case "Reconnecting": {
+        const status = `reconnecting (attempt ${event.attempt}/${event.of})`
+        if (seen.progress !== undefined) seen.progress.status = status
+        yield* ui.info(
+          `${event.attempt === 1 ? "Connection lost" : "Not back yet"} (${escapeForDisplay(event.why)}): ${status}...`,
+        )
+        break
+      }
+      case "Reconnected":
+        if (seen.progress !== undefined) seen.progress.status = undefined
+        yield* ui.info(
+          `Reconnected${event.path === undefined ? "" : `. ${Format.connection(event.path)}`}; carrying on`,
+        )
+        break
     }
-    return {
-      peer,
-      track: (shown: Progress) => Effect.sync(() => void (progress = shown)),
-      shown: () => progress,
-    }
+    return seen
+  })
+
+/**
+ * Runs a transfer while a fiber of its own shows the transfer's events in order, `show` folding what the
+ * command learns from them. When the transfer ends, every event has been shown and the display (the
+ * progress bars) is closed before `ended` hears how it ended and what was learnt.
+ */
+export const watching = <A, E, R>(
+  transfer: (events: Sink) => Effect.Effect<A, E, R>,
+  show: (seen: Seen, event: TransferEvent) => Effect.Effect<Seen, never, Scope.Scope>,
+  ended: (exit: Exit.Exit<A, E>, seen: Seen) => Effect.Effect<void>,
+) =>
+  Effect.gen(function* () {
+    const events = yield* Mailbox.make<TransferEvent>()
+    const display = yield* Scope.make()
+    const shown = yield* Mailbox.toStream(events).pipe(
+      Stream.runFoldEffect({ checkpointId: undefined, progress: undefined } as Seen, (seen, event) =>
+        Scope.extend(show(seen, event), display),
+      ),
+      // Not a child of this fiber: Ctrl+C interrupts this one, and the events must still all be shown.
+      Effect.forkIn(display),
+    )
+    const finished = Effect.zipRight(events.end, Fiber.join(shown)).pipe(
+      Effect.ensuring(Scope.close(display, Exit.void)),
+    )
+    return yield* transfer(events).pipe(
+      Effect.onExit((exit) => Effect.flatMap(finished, (seen) => ended(exit, seen))),
+    )
   })

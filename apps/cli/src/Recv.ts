@@ -2,10 +2,9 @@ import { Args, Command } from "@effect/cli"
 import { JoinCode, Manifest } from "@p2pal/domain"
 import { UsageError } from "@p2pal/domain/Errors"
 import { escapeForDisplay } from "@p2pal/domain/ManifestPolicy"
-import { Checkpoints } from "@p2pal/transfer/Checkpoints"
-import * as Session from "@p2pal/transfer/Session"
 import { resumable } from "@p2pal/transfer/RecvCheckpoint"
-import { Config, Effect, Either, Exit, Option } from "effect"
+import { Transfer } from "@p2pal/transfer/Transfer"
+import { Config, Deferred, Effect, Either, Exit, Option } from "effect"
 import * as path from "node:path"
 import * as Flags from "./Flags.js"
 import * as Format from "./Format.js"
@@ -64,54 +63,71 @@ export const recv = Command.make(
   (flags) =>
     Effect.gen(function* () {
       const ui = yield* Ui
-      const link = yield* Peer.options(flags)
+      const peer = Peer.options(flags)
       const joinCode = yield* Either.mapLeft(
         JoinCode.parse(yield* readCode(flags.code)),
         (e) => new UsageError({ message: e.message }),
       )
       const out = path.resolve(flags.out)
-      const checkpoints = {
-        store: yield* Checkpoints,
-        ttl: flags.checkpointTtl,
-      }
+      const { checkpointTtl } = flags
       const skipped = yield* Skipped.tracker("receiver")
       yield* ui.info("Joining transfer...")
-      /** The id the checkpoint is kept under, once the transfer is accepted. */
-      let checkpointId: string | undefined
-      const connected = yield* Session.receive({
-        ...link.peer,
-        code: joinCode,
-        out,
-        overwrite: flags.overwrite,
-        confirm: (manifest) =>
-          flags.yes
-            ? Effect.as(Effect.forEach(describeManifest(manifest), ui.info), true)
-            : ui.confirm(describeManifest(manifest), `Save into ${escapeForDisplay(out)}?`),
-        onVerified: (verification) =>
-          flags.verify ? ui.notice(Flags.verificationLine(verification)) : Effect.void,
-        onStart: (progress, manifest) =>
+      const transfer = yield* Transfer
+      const received = yield* Peer.watching(
+        (events) =>
+          transfer.receive(
+            {
+              ...peer,
+              code: joinCode,
+              out,
+              overwrite: flags.overwrite,
+              checkpointTtl,
+            },
+            events,
+          ),
+        (seen, event) =>
           Effect.gen(function* () {
-            checkpointId = manifest.transfer
-            yield* link.track(progress)
-            if (progress.bytes > 0)
-              yield* ui.info(`Resuming: ${progress.bytes} of ${progress.totalBytes} bytes already here`)
-            yield* ui.showProgress(progress, manifest)
+            switch (event._tag) {
+              case "Verified":
+                if (flags.verify) yield* ui.notice(Flags.verificationLine(event.verification))
+                return seen
+              case "Confirm": {
+                const { manifest, reply } = event
+                const answer = flags.yes
+                  ? Effect.as(Effect.forEach(describeManifest(manifest), ui.info), true)
+                  : ui.confirm(describeManifest(manifest), `Save into ${escapeForDisplay(out)}?`)
+                // A transfer that stops meanwhile takes its question back.
+                yield* Effect.raceFirst(
+                  Effect.flatMap(answer, (yes) => Deferred.succeed(reply, yes)),
+                  Effect.exit(Deferred.await(reply)),
+                )
+                return seen
+              }
+              case "Skipped":
+                yield* skipped.skip(event.file)
+                return seen
+              case "Started": {
+                const { progress, manifest, already } = event
+                if (already > 0)
+                  yield* ui.info(`Resuming: ${already} of ${progress.totalBytes} bytes already here`)
+                // The progress bars close with the display, before the verified line is printed below them.
+                yield* ui.showProgress(progress, manifest)
+                // The checkpoint is kept under the transfer's id once it is accepted.
+                return { checkpointId: manifest.transfer, progress }
+              }
+              default:
+                return yield* Peer.showLink(ui, seen, event)
+            }
           }),
-        onSkipped: skipped.skip,
-        checkpoints,
-        // The progress bars close with this scope, before the verified line is printed below them.
-      }).pipe(
-        Effect.scoped,
-        Effect.onExit((exit) =>
-          checkpointId === undefined || !resumable(exit)
+        (exit, seen) =>
+          seen.checkpointId === undefined || !resumable(exit)
             ? Effect.void
             : ui.notice(
-                `${Exit.isInterrupted(exit) ? "Interrupted. " : ""}Kept what arrived; the sender can resume with p2pal send --resume ${checkpointId}, then run p2pal recv with the new code and the same --out`,
+                `${Exit.isInterrupted(exit) ? "Interrupted. " : ""}Kept what arrived; the sender can resume with p2pal send --resume ${seen.checkpointId}, then run p2pal recv with the new code and the same --out`,
               ),
-        ),
       )
       yield* ui.verified()
-      if (connected !== undefined) yield* ui.info(Format.connection(connected))
+      if (received.path !== undefined) yield* ui.info(Format.connection(received.path))
       yield* skipped.outcome
     }).pipe(Effect.scoped, Effect.provide(Ui.layer(flags.quiet))),
 ).pipe(Command.withDescription("receive what a sender offers under a join code"))

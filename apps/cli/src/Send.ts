@@ -3,9 +3,9 @@ import { DurationText, Ids, Manifest } from "@p2pal/domain"
 import { CheckpointNotFound, UsageError } from "@p2pal/domain/Errors"
 import { escapeForDisplay } from "@p2pal/domain/ManifestPolicy"
 import { Checkpoints } from "@p2pal/transfer/Checkpoints"
-import * as Session from "@p2pal/transfer/Session"
 import * as Sources from "@p2pal/transfer/Sources"
 import { resumable } from "@p2pal/transfer/RecvCheckpoint"
+import { Transfer } from "@p2pal/transfer/Transfer"
 import { Effect, Exit, Option, Schema } from "effect"
 import * as Flags from "./Flags.js"
 import * as Format from "./Format.js"
@@ -71,7 +71,7 @@ export const send = Command.make(
   (flags) =>
     Effect.gen(function* () {
       const ui = yield* Ui
-      const link = yield* Peer.options(flags)
+      const peer = Peer.options(flags)
       const { ttl, chunkSize, checkpointTtl } = flags
       const skipped = yield* Skipped.tracker("sender")
       const skipUnreadable = flags.skipErrors ? skipped.skip : undefined
@@ -94,42 +94,58 @@ export const send = Command.make(
       for (const special of sources.skipped)
         yield* ui.info(`skipping ${escapeForDisplay(special)}: not a regular file or directory`)
       yield* ui.info("Creating transfer...")
-      let checkpointId: string | undefined
-      const path = yield* Session.send({
-        ...link.peer,
-        ttl,
-        chunkSize,
-        encrypt: flags.encrypt,
-        sources,
-        skipUnreadable,
-        checkpointTtl,
-        resume,
-        onCheckpoint: (id) => Effect.sync(() => void (checkpointId = id)),
-        onCode: (code) =>
-          ui.quiet
-            ? ui.result(code)
-            : Effect.zipRight(ui.info(`Join code: ${code}`), ui.info("Waiting for receiver...")),
-        onVerified: (verification) =>
-          flags.verify ? ui.notice(Flags.verificationLine(verification)) : Effect.void,
-        onConnected: (progress) =>
-          Effect.zipRight(link.track(progress), ui.showProgress(progress, sources.manifest)),
-        // The progress bars close with this scope, before the verified line is printed below them.
-      }).pipe(
-        Effect.scoped,
-        Effect.onExit((exit) =>
-          checkpointId === undefined || !resumable(exit)
+      const transfer = yield* Transfer
+      const sent = yield* Peer.watching(
+        (events) =>
+          transfer.send(
+            {
+              ...peer,
+              ttl,
+              chunkSize,
+              encrypt: flags.encrypt,
+              sources,
+              skipUnreadable: flags.skipErrors,
+              checkpointTtl,
+              resume,
+            },
+            events,
+          ),
+        (seen, event) =>
+          Effect.gen(function* () {
+            switch (event._tag) {
+              case "CheckpointSaved":
+                return { ...seen, checkpointId: event.transferId }
+              case "CodeReady":
+                yield* ui.quiet
+                  ? ui.result(event.code)
+                  : Effect.zipRight(ui.info(`Join code: ${event.code}`), ui.info("Waiting for receiver..."))
+                return seen
+              case "Verified":
+                if (flags.verify) yield* ui.notice(Flags.verificationLine(event.verification))
+                return seen
+              case "Skipped":
+                yield* skipped.skip(event.file)
+                return seen
+              case "Started":
+                // The progress bars close with the display, before the verified line is printed below them.
+                yield* ui.showProgress(event.progress, sources.manifest)
+                return { ...seen, progress: event.progress }
+              default:
+                return yield* Peer.showLink(ui, seen, event)
+            }
+          }),
+        (exit, seen) =>
+          seen.checkpointId === undefined || !resumable(exit)
             ? Effect.void
             : ui.notice(
-                `${Exit.isInterrupted(exit) ? "Interrupted. " : ""}Resume with: p2pal send --resume ${checkpointId}`,
+                `${Exit.isInterrupted(exit) ? "Interrupted. " : ""}Resume with: p2pal send --resume ${seen.checkpointId}`,
               ),
-        ),
       )
       yield* ui.verified()
-      if (path !== undefined) yield* ui.info(Format.connection(path))
-      const progress = link.shown()
-      if (progress !== undefined && progress.resent > 0)
+      if (sent.path !== undefined) yield* ui.info(Format.connection(sent.path))
+      if (sent.resent > 0)
         yield* ui.info(
-          `Sent again after reconnecting: ${Format.bytes(progress.resent)} (${progress.resent} bytes) that the drop lost on the way`,
+          `Sent again after reconnecting: ${Format.bytes(sent.resent)} (${sent.resent} bytes) that the drop lost on the way`,
         )
       yield* skipped.outcome
     }).pipe(Effect.scoped, Effect.provide(Ui.layer(flags.quiet))),

@@ -6,6 +6,7 @@ import { PeerLink } from "@p2pal/infra/PeerLink"
 import { SignalClient } from "@p2pal/infra/SignalClient"
 import { Checkpoints } from "@p2pal/transfer/Checkpoints"
 import { Hasher } from "@p2pal/transfer/Hasher"
+import { Transfer } from "@p2pal/transfer/Transfer"
 import { Cause, Console, Effect, Exit, Layer } from "effect"
 import { checkpoint } from "./Checkpoint.js"
 import { describe, ExitCode } from "./Failure.js"
@@ -19,12 +20,16 @@ const p2pal = Command.make("p2pal").pipe(
 
 const cli = Command.run(p2pal, { name: "p2pal", version: "0.1.0" })
 
-const MainLive = Layer.mergeAll(
-  NodeContext.layer,
-  PeerLink.Default,
-  SignalClient.Default,
-  Hasher.Default,
-  Checkpoints.Default,
+const MainLive = Transfer.Default.pipe(
+  Layer.provideMerge(
+    Layer.mergeAll(
+      NodeContext.layer,
+      PeerLink.Default,
+      SignalClient.Default,
+      Hasher.Default,
+      Checkpoints.Default,
+    ),
+  ),
 )
 
 /** Tells the user how the command ended and picks the exit code. */

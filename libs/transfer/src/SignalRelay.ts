@@ -1,0 +1,82 @@
+import { SignalApi } from "@p2pal/domain"
+import { CodeMismatch, CodeRejected, type ConnectError, PeerFailed, ServerFailed } from "@p2pal/domain/Errors"
+import type { Session } from "@p2pal/infra/SignalClient"
+import { type Duration, Effect, Option, Ref } from "effect"
+import type * as SecureSignal from "./SecureSignal.js"
+
+/** What a side tells the other through the signal app when it stops for good mid-transfer. */
+export const StoppedReason = "the other side stopped the transfer"
+export const GaveUpReason = "the other side gave up reconnecting"
+/** Its own failure (a full disk, a bad hash) stays with the side that had it: the other one hears only this. */
+export const FailedReason = "the other side stopped on an error"
+
+/**
+ * The abort reasons a side gives the signal app when the PAKE or a sealed message fails; the server
+ * passes them on to the other side as `peer-left`, which then stops with the same explanation.
+ */
+export const MismatchReason: Record<CodeMismatch["cause"], string> = {
+  "wrong-code": "the code did not match",
+  tampered: "a connection message was tampered with",
+}
+
+export const serverGone = (server: string) => new ServerFailed({ server, detail: "it closed the connection" })
+
+/** Tells the other side, through the signal app, why this one stops; best effort, as it is on its way out. */
+export const leave = (session: Session, reason: string) =>
+  session.send({ _tag: "abort", reason }).pipe(Effect.timeout("1 second"), Effect.ignore)
+
+/**
+ * What the other side hears when this one fails with `error`: a code mismatch burns the code, a failure
+ * after the peers met stops the other side too; a lost connection says nothing (the other side saw it).
+ */
+export const farewell = (error: unknown, met: boolean): string | undefined =>
+  error instanceof CodeMismatch
+    ? MismatchReason[error.cause]
+    : met && !(error instanceof PeerFailed && error.lost === true)
+      ? FailedReason
+      : undefined
+
+/**
+ * The signal app's socket as a relay of opaque strings; the peer leaving or the socket closing ends it.
+ * Once the peers have met (`met`), a socket of theirs that closed is not a peer that left: it comes back.
+ */
+export const relay = (
+  server: string,
+  session: Session,
+  side: SecureSignal.Side,
+  met: Ref.Ref<boolean>,
+): SecureSignal.RawPort => ({
+  send: (data) => session.send({ _tag: "signal", data }),
+  next: Effect.flatMap(next(server, session), (message) =>
+    Effect.flatMap(Ref.get(met), (hasMet) => {
+      if (message._tag !== "peer-left" || (hasMet && message.reason === SignalApi.PeerDisconnected))
+        return Effect.succeed(message)
+      const cause = (Object.keys(MismatchReason) as Array<CodeMismatch["cause"]>).find(
+        (c) => MismatchReason[c] === message.reason,
+      )
+      return Effect.fail<ConnectError>(
+        cause === undefined
+          ? new PeerFailed({ message: `the peer left (${message.reason})`, lost: hasMet || undefined })
+          : new CodeMismatch({ side, cause }),
+      )
+    }),
+  ).pipe(
+    Effect.repeat({ until: (message) => message._tag === "signal" }),
+    Effect.map((message) => (message._tag === "signal" ? message.data : "")),
+  ),
+})
+
+/** The next message of the session; the socket closing without a word is the server gone. */
+const next = (server: string, session: Session) =>
+  Effect.flatMap(
+    session.next,
+    Option.match({ onNone: () => Effect.fail(serverGone(server)), onSome: Effect.succeed }),
+  )
+
+/** Waits for the receiver to join, for as long as the code lives (`ttl`, the one the sender asked for). */
+export const awaitPeer = (server: string, session: Session, ttl: Duration.Duration) =>
+  next(server, session).pipe(
+    Effect.repeat({ until: (message) => message._tag === "peer-joined" }),
+    // The TTL we asked for, not the server's expiresAt: the two machines' clocks need not agree.
+    Effect.timeoutFail({ duration: ttl, onTimeout: () => new CodeRejected({ reason: "expired" }) }),
+  )

@@ -1,0 +1,213 @@
+import { type Ids, JoinCode, Manifest, type SignalApi } from "@p2pal/domain"
+import { PeerFailed } from "@p2pal/domain/Errors"
+import { type ConnectedPath, PeerLink } from "@p2pal/infra/PeerLink"
+import { SignalClient } from "@p2pal/infra/SignalClient"
+import { Clock, Context, Deferred, Duration, Effect, Exit } from "effect"
+import { randomInt } from "node:crypto"
+import { Checkpoints } from "./Checkpoints.js"
+import { overConnections, type PeerOptions } from "./Connection.js"
+import { Hasher } from "./Hasher.js"
+import { Progress } from "./Progress.js"
+import * as Receiver from "./Receiver.js"
+import * as SendCheckpoint from "./SendCheckpoint.js"
+import * as Sender from "./Sender.js"
+import * as SignalRelay from "./SignalRelay.js"
+import type { Sources } from "./Sources.js"
+import { type Sink, TransferEvent } from "./TransferEvent.js"
+
+export type { PeerOptions } from "./Connection.js"
+
+/** After Done, how long the receiver waits for the sender to hang up, so Done is not lost in a close. */
+const HangUpGrace = Duration.seconds(5)
+
+export interface SendOptions extends PeerOptions {
+  readonly ttl: Duration.Duration
+  readonly chunkSize: number
+  /** Seal chunk payloads with a key from the PAKE, on top of DTLS. */
+  readonly encrypt: boolean
+  readonly sources: Sources
+  /** `--skip-errors`: a file that cannot be read is left out (a Skipped event), not the end of the transfer. */
+  readonly skipUnreadable: boolean
+  /** How long the checkpoint stays resumable after its last save. */
+  readonly checkpointTtl: Duration.Duration
+  /** `send --resume`: the transfer the checkpoint belongs to and when it began; `sources` come from it. */
+  readonly resume?: { readonly transferId: Ids.TransferId; readonly createdAt: number } | undefined
+}
+
+export interface Sent {
+  /** The id the checkpoint was kept under (gone now the receiver has verified every file). */
+  readonly transferId: Ids.TransferId
+  /** The last connection's path, read while it was up. */
+  readonly path: ConnectedPath | undefined
+  /** Bytes sent a second time because a dropped connection lost them on the way. */
+  readonly resent: number
+}
+
+export interface ReceiveOptions extends PeerOptions {
+  readonly code: JoinCode.JoinCode
+  readonly out: string
+  readonly overwrite: boolean
+  /** How long the checkpoint stays resumable after its last save. */
+  readonly checkpointTtl: Duration.Duration
+}
+
+export interface Received {
+  /** The last connection's path, read while it was up. */
+  readonly path: ConnectedPath | undefined
+}
+
+/**
+ * Offers the sources under a new code and sends them, keeping the sender's checkpoint under the
+ * transfer's id (the first session's, for `send --resume`) until the receiver has verified every file.
+ */
+const send = Effect.fn("Transfer.send")(function* (options: SendOptions, events: Sink) {
+  const client = yield* SignalClient
+  const created = yield* client.create(options.server, { ttlSeconds: Duration.toSeconds(options.ttl) })
+  // A resumed transfer keeps its first id: both sides' checkpoints are keyed by it.
+  const transferId = options.resume?.transferId ?? created.transferId
+  const checkpoint = yield* SendCheckpoint.make(
+    yield* Checkpoints,
+    transferId,
+    options.sources,
+    options.checkpointTtl,
+    options.resume?.createdAt ?? (yield* Clock.currentTimeMillis),
+  )
+  // Saved before anyone joins, so that from here on even a crash leaves something to resume.
+  yield* checkpoint.save
+  yield* events.offer(TransferEvent.CheckpointSaved({ transferId }))
+  const progress = new Progress(Manifest.totalBytes(options.sources.manifest))
+  const path = yield* sendSession(options, events, created, transferId, checkpoint.acked, progress).pipe(
+    Effect.scoped,
+    // Whatever stopped it, the latest acknowledgements are worth keeping.
+    Effect.onExit((exit) => (Exit.isFailure(exit) ? Effect.ignore(checkpoint.save) : Effect.void)),
+  )
+  yield* checkpoint.remove
+  return { transferId, path, resent: progress.resent } satisfies Sent
+})
+
+/** One session: the code, the PAKE, the peer connection, and the files, offered under `transferId`. */
+const sendSession = (
+  options: SendOptions,
+  events: Sink,
+  created: SignalApi.CreateTransferResponse,
+  transferId: Ids.TransferId,
+  acked: Sender.AckedFiles,
+  progress: Progress,
+) =>
+  Effect.gen(function* () {
+    const client = yield* SignalClient
+    const words = JoinCode.pickWords((bound) => randomInt(bound))
+    yield* events.offer(
+      TransferEvent.CodeReady({ code: JoinCode.format({ words, nameplate: created.nameplate }) }),
+    )
+    const session = yield* client.open(options.server, created.token)
+    yield* SignalRelay.awaitPeer(options.server, session, options.ttl)
+    const { sources } = options
+    const path = yield* overConnections(
+      session,
+      { ...options, side: "sender", words, transferId: created.transferId, offered: created.iceServers },
+      events,
+      (channel, { resumed, payloadKey }) =>
+        Effect.gen(function* () {
+          if (!resumed)
+            yield* events.offer(TransferEvent.Started({ progress, manifest: sources.manifest, already: 0 }))
+          yield* Sender.send(
+            channel,
+            { ...sources, manifest: { ...sources.manifest, transfer: transferId } },
+            {
+              chunkSize: options.chunkSize,
+              progress,
+              payloadKey: options.encrypt ? payloadKey : undefined,
+              skipUnreadable: options.skipUnreadable
+                ? (file) => events.offer(TransferEvent.Skipped({ file }))
+                : undefined,
+              acked,
+            },
+          )
+          return channel.path()
+        }),
+    )
+    // Only bookkeeping for the signal app: the files are there whether or not it hears of it.
+    yield* session.send({ _tag: "complete" }).pipe(Effect.timeout("2 seconds"), Effect.ignore)
+    return path
+  })
+
+/** Asks whoever reads the events whether to accept `manifest`, and waits for the answer. */
+const ask = (events: Sink, manifest: Manifest.Manifest) =>
+  Effect.gen(function* () {
+    const reply = yield* Deferred.make<boolean>()
+    yield* events.offer(TransferEvent.Confirm({ manifest, reply }))
+    return yield* Deferred.await(reply).pipe(Effect.onInterrupt(() => Deferred.interrupt(reply)))
+  })
+
+const receive = Effect.fn("Transfer.receive")(function* (options: ReceiveOptions, events: Sink) {
+  const client = yield* SignalClient
+  const store = yield* Checkpoints
+  const joined = yield* client.join(options.server, { nameplate: options.code.nameplate })
+  const session = yield* client.open(options.server, joined.token)
+  /** What the user accepted, and the counters on screen: a connection after a drop carries them on. */
+  let accepted: { readonly manifest: Uint8Array; readonly progress: Progress } | undefined
+  const path = yield* overConnections(
+    session,
+    {
+      ...options,
+      side: "receiver",
+      words: options.code.words,
+      transferId: joined.transferId,
+      offered: joined.iceServers,
+    },
+    events,
+    (channel, { resumed, payloadKey, following }) =>
+      Effect.gen(function* () {
+        const before = resumed ? accepted : undefined
+        // The sender may hang up the moment it has Done, taking the selected pair with it.
+        const atStart = channel.path()
+        yield* following(
+          Receiver.receive(channel, {
+            out: options.out,
+            overwrite: options.overwrite,
+            onSkipped: (file) => events.offer(TransferEvent.Skipped({ file })),
+            checkpoints: { store, ttl: options.checkpointTtl },
+            payloadKey,
+            // After a drop the sender must offer what the user accepted, and nothing else.
+            confirm: (manifest) =>
+              before === undefined
+                ? ask(events, manifest)
+                : Buffer.from(Manifest.encodeManifest(manifest)).equals(before.manifest)
+                  ? Effect.succeed(true)
+                  : new PeerFailed({ message: "the sender offered other files after reconnecting" }),
+            progress: before?.progress,
+            onStart: (progress, manifest) => {
+              accepted = { manifest: Manifest.encodeManifest(manifest), progress }
+              return before === undefined
+                ? events.offer(TransferEvent.Started({ progress, manifest, already: progress.bytes }))
+                : Effect.void
+            },
+          }),
+        )
+        // Read while the connection is up, if it still is: the sender hangs up next.
+        const path = channel.path() ?? atStart
+        yield* channel.closed.pipe(Effect.timeout(HangUpGrace), Effect.ignore)
+        return path
+      }),
+  )
+  return { path } satisfies Received
+}, Effect.scoped)
+
+/**
+ * Sending and receiving, each reporting what the user should see as it happens to an event sink and
+ * returning what the command prints at the end.
+ */
+export class Transfer extends Effect.Service<Transfer>()("@p2pal/transfer/Transfer", {
+  effect: Effect.gen(function* () {
+    const services = Context.make(PeerLink, yield* PeerLink).pipe(
+      Context.add(SignalClient, yield* SignalClient),
+      Context.add(Checkpoints, yield* Checkpoints),
+      Context.add(Hasher, yield* Hasher),
+    )
+    return {
+      send: (options: SendOptions, events: Sink) => Effect.provide(send(options, events), services),
+      receive: (options: ReceiveOptions, events: Sink) => Effect.provide(receive(options, events), services),
+    }
+  }),
+}) {}

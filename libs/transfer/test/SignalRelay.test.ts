@@ -1,0 +1,95 @@
+import { describe, expect, it } from "@effect/vitest"
+import { SignalApi } from "@p2pal/domain"
+import { CodeMismatch, PeerFailed, ServerFailed } from "@p2pal/domain/Errors"
+import type { Session } from "@p2pal/infra/SignalClient"
+import * as SignalRelay from "@p2pal/transfer/SignalRelay"
+import { Effect, Option, Queue, Ref } from "effect"
+
+/** A signal socket played by the test: what the server "sends" is offered to `from`; None is a close. */
+const socket = Effect.gen(function* () {
+  const from = yield* Queue.unbounded<Option.Option<SignalApi.ServerMessage>>()
+  const sent: Array<SignalApi.ClientMessage> = []
+  const session: Session = {
+    send: (message) => Effect.sync(() => void sent.push(message)),
+    next: Queue.take(from),
+    refresh: Effect.void,
+  }
+  return { from, sent, session }
+})
+
+const relayOf = (met: boolean) =>
+  Effect.gen(function* () {
+    const s = yield* socket
+    const port = SignalRelay.relay("http://signal.test", s.session, "receiver", yield* Ref.make(met))
+    return { ...s, port }
+  })
+
+describe("SignalRelay (the signal socket as a relay of opaque strings)", () => {
+  it.effect("passes the peer's signals on and skips the server's other news", () =>
+    Effect.gen(function* () {
+      const { from, sent, port } = yield* relayOf(false)
+      yield* Queue.offerAll(from, [
+        Option.some({ _tag: "peer-joined" }),
+        Option.some({ _tag: "signal", data: "sealed" }),
+      ])
+      expect(yield* port.next).toBe("sealed")
+      yield* port.send("ours")
+      expect(sent).toEqual([{ _tag: "signal", data: "ours" }])
+    }),
+  )
+
+  it.effect("a peer that tells of a code mismatch ends it as one", () =>
+    Effect.gen(function* () {
+      const { from, port } = yield* relayOf(false)
+      yield* Queue.offer(
+        from,
+        Option.some({ _tag: "peer-left", reason: SignalRelay.MismatchReason.tampered }),
+      )
+      expect(yield* Effect.flip(port.next)).toEqual(new CodeMismatch({ side: "receiver", cause: "tampered" }))
+    }),
+  )
+
+  it.effect("once the peers met, a peer whose socket dropped is waited for; one that stopped is lost", () =>
+    Effect.gen(function* () {
+      const { from, port } = yield* relayOf(true)
+      yield* Queue.offerAll(from, [
+        Option.some({ _tag: "peer-left", reason: SignalApi.PeerDisconnected }),
+        Option.some({ _tag: "signal", data: "back" }),
+        Option.some({ _tag: "peer-left", reason: SignalRelay.StoppedReason }),
+      ])
+      expect(yield* port.next).toBe("back")
+      expect(yield* Effect.flip(port.next)).toEqual(
+        new PeerFailed({ message: `the peer left (${SignalRelay.StoppedReason})`, lost: true }),
+      )
+    }),
+  )
+
+  it.effect(
+    "before the peers met, a peer that left is not a lost connection; a closed socket is the server gone",
+    () =>
+      Effect.gen(function* () {
+        const { from, port } = yield* relayOf(false)
+        yield* Queue.offer(from, Option.some({ _tag: "peer-left", reason: SignalApi.PeerDisconnected }))
+        const left = yield* Effect.flip(port.next)
+        expect(left).toBeInstanceOf(PeerFailed)
+        expect(left.message).toBe(`the peer left (${SignalApi.PeerDisconnected})`)
+        expect((left as PeerFailed).lost).toBeUndefined()
+        yield* Queue.offer(from, Option.none())
+        expect(yield* Effect.flip(port.next)).toEqual(
+          new ServerFailed({ server: "http://signal.test", detail: "it closed the connection" }),
+        )
+      }),
+  )
+
+  it.effect(
+    "tells the other side why this one stops: a mismatch, a failure after meeting, never a drop",
+    () =>
+      Effect.sync(() => {
+        const mismatch = new CodeMismatch({ side: "sender", cause: "wrong-code" })
+        expect(SignalRelay.farewell(mismatch, false)).toBe(SignalRelay.MismatchReason["wrong-code"])
+        expect(SignalRelay.farewell(new PeerFailed({ message: "disk" }), true)).toBe(SignalRelay.FailedReason)
+        expect(SignalRelay.farewell(new PeerFailed({ message: "disk" }), false)).toBeUndefined()
+        expect(SignalRelay.farewell(new PeerFailed({ message: "gone", lost: true }), true)).toBeUndefined()
+      }),
+  )
+})
