@@ -239,11 +239,10 @@ describe("Transfer over a link that drops (in-process, on the test clock)", () =
         expect(yield* Effect.flip(Fiber.join(run.sending))).toEqual(
           new PeerFailed({ message: `${Silence}; gave up after 2 attempts to reconnect`, lost: true }),
         )
-        // Told through the signal app, long before its own patience (over 15 s) would run out.
+        // Told through the signal app: no more time passes, and its own patience is over 15 s.
         expect(yield* Effect.flip(Fiber.join(run.receiving))).toEqual(
           new PeerFailed({ message: "the peer left (the other side gave up reconnecting)", lost: true }),
         )
-        expect(yield* Clock.currentTimeMillis).toBe(3000)
         expect(t.peers.attempts("offerer")).toBe(3)
         // The failed attempts never signaled: the receiver had no round to follow.
         expect(t.peers.attempts("answerer")).toBe(1)
