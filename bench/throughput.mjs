@@ -2,6 +2,7 @@
 // one machine, as DESIGN.md section 7 asks. Prints one table row per run and the best run of each mode.
 //
 //   npm run bench -- [--size 1GiB] [--runs N] [--only raw|p2pal] [--encrypt]
+//   npm run bench -- --tree 10000,100000 [--runs N]     (trees of small files instead: see tree.mjs)
 //
 // Wall time runs from the receiver's start to its exit, with the sender already up and waiting, so both
 // modes include process start, connection setup and teardown around the same bytes.
@@ -15,21 +16,28 @@
 //   1st MiB ms   the first MiB (or the whole file, if smaller) has arrived: RAW prints a line on it; p2pal's
 //                receiver writes in ~1 MiB batches (WriteBatchBytes), so this is when its first batch is
 //                on disk: the first non-empty file under the out dir, polled every 5 ms.
-import { spawn } from "node:child_process"
 import { createHash, randomFillSync } from "node:crypto"
-import { createReadStream, createWriteStream, readFileSync, rmSync } from "node:fs"
+import { createReadStream, createWriteStream } from "node:fs"
 import { mkdir, mkdtemp, readFile, readdir, rename, rm, stat, writeFile } from "node:fs/promises"
 import { basename, join } from "node:path"
 import { performance } from "node:perf_hooks"
-import { createInterface } from "node:readline"
 import { pipeline } from "node:stream/promises"
 import { setTimeout as sleep } from "node:timers/promises"
 import { fileURLToPath } from "node:url"
 import { parseArgs } from "node:util"
-
-const root = fileURLToPath(new URL("..", import.meta.url))
-const benchDir = join(root, ".bench")
-const MiB = 1024 * 1024
+import {
+  benchDir,
+  expectSuccess,
+  MiB,
+  partialFiles,
+  root,
+  runDirs,
+  start,
+  startSignal,
+  stop,
+  waitForLine,
+} from "./support.mjs"
+import { benchTrees, Folders } from "./tree.mjs"
 
 const { values: flags } = parseArgs({
   options: {
@@ -38,6 +46,8 @@ const { values: flags } = parseArgs({
     only: { type: "string" },
     // Adds a third mode per round, p2pal-enc: `send --encrypt` (AES-256-GCM over every chunk).
     encrypt: { type: "boolean", default: false },
+    // File counts of small-file trees to send instead of one big file.
+    tree: { type: "string" },
   },
 })
 const bytes = parseSize(flags.size)
@@ -51,7 +61,7 @@ const transferTimeoutMs = 60_000 + bytes / 5_000
 
 function usage(message) {
   process.stderr.write(
-    `${message}\nusage: npm run bench -- [--size 1GiB] [--runs N] [--only raw|p2pal] [--encrypt]\n`,
+    `${message}\nusage: npm run bench -- [--size 1GiB] [--runs N] [--only raw|p2pal] [--encrypt]\n       npm run bench -- --tree 10000,100000 [--runs N]\n`,
   )
   process.exit(2)
 }
@@ -63,103 +73,6 @@ function parseSize(text) {
   const size = Number(match[1]) * unit
   if (!Number.isSafeInteger(size) || size <= 0) usage(`--size out of range: ${text}`)
   return size
-}
-
-// Every child and run directory we create, so a failure or Ctrl+C leaves neither behind.
-const children = new Set()
-const runDirs = new Set()
-// Half-written test files (.bench/data-*.tmp): removed if the run ends before they are complete.
-const partialFiles = new Set()
-process.on("exit", () => {
-  children.forEach((proc) => proc.child.kill("SIGKILL"))
-  runDirs.forEach((dir) => rmSync(dir, { recursive: true, force: true }))
-  partialFiles.forEach((file) => rmSync(file, { force: true }))
-})
-process.on("SIGINT", () => process.exit(130))
-process.on("SIGTERM", () => process.exit(143))
-
-// Starts a child with piped stdout/stderr, tracks its peak RSS and keeps the tail of its stderr for errors.
-function start(name, command, args, { stdin = "ignore" } = {}) {
-  const child = spawn(command, args, { cwd: root, stdio: [stdin, "pipe", "pipe"] })
-  const proc = { child, name, stderr: "", peakRss: 0 }
-  children.add(proc)
-  child.stderr.setEncoding("utf8").on("data", (text) => (proc.stderr = (proc.stderr + text).slice(-4000)))
-  // The bin/p2pal* wrappers `exec node`, so this PID becomes the node process itself.
-  const readPeak = () => {
-    try {
-      const match = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${child.pid}/status`, "utf8"))
-      if (match) proc.peakRss = Math.max(proc.peakRss, Number(match[1]) * 1024)
-    } catch {
-      // Already reaped: the last reading stands.
-    }
-  }
-  const poll = setInterval(readPeak, 50)
-  proc.exited = new Promise((resolve) => {
-    child.once("error", (error) => resolve({ code: null, error, at: performance.now() }))
-    child.once("exit", (code, signal) => resolve({ code, signal, at: performance.now() }))
-  }).then((result) => {
-    clearInterval(poll)
-    children.delete(proc)
-    return result
-  })
-  readPeak()
-  proc.lines = createInterface({ input: child.stdout })
-  return proc
-}
-
-function describeExit(proc, result) {
-  const how = result.error
-    ? result.error.message
-    : result.signal
-      ? `signal ${result.signal}`
-      : `code ${result.code}`
-  // The bin/p2pal* wrappers run the built dist files; a missing one means nobody ran the build yet.
-  const hint = /Cannot find module|ENOENT/.test(`${proc.stderr} ${how}`)
-    ? "\n(is p2pal built? run `npm run build`, or pass --only raw)"
-    : ""
-  return `${proc.name} failed (${how})${proc.stderr ? `:\n${proc.stderr.trimEnd()}` : ""}${hint}`
-}
-
-async function expectSuccess(proc, timeoutMs) {
-  const result = await withTimeout(proc.exited, timeoutMs, `${proc.name} did not exit`)
-  if (result.code !== 0) throw new Error(describeExit(proc, result))
-  return result
-}
-
-// Stops a child that is still running: SIGTERM first so it can clean up, SIGKILL if it does not.
-async function stop(proc) {
-  if (!children.has(proc)) return
-  proc.child.kill("SIGTERM")
-  const timer = setTimeout(() => proc.child.kill("SIGKILL"), 2000)
-  await proc.exited
-  clearTimeout(timer)
-}
-
-async function withTimeout(promise, ms, message) {
-  let timer
-  const timeout = new Promise((_, reject) => (timer = setTimeout(() => reject(new Error(message)), ms)))
-  try {
-    return await Promise.race([promise, timeout])
-  } finally {
-    clearTimeout(timer)
-  }
-}
-
-// Resolves with the first stdout line that `pick` maps to a value; rejects if the child exits first.
-function waitForLine(proc, pick, timeoutMs, what) {
-  return withTimeout(
-    new Promise((resolve, reject) => {
-      proc.lines.on("line", (line) => {
-        const value = pick(line)
-        if (value !== undefined) resolve(value)
-      })
-      proc.exited.then((result) =>
-        reject(new Error(`${describeExit(proc, result)}\n(while waiting for ${what})`)),
-      )
-    }),
-    timeoutMs,
-    `${proc.name} did not print ${what}`,
-  )
 }
 
 async function runRaw() {
@@ -260,17 +173,6 @@ async function watchFirstWrite(dir, since, until) {
     if (await anyBytes()) return performance.now() - since
     await sleep(5)
   }
-}
-
-async function startSignal() {
-  const server = start("p2pal-signal", join(root, "bin/p2pal-signal"), ["--port", "0", "--host", "127.0.0.1"])
-  const url = await waitForLine(
-    server,
-    (line) => /^p2pal-signal listening on (http:\/\/\S+)/.exec(line)?.[1],
-    15_000,
-    "its listening line",
-  )
-  return { server, url }
 }
 
 async function runP2pal(server, source, sendFlags = []) {
@@ -426,7 +328,12 @@ async function main() {
   printTable(results)
 }
 
-main().catch((error) => {
+const treeCounts = flags.tree?.split(",").map(Number)
+if (treeCounts?.some((n) => !Number.isInteger(n) || n < Folders))
+  usage(`--tree takes file counts of at least ${Folders}, comma-separated, got ${flags.tree}`)
+
+const bench = treeCounts === undefined ? main() : benchTrees(treeCounts, runs)
+bench.catch((error) => {
   process.stderr.write(`bench failed: ${error.message}\n`)
   process.exit(1)
 })
