@@ -26,6 +26,17 @@ const bar = (done: number, total: number) => {
 }
 
 /**
+ * For each manifest index, how many files come before it, and the file count at the end. Entries are
+ * moved in manifest order, so while entry i is moving the files before it are done (verified, in an
+ * earlier session too, or skipped): the total bar reads this instead of the transfer counting them.
+ */
+const filesBefore = (entries: ReadonlyArray<Manifest.Entry>): Uint32Array => {
+  const before = new Uint32Array(entries.length + 1)
+  for (const [i, entry] of entries.entries()) before[i + 1] = before[i]! + (entry._tag === "file" ? 1 : 0)
+  return before
+}
+
+/**
  * Everything the CLI shows a person. Human text goes to stderr so stdout carries only what a script
  * consumes; quiet mode keeps only that and errors.
  */
@@ -79,6 +90,8 @@ export class Ui extends Context.Tag("@p2pal/cli/Ui")<
         if (quiet || !process.stderr.isTTY) return Effect.void
         return Effect.gen(function* () {
           const started = yield* Clock.currentTimeMillis
+          const before = filesBefore(manifest.entries)
+          const files = before[manifest.entries.length]!
           const draw = Effect.gen(function* () {
             // Nothing to show before the first file starts (a per-file bar would read 100% of nothing).
             if (progress.file < 0) return
@@ -89,9 +102,11 @@ export class Ui extends Context.Tag("@p2pal/cli/Ui")<
             const size = entry?._tag === "file" ? entry.size : 0
             const name = entry === undefined ? "" : escapeForDisplay(entry.path)
             const pace = progress.status ?? `${Format.bytes(rate)}/s  ETA ${Format.seconds(eta)}`
+            // A single file's count would say nothing its own bar does not.
+            const count = files > 1 ? `  ${before[progress.file]}/${files} files` : ""
             const lines = [
               `${bar(progress.fileBytes, size)}  ${name}`,
-              `${bar(progress.bytes, progress.totalBytes)}  ${Format.bytes(progress.bytes)} / ${Format.bytes(progress.totalBytes)}  ${pace}`,
+              `${bar(progress.bytes, progress.totalBytes)}  ${Format.bytes(progress.bytes)} / ${Format.bytes(progress.totalBytes)}${count}  ${pace}`,
             ]
             process.stderr.write(`${barsDrawn ? "\x1b[2A" : ""}${lines.map((l) => `\x1b[2K${l}\n`).join("")}`)
             barsDrawn = true
