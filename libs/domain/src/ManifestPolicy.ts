@@ -18,8 +18,8 @@ export class ManifestError extends Data.TaggedError("ManifestError")<{
 }> {}
 
 /**
- * At least 100,000 (DESIGN.md section 4). A manifest of this many entries costs the receiver about 4 s
- * and 120 MB to decode and check (README, "What the receiver refuses"); every check below is linear.
+ * At least 100,000 (DESIGN.md section 4). A manifest of this many entries takes the receiver 2-3 s to
+ * decode and check (README, "What the receiver refuses"; bench/manifest-cost.mjs); every check is linear.
  */
 export const MaxEntries = 200_000
 export const MaxPathBytes = 1024
@@ -170,14 +170,21 @@ const checkTree = (entries: ReadonlyArray<Entry>): ManifestError | undefined => 
     node.explicit ||= explicit
     return undefined
   }
+  // The previous entry's parent passed already, and visiting it again changes nothing: a folder's
+  // files, listed one after another, cost one visit each.
+  let parentPath = ""
+  let parentKey = ""
   for (const entry of entries) {
-    const parts = entry.path.split("/")
-    let path = ""
-    let key = ""
+    const slash = entry.path.lastIndexOf("/")
+    const sameParent = slash > 0 && slash === parentPath.length && entry.path.startsWith(parentPath)
+    const parts = (sameParent ? entry.path.slice(slash + 1) : entry.path).split("/")
+    let path = sameParent ? parentPath : ""
+    let key = sameParent ? parentKey : ""
     for (const [i, part] of parts.entries()) {
       const last = i === parts.length - 1
-      path = i === 0 ? part : `${path}/${part}`
-      key = i === 0 ? fold(part) : `${key}/${fold(part)}`
+      if (last) [parentPath, parentKey] = [path, key]
+      path = path === "" ? part : `${path}/${part}`
+      key = key === "" ? fold(part) : `${key}/${fold(part)}`
       const problem = visit(path, key, last ? entry._tag : "dir", last, entry.path)
       if (problem) return problem
     }
