@@ -36,6 +36,39 @@ const filesBefore = (entries: ReadonlyArray<Manifest.Entry>): Uint32Array => {
   return before
 }
 
+/** `head`, then as much of the end of `name` as fits in `width` columns, "..." marking a cut. */
+const keepEnd = (head: string, name: string, width: number) => {
+  const points = Array.from(name)
+  const room = width - head.length
+  return points.length <= room
+    ? head + name
+    : `${head}...${points.slice(points.length - Math.max(0, room - 3)).join("")}`
+}
+
+/**
+ * The per-file and total bars as drawn, each within `columns` (0: unknown), since a line that wraps
+ * breaks the redraw in place. On a narrow terminal the file count moves to the file's line, whose name
+ * gives way (its start, so the file's own name stays).
+ */
+export const barLines = (
+  bars: {
+    readonly file: string
+    readonly name: string
+    readonly total: string
+    readonly count: string
+    readonly pace: string
+  },
+  columns: number,
+): readonly [string, string] => {
+  const width = columns > 0 ? columns - 1 : Infinity
+  const { file, name, total, count, pace } = bars
+  const countOnTotal = `${total}${count}  ${pace}`.length <= width
+  return [
+    keepEnd(`${file}${countOnTotal ? "" : count}  `, name, width),
+    `${total}${countOnTotal ? count : ""}  ${pace}`.slice(0, width),
+  ]
+}
+
 /**
  * Everything the CLI shows a person. Human text goes to stderr so stdout carries only what a script
  * consumes; quiet mode keeps only that and errors.
@@ -104,10 +137,16 @@ export class Ui extends Context.Tag("@p2pal/cli/Ui")<
             const pace = progress.status ?? `${Format.bytes(rate)}/s  ETA ${Format.seconds(eta)}`
             // A single file's count would say nothing its own bar does not.
             const count = files > 1 ? `  ${before[progress.file]}/${files} files` : ""
-            const lines = [
-              `${bar(progress.fileBytes, size)}  ${name}`,
-              `${bar(progress.bytes, progress.totalBytes)}  ${Format.bytes(progress.bytes)} / ${Format.bytes(progress.totalBytes)}${count}  ${pace}`,
-            ]
+            const lines = barLines(
+              {
+                file: bar(progress.fileBytes, size),
+                name,
+                total: `${bar(progress.bytes, progress.totalBytes)}  ${Format.bytes(progress.bytes)} / ${Format.bytes(progress.totalBytes)}`,
+                count,
+                pace,
+              },
+              process.stderr.columns,
+            )
             process.stderr.write(`${barsDrawn ? "\x1b[2A" : ""}${lines.map((l) => `\x1b[2K${l}\n`).join("")}`)
             barsDrawn = true
           })
