@@ -77,20 +77,20 @@ const render = (output: string): Array<string> => {
   return screen
 }
 
-/** The total bar, for a transfer of `total` ("67.1 MB"). */
-const totalBar = (total: string) =>
+/** The total bar, for a transfer of `total` ("67.1 MB") in `files` files. */
+const totalBar = (total: string, files: number) =>
   new RegExp(
-    `^\\[[= ]{20}\\] +(\\d+)%  ([\\d.]+ [kMGT]?B) / ${total.replace(".", "\\.")}  ([\\d.]+ [kMGT]?B)/s  ETA (\\d+s|\\d+m\\d\\ds|--)$`,
+    `^\\[[= ]{20}\\] +(\\d+)%  ([\\d.]+ [kMGT]?B) / ${total.replace(".", "\\.")}  (\\d+)/${files} files  ([\\d.]+ [kMGT]?B)/s  ETA (\\d+s|\\d+m\\d\\ds|--)$`,
   )
 const fileBar = /^\[[= ]{20}\] +(\d+)%  (.*)$/
 
 describe("progress output", () => {
-  it("on a TTY draws a per-file and a total bar (bytes, rate, ETA) and ends with the verified line", async () => {
+  it("on a TTY draws a per-file bar naming the file and a total bar (bytes, files, rate, ETA) and ends with the verified line", async () => {
     // 160 + 96 MiB: over 2 s even at a gigabit on loopback, so the 200 ms redraw catches the middle of
     // the transfer several times however fast the machine.
     const { root, dir, files } = await sources(160, 96)
     const manifestLines = ["Receiving 2 files (268.4 MB):", "  a.bin  167.8 MB", "  b.bin  100.7 MB"]
-    const totalBarOf = totalBar("268.4 MB")
+    const totalBarOf = totalBar("268.4 MB", 2)
     const out = path.join(root, "out")
     const sender = await startSend(files)
     const receiver = startOnTty(p2pal, ["recv", "-y", ...common(), "--out", out, sender.code])
@@ -106,7 +106,7 @@ describe("progress output", () => {
     const lines = drawnLines(tty)
     const totals = lines.flatMap((l) => {
       const m = l.match(totalBarOf)
-      return m ? [{ percent: Number(m[1]), done: m[2]!, rate: m[3]!, eta: m[4]! }] : []
+      return m ? [{ percent: Number(m[1]), done: m[2]!, files: Number(m[3]), rate: m[4]!, eta: m[5]! }] : []
     })
     const fileBars = lines.flatMap((l) => {
       const m = totalBarOf.test(l) || l === verified ? null : l.match(fileBar)
@@ -119,6 +119,10 @@ describe("progress output", () => {
     ).toBe(true)
     expect(fileBars.length, "a per-file bar with every total bar").toBe(totals.length)
     expect(fileBars.some((b) => b.name === "a.bin" && b.percent < 100)).toBe(true)
+    // Each redraw writes the file bar, then the total bar: while a.bin moves no file is done, then one.
+    const filesDone = fileBars.map((b, i) => ({ name: b.name, done: totals[i]!.files }))
+    expect(filesDone).toContainEqual({ name: "a.bin", done: 0 })
+    expect(filesDone.filter((f) => f.done !== (f.name === "a.bin" ? 0 : 1))).toEqual([])
     expect
       .soft(
         fileBars.filter((b) => b.name !== "a.bin" && b.name !== "b.bin"),

@@ -107,6 +107,44 @@ describe("p2pal send / recv through the real signal app", () => {
       expect(await fs.readFile(path.join(out, path.basename(f)))).toEqual(await fs.readFile(f))
   })
 
+  it("summarises a tree of 50 files before accepting it, and lists every entry with --list-all", async () => {
+    const root = await tempDir()
+    const tree = path.join(root, "tree")
+    for (let i = 0; i < 50; i++) {
+      const dir = path.join(tree, `d${Math.floor(i / 10)}`)
+      await fs.mkdir(dir, { recursive: true })
+      await fs.writeFile(path.join(dir, `f${String(i).padStart(2, "0")}.txt`), "x".repeat(100))
+    }
+    const summarised = await startSend(["-r", tree])
+    const short = await recv(summarised.code, ["-y", "--out", path.join(root, "short")])
+    expect({ sent: (await summarised.finished).code, received: short.code }).toEqual({ sent: 0, received: 0 })
+    expect(short.stderr).toContain(
+      [
+        "Receiving 50 files (5.0 kB):",
+        "  tree/",
+        "  tree/d0/",
+        "  tree/d0/f00.txt  100 B",
+        ...Array.from({ length: 7 }, (_, i) => `  tree/d0/f0${i + 1}.txt  100 B`),
+        "  ... and 46 more (--list-all shows every one)",
+        "By top folder:",
+        "  tree/  50 files, 5.0 kB",
+        "Total: 50 files, 5.0 kB",
+      ].join("\n"),
+    )
+    expect(short.stderr).not.toContain("f49.txt")
+
+    const listed = await startSend(["-r", tree])
+    const all = await recv(listed.code, ["-y", "--list-all", "--out", path.join(root, "all")])
+    expect({ sent: (await listed.finished).code, received: all.code }).toEqual({ sent: 0, received: 0 })
+    expect(all.stderr).toContain(
+      "Receiving 50 files (5.0 kB):\n  tree/\n  tree/d0/\n  tree/d0/f00.txt  100 B\n",
+    )
+    expect(all.stderr).toContain("  tree/d4/\n  tree/d4/f40.txt  100 B\n")
+    expect(all.stderr).toContain("  tree/d4/f49.txt  100 B\n")
+    expect(all.stderr).not.toContain("By top folder:")
+    expect(await snapshot(path.join(root, "all", "tree"))).toEqual(await snapshot(tree))
+  })
+
   it("sends a single file and prints the seed's lines", async () => {
     const root = await tempDir()
     const file = path.join(root, "report.pdf")

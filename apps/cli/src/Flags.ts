@@ -87,6 +87,11 @@ export const yes = Options.boolean("yes").pipe(
   Options.withAlias("y"),
   Options.withDescription("skip confirmation prompts"),
 )
+export const listAll = Options.boolean("list-all").pipe(
+  Options.withDescription(
+    "list every entry before accepting; a file list of more than 20 entries is otherwise summarised",
+  ),
+)
 export const quiet = Options.boolean("quiet").pipe(
   Options.withAlias("q"),
   Options.withDescription("print only the join code (send) or nothing but errors (recv)"),

@@ -1,5 +1,5 @@
 import { Args, Command } from "@effect/cli"
-import { JoinCode, Manifest } from "@p2pal/domain"
+import { JoinCode } from "@p2pal/domain"
 import { UsageError } from "@p2pal/domain/Errors"
 import { escapeForDisplay } from "@p2pal/domain/ManifestPolicy"
 import { resumable } from "@p2pal/transfer/RecvCheckpoint"
@@ -10,6 +10,7 @@ import * as Flags from "./Flags.js"
 import * as Format from "./Format.js"
 import * as Peer from "./Peer.js"
 import * as Skipped from "./Skipped.js"
+import { describeManifest } from "./Summary.js"
 import { Ui } from "./Ui.js"
 
 /** $P2PAL_CODE; set but blank counts as unset. */
@@ -33,30 +34,12 @@ const readCode = (given: Option.Option<string>) =>
     onNone: () => Effect.flatMap(Ui, (ui) => ui.ask("Join code: ")),
   })
 
-/** The whole manifest, names escaped, so nothing can hide behind a count. */
-const describeManifest = (manifest: Manifest.Manifest) => {
-  const files = manifest.entries.filter((e) => e._tag === "file")
-  const total = Format.bytes(Manifest.totalBytes(manifest))
-  const sealed =
-    manifest.encryption === undefined ? [] : ["Chunks are sealed with AES-256-GCM on top of DTLS."]
-  if (manifest.entries.length === 1 && files.length === 1)
-    return [`Receiving: ${escapeForDisplay(files[0]!.path)} (${total})`, ...sealed]
-  return [
-    ...sealed,
-    `Receiving ${Format.count(files.length, "file")} (${total}):`,
-    ...manifest.entries.map((e) =>
-      e._tag === "file"
-        ? `  ${escapeForDisplay(e.path)}  ${Format.bytes(e.size)}`
-        : `  ${escapeForDisplay(e.path)}/`,
-    ),
-  ]
-}
-
 export const recv = Command.make(
   "recv",
   {
     out: Flags.out,
     overwrite: Flags.overwrite,
+    listAll: Flags.listAll,
     ...Flags.shared,
     code,
   },
@@ -93,9 +76,10 @@ export const recv = Command.make(
                 return seen
               case "Confirm": {
                 const { manifest, reply } = event
+                const described = describeManifest(manifest, flags.listAll)
                 const answer = flags.yes
-                  ? Effect.as(Effect.forEach(describeManifest(manifest), ui.info), true)
-                  : ui.confirm(describeManifest(manifest), `Save into ${escapeForDisplay(out)}?`)
+                  ? Effect.as(Effect.forEach(described, ui.info), true)
+                  : ui.confirm(described, `Save into ${escapeForDisplay(out)}?`)
                 // A transfer that stops meanwhile takes its question back.
                 yield* Effect.raceFirst(
                   Effect.flatMap(answer, (yes) => Deferred.succeed(reply, yes)),

@@ -26,6 +26,50 @@ const bar = (done: number, total: number) => {
 }
 
 /**
+ * For each manifest index, how many files come before it, and the file count at the end. Entries are
+ * moved in manifest order, so while entry i is moving the files before it are done (verified, in an
+ * earlier session too, or skipped): the total bar reads this instead of the transfer counting them.
+ */
+const filesBefore = (entries: ReadonlyArray<Manifest.Entry>): Uint32Array => {
+  const before = new Uint32Array(entries.length + 1)
+  for (const [i, entry] of entries.entries()) before[i + 1] = before[i]! + (entry._tag === "file" ? 1 : 0)
+  return before
+}
+
+/** `head`, then as much of the end of `name` as fits in `width` columns, "..." marking a cut. */
+const keepEnd = (head: string, name: string, width: number) => {
+  const points = Array.from(name)
+  const room = width - head.length
+  return points.length <= room
+    ? head + name
+    : `${head}...${points.slice(points.length - Math.max(0, room - 3)).join("")}`
+}
+
+/**
+ * The per-file and total bars as drawn, each within `columns` (0: unknown), since a line that wraps
+ * breaks the redraw in place. On a narrow terminal the file count moves to the file's line, whose name
+ * gives way (its start, so the file's own name stays).
+ */
+export const barLines = (
+  bars: {
+    readonly file: string
+    readonly name: string
+    readonly total: string
+    readonly count: string
+    readonly pace: string
+  },
+  columns: number,
+): readonly [string, string] => {
+  const width = columns > 0 ? columns - 1 : Infinity
+  const { file, name, total, count, pace } = bars
+  const countOnTotal = `${total}${count}  ${pace}`.length <= width
+  return [
+    keepEnd(`${file}${countOnTotal ? "" : count}  `, name, width),
+    `${total}${countOnTotal ? count : ""}  ${pace}`.slice(0, width),
+  ]
+}
+
+/**
  * Everything the CLI shows a person. Human text goes to stderr so stdout carries only what a script
  * consumes; quiet mode keeps only that and errors.
  */
@@ -79,6 +123,8 @@ export class Ui extends Context.Tag("@p2pal/cli/Ui")<
         if (quiet || !process.stderr.isTTY) return Effect.void
         return Effect.gen(function* () {
           const started = yield* Clock.currentTimeMillis
+          const before = filesBefore(manifest.entries)
+          const files = before[manifest.entries.length]!
           const draw = Effect.gen(function* () {
             // Nothing to show before the first file starts (a per-file bar would read 100% of nothing).
             if (progress.file < 0) return
@@ -89,10 +135,18 @@ export class Ui extends Context.Tag("@p2pal/cli/Ui")<
             const size = entry?._tag === "file" ? entry.size : 0
             const name = entry === undefined ? "" : escapeForDisplay(entry.path)
             const pace = progress.status ?? `${Format.bytes(rate)}/s  ETA ${Format.seconds(eta)}`
-            const lines = [
-              `${bar(progress.fileBytes, size)}  ${name}`,
-              `${bar(progress.bytes, progress.totalBytes)}  ${Format.bytes(progress.bytes)} / ${Format.bytes(progress.totalBytes)}  ${pace}`,
-            ]
+            // A single file's count would say nothing its own bar does not.
+            const count = files > 1 ? `  ${before[progress.file]}/${files} files` : ""
+            const lines = barLines(
+              {
+                file: bar(progress.fileBytes, size),
+                name,
+                total: `${bar(progress.bytes, progress.totalBytes)}  ${Format.bytes(progress.bytes)} / ${Format.bytes(progress.totalBytes)}`,
+                count,
+                pace,
+              },
+              process.stderr.columns,
+            )
             process.stderr.write(`${barsDrawn ? "\x1b[2A" : ""}${lines.map((l) => `\x1b[2K${l}\n`).join("")}`)
             barsDrawn = true
           })

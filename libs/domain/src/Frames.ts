@@ -17,7 +17,11 @@ export const SealTagBytes = 16
 export const MaxFrameBytes = HeaderBytes + 64 * 1024
 /** Largest Reject / Error / Skip payload (UTF-8 bytes); longer texts are cut on encode. */
 export const MaxTextBytes = 1024
-export const MaxManifestBytes = 16 * 1024 * 1024
+/**
+ * Room for ManifestPolicy.MaxEntries entries of about 170 bytes of JSON each (a path of about 130 bytes);
+ * half as many entries may average twice that. Paths are at most 1024 bytes, so this is the tighter cap.
+ */
+export const MaxManifestBytes = 32 * 1024 * 1024
 
 export type Frame =
   /** One slice of the UTF-8 JSON manifest: a = total manifest bytes, b = offset of this slice. */

@@ -78,6 +78,25 @@ export const decodeManifest = (bytes: Uint8Array): Either.Either<Manifest, Manif
         Either.flatMap(checkChanged),
       )
 
+/** What a session adds to a collected manifest: the transfer id (at most 64 characters) and the encryption mark. */
+const SessionFieldsBytes = 256
+
+/**
+ * For the sender, before a code is handed out: whether the manifest, with what a session adds, fits
+ * the receiver's MaxManifestBytes. The entry cap alone does not ensure it once paths are long.
+ */
+export const checkSize = (m: Manifest): Either.Either<Manifest, ManifestError> => {
+  const size = encodeManifest(m).length + SessionFieldsBytes
+  return size <= MaxManifestBytes
+    ? Either.right(m)
+    : Either.left(
+        failure(
+          "too-large",
+          `a file list of ${size.toLocaleString("en-US")} bytes, over the ${MaxManifestBytes.toLocaleString("en-US")}-byte limit (fewer files or shorter paths fit)`,
+        ),
+      )
+}
+
 /** `changed` names file entries, each once, in order: anything else is a confused or hostile sender. */
 const checkChanged = (m: Manifest): Either.Either<Manifest, ManifestError> => {
   const changed = m.changed ?? []

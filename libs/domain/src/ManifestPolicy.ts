@@ -17,7 +17,11 @@ export class ManifestError extends Data.TaggedError("ManifestError")<{
   readonly message: string
 }> {}
 
-export const MaxEntries = 10_000
+/**
+ * At least 100,000 (DESIGN.md section 4). A manifest of this many entries takes the receiver 2-3 s to
+ * decode and check (README, "What the receiver refuses"; bench/manifest-cost.mjs); every check is linear.
+ */
+export const MaxEntries = 200_000
 export const MaxPathBytes = 1024
 export const MaxComponentBytes = 255
 export const MaxDepth = 32
@@ -39,7 +43,11 @@ export const escapeForDisplay = (s: string): string =>
     .replace(unprintable, (c) => `\\u{${c.codePointAt(0)!.toString(16).padStart(4, "0")}}`)
 
 const encoder = new TextEncoder()
-const utf8Length = (s: string): number => encoder.encode(s).length
+/**
+ * Whether `s` takes more than `max` bytes in UTF-8. A UTF-16 unit never takes more than 3 bytes, so
+ * most names are settled without encoding them: that keeps a 100,000-entry manifest cheap to check.
+ */
+const longerThan = (s: string, max: number): boolean => s.length * 3 > max && encoder.encode(s).length > max
 
 interface Rule {
   readonly rule: string
@@ -66,7 +74,7 @@ const pathRules: ReadonlyArray<Rule> = [
   },
   {
     rule: "path-too-long",
-    test: (p) => utf8Length(p) > MaxPathBytes,
+    test: (p) => longerThan(p, MaxPathBytes),
     message: `the path is longer than ${MaxPathBytes} bytes`,
   },
   {
@@ -99,7 +107,7 @@ const componentRules: ReadonlyArray<Rule> = [
   },
   {
     rule: "component-too-long",
-    test: (c) => utf8Length(c) > MaxComponentBytes,
+    test: (c) => longerThan(c, MaxComponentBytes),
     message: `a name is longer than ${MaxComponentBytes} bytes`,
   },
 ]
@@ -162,14 +170,21 @@ const checkTree = (entries: ReadonlyArray<Entry>): ManifestError | undefined => 
     node.explicit ||= explicit
     return undefined
   }
+  // The previous entry's parent passed already, and visiting it again changes nothing: a folder's
+  // files, listed one after another, cost one visit each.
+  let parentPath = ""
+  let parentKey = ""
   for (const entry of entries) {
-    const parts = entry.path.split("/")
-    let path = ""
-    let key = ""
+    const slash = entry.path.lastIndexOf("/")
+    const sameParent = slash > 0 && slash === parentPath.length && entry.path.startsWith(parentPath)
+    const parts = (sameParent ? entry.path.slice(slash + 1) : entry.path).split("/")
+    let path = sameParent ? parentPath : ""
+    let key = sameParent ? parentKey : ""
     for (const [i, part] of parts.entries()) {
       const last = i === parts.length - 1
-      path = i === 0 ? part : `${path}/${part}`
-      key = i === 0 ? fold(part) : `${key}/${fold(part)}`
+      if (last) [parentPath, parentKey] = [path, key]
+      path = path === "" ? part : `${path}/${part}`
+      key = key === "" ? fold(part) : `${key}/${fold(part)}`
       const problem = visit(path, key, last ? entry._tag : "dir", last, entry.path)
       if (problem) return problem
     }
@@ -180,7 +195,13 @@ const checkTree = (entries: ReadonlyArray<Entry>): ManifestError | undefined => 
 /** Applies every rule that needs no disk; the first violation wins. */
 export const check = (m: Manifest): Either.Either<Manifest, ManifestError> => {
   if (m.entries.length > MaxEntries)
-    return Either.left(reject(undefined, "too-many-entries", `more than ${MaxEntries} entries`))
+    return Either.left(
+      reject(
+        undefined,
+        "too-many-entries",
+        `more than ${MaxEntries.toLocaleString("en-US")} entries (${m.entries.length.toLocaleString("en-US")} listed)`,
+      ),
+    )
   for (const entry of m.entries) {
     const problem = checkPath(entry.path)
     if (problem) return Either.left(problem)

@@ -1,7 +1,14 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Either, FastCheck as fc } from "effect"
 import { MaxManifestBytes } from "../src/Frames.js"
-import { decodeManifest, type Entry, encodeManifest, type Manifest, totalBytes } from "../src/Manifest.js"
+import {
+  checkSize,
+  decodeManifest,
+  type Entry,
+  encodeManifest,
+  type Manifest,
+  totalBytes,
+} from "../src/Manifest.js"
 import { check, escapeForDisplay, MaxEntries, ManifestError } from "../src/ManifestPolicy.js"
 
 const encoder = new TextEncoder()
@@ -9,6 +16,19 @@ const manifest = (...entries: ReadonlyArray<Entry>): Manifest => ({ version: 1, 
 const file = (path: string, size = 1): Entry => ({ _tag: "file", path, size })
 const dir = (path: string): Entry => ({ _tag: "dir", path })
 const json = (value: unknown): Uint8Array => encoder.encode(JSON.stringify(value))
+/** `n` entries as a source tree lists them: folders of 1000, each listed before its files. */
+const tree = (n: number): Manifest => ({
+  version: 1,
+  entries: Array.from({ length: n }, (_, i) => {
+    const folder = `project/src/module-${String(Math.floor(i / 1000)).padStart(4, "0")}`
+    return i % 1000 === 0 ? dir(folder) : file(`${folder}/file-${String(i % 1000).padStart(5, "0")}.ts`, i)
+  }),
+})
+/** `n` top-level directories; built without spreading, which would overflow the stack at the cap. */
+const dirs = (n: number): Manifest => ({
+  version: 1,
+  entries: Array.from({ length: n }, (_, i) => dir(`d${i}`)),
+})
 
 const ruleOf = (bytes: Uint8Array): string =>
   Either.match(decodeManifest(bytes), { onLeft: (e) => e.rule, onRight: () => "accepted" })
@@ -71,8 +91,38 @@ describe("Manifest", () => {
     expect(totalBytes(m)).toBe(61 + 2)
   })
 
+  it("accepts a tree of 100,000 entries arriving as bytes, within the byte cap", () => {
+    const m = tree(100_000)
+    const bytes = encodeManifest(m)
+    expect(bytes.length).toBeLessThan(MaxManifestBytes)
+    expect(decodeManifest(bytes)).toEqual(Either.right(m))
+    expect(checkSize(m)).toEqual(Either.right(m))
+  })
+
+  it("refuses one entry over the cap, saying what the cap is", () => {
+    const error = Either.getOrThrow(Either.flip(decodeManifest(encodeManifest(tree(MaxEntries + 1)))))
+    expect(MaxEntries).toBeGreaterThanOrEqual(100_000)
+    expect(error.message).toBe("more than 200,000 entries (200,001 listed)")
+  })
+
+  it("refuses on the sender a file list the receiver would find too large", () => {
+    // Paths of 959 bytes: the entry count is far below its cap, the bytes are not.
+    const parent = ["x", "y", "z"].map((c) => c.repeat(240)).join("/")
+    const m: Manifest = {
+      version: 1,
+      entries: Array.from({ length: 40_000 }, (_, i) =>
+        file(`${parent}/${"w".repeat(230)}${String(i).padStart(6, "0")}`),
+      ),
+    }
+    expect(Either.isRight(check(m))).toBe(true)
+    const error = Either.getOrThrow(Either.flip(checkSize(m)))
+    expect(error.rule).toBe("too-large")
+    expect(error.message).toMatch(/^a file list of [\d,]+ bytes, over the 33,554,432-byte limit/)
+    expect(ruleOf(encodeManifest(m))).toBe("too-large")
+  })
+
   it("accepts exactly the entry limit", () => {
-    const m = manifest(...Array.from({ length: MaxEntries }, (_, i) => dir(`d${i}`)))
+    const m = dirs(MaxEntries)
     expect(Either.isRight(check(m))).toBe(true)
   })
 
@@ -177,7 +227,7 @@ describe("Manifest", () => {
     ["forbidden-char", manifest(file("a|b"))],
     ["component-too-long", manifest(file("n".repeat(256)))],
     ["component-too-long", manifest(file("é".repeat(128)))],
-    ["too-many-entries", manifest(...Array.from({ length: MaxEntries + 1 }, (_, i) => dir(`d${i}`)))],
+    ["too-many-entries", dirs(MaxEntries + 1)],
     ["duplicate", manifest(file("a.txt"), file("a.txt"))],
     ["duplicate", manifest(dir("d"), dir("d"))],
     ["collision", manifest(file("Readme"), file("README"))],

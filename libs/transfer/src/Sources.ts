@@ -1,5 +1,5 @@
 import type { SentFile } from "@p2pal/domain/Checkpoint"
-import type { Manifest } from "@p2pal/domain/Manifest"
+import { checkSize, type Manifest } from "@p2pal/domain/Manifest"
 import * as ManifestPolicy from "@p2pal/domain/ManifestPolicy"
 import { LocalIoFailed, type SkippedFile, UsageError } from "@p2pal/domain/Errors"
 import { Effect, Either, Option } from "effect"
@@ -133,7 +133,7 @@ export const collect = (
     const manifest: Manifest = { version: 1, entries }
     // The receiver applies the same policy; checking here says which name is the problem before anyone waits.
     yield* Either.mapLeft(
-      ManifestPolicy.check(manifest),
+      Either.flatMap(ManifestPolicy.check(manifest), checkSize),
       (e) => new UsageError({ message: `cannot send ${e.message}` }),
     )
     return { manifest, files, skipped } satisfies Sources
@@ -166,5 +166,10 @@ export const fromCheckpoint = (
       files.set(file.index, { path: file.source, mtimeMs: stat.mtimeMs })
     }
     const manifest: Manifest = { version: 1, entries, ...(changed.length > 0 ? { changed } : {}) }
+    // The list of changed files makes it longer than the one that was checked when the transfer began.
+    yield* Either.mapLeft(
+      checkSize(manifest),
+      (e) => new UsageError({ message: `cannot resume with ${e.message}` }),
+    )
     return { manifest, files, skipped: [] } satisfies Sources
   })

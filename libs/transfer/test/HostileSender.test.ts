@@ -2,6 +2,7 @@ import { layer } from "@effect/vitest"
 import { Manifest, PeerSignal } from "@p2pal/domain"
 import type { SkippedFile } from "@p2pal/domain/Errors"
 import { HeaderBytes, MaxChunkBytes, MaxFrameBytes, MaxManifestBytes } from "@p2pal/domain/Frames"
+import { MaxEntries } from "@p2pal/domain/ManifestPolicy"
 import { PeerLink, type SignalPort } from "@p2pal/infra/PeerLink"
 import { Hasher } from "@p2pal/transfer/Hasher"
 import * as Receiver from "@p2pal/transfer/Receiver"
@@ -209,9 +210,17 @@ const rows: ReadonlyArray<Row> = [
     "longer than 1024 bytes",
   ),
   refused(
-    "10,001 entries",
-    [manifestOf(...Array.from({ length: 10_001 }, (_, i) => file(`f${i}`, 0)))],
-    "more than 10000 entries",
+    "one entry over the cap",
+    // As JSON, since spreading this many entries into manifestOf would overflow the stack.
+    [
+      rawManifest(
+        JSON.stringify({
+          version: 1,
+          entries: Array.from({ length: MaxEntries + 1 }, (_, i) => file(`f${i}`, 0)),
+        }),
+      ),
+    ],
+    `more than ${MaxEntries.toLocaleString("en-US")} entries (${(MaxEntries + 1).toLocaleString("en-US")} listed)`,
   ),
   refused(
     "a negative size",
