@@ -89,14 +89,14 @@ export const writeBase = (target: string, journal: string, checkpoint: Checkpoin
   })
 
 /**
- * Appends `lines` to `journal` and syncs them. The first append after `writeBase` starts the journal
- * (its head naming `base`), replacing any leftover, and syncs the directory too, or a crash could lose the
+ * Appends `line` to `journal` and syncs it. The first append after `writeBase` starts the journal with
+ * its head naming `base`, replacing any leftover, and syncs the directory too, or a crash could lose the
  * new file with what it holds. Returns the bytes written.
  */
-export const appendLines = (journal: string, base: Base | undefined, lines: ReadonlyArray<Uint8Array>) =>
+export const appendLine = (journal: string, base: Base | undefined, line: Uint8Array) =>
   Effect.gen(function* () {
-    const all = [...(base === undefined ? [] : [Checkpoint.encodeJournalHead(base.sha256)]), ...lines]
-    const bytes = Buffer.concat(all.flatMap((line) => [line, newline]))
+    const head = base === undefined ? [] : [Checkpoint.encodeJournalHead(base.sha256), newline]
+    const bytes = Buffer.concat([...head, line, newline])
     yield* withHandle(
       journal,
       () => fs.open(journal, base === undefined ? "a" : "w", 0o600),

@@ -5,7 +5,7 @@ import * as fs from "node:fs/promises"
 import * as os from "node:os"
 import * as path from "node:path"
 import {
-  appendLines,
+  appendLine,
   attempt,
   type Base,
   ioError,
@@ -46,8 +46,8 @@ const readNames = (dir: string) =>
 export interface Journal {
   /**
    * Records `update` (the files changed since the last save, and the new times) durably, in the journal;
-   * when the journal would outgrow the checkpoint, writes the checkpoint whole again instead. One at a
-   * time: each waits for the one before.
+   * when the journal would outgrow the checkpoint, writes the checkpoint whole again instead. Not to be
+   * called again before it ends (CheckpointSaves sees to that): the lines must land in order.
    */
   readonly append: (update: Checkpoint.Update) => Effect.Effect<void, CheckpointIo>
 }
@@ -112,7 +112,7 @@ const make = (dir: string): Store => {
           pending = []
           written = 0
         } else {
-          const added = yield* appendLines(journal, before === 0 ? base : undefined, [line])
+          const added = yield* appendLine(journal, before === 0 ? base : undefined, line)
           written = before + added
         }
       }),
