@@ -90,14 +90,18 @@ const sizeAt = (manifest: Manifest, index: number) => {
 }
 
 /** Per file: bytes done (a prefix) and whether nothing is left to do for it. */
-const fileStates = (c: typeof Unchecked.Type) =>
+const fileStates = (manifest: Manifest, c: typeof Unchecked.Type | Update) =>
   c.direction === "send"
-    ? c.files.map((f) => ({
-        index: f.index,
-        done: f.acked,
-        complete: f.acked === sizeAt(c.manifest, f.index),
-      }))
+    ? c.files.map((f) => ({ index: f.index, done: f.acked, complete: f.acked === sizeAt(manifest, f.index) }))
     : c.files.map((f) => ({ index: f.index, done: f.durable, complete: f.verified }))
+
+/** What is wrong with a file's state as `manifest` sizes it, if anything. */
+const badState = (manifest: Manifest, state: ReturnType<typeof fileStates>[number]) => {
+  const size = sizeAt(manifest, state.index)
+  return state.done > size || (state.complete && state.done !== size)
+    ? `counts ${state.done} bytes done${state.complete ? " and complete" : ""} of a ${size}-byte file`
+    : undefined
+}
 
 /** Rules across fields: a checkpoint that breaks one would resume at the wrong place or write outside `out`. */
 const consistent = (c: typeof Unchecked.Type): Schema.FilterOutput => {
@@ -108,13 +112,9 @@ const consistent = (c: typeof Unchecked.Type): Schema.FilterOutput => {
   const fileIndices = c.manifest.entries.flatMap((entry, i) => (entry._tag === "file" ? [i] : []))
   if (c.files.length !== fileIndices.length || c.files.some((f, i) => f.index !== fileIndices[i]))
     return { path: ["files"], message: "must list every file of the manifest, in order, by its index" }
-  for (const [i, state] of fileStates(c).entries()) {
-    const size = sizeAt(c.manifest, state.index)
-    if (state.done > size || (state.complete && state.done !== size))
-      return {
-        path: ["files", i],
-        message: `counts ${state.done} bytes done${state.complete ? " and complete" : ""} of a ${size}-byte file`,
-      }
+  for (const [i, state] of fileStates(c.manifest, c).entries()) {
+    const message = badState(c.manifest, state)
+    if (message !== undefined) return { path: ["files", i], message }
   }
   return undefined
 }
@@ -131,7 +131,7 @@ export interface Progress {
 
 /** Sent: bytes the receiver confirmed; received: bytes on disk, and files verified. */
 export const progress = (c: Checkpoint): Progress => {
-  const states = fileStates(c)
+  const states = fileStates(c.manifest, c)
   return {
     bytesDone: states.reduce((sum, s) => sum + s.done, 0),
     bytesTotal: totalBytes(c.manifest),
@@ -154,13 +154,99 @@ const encodeSchema = Schema.encodeSync(Checkpoint)
 export const encodeJson = (c: Checkpoint): Uint8Array =>
   encoder.encode(JSON.stringify(encodeSchema(c), null, 2))
 
+const jsonOf = (bytes: Uint8Array) =>
+  Either.try({ try: (): unknown => JSON.parse(decoder.decode(bytes)), catch: () => "not valid JSON" })
+
 /** A checkpoint file's bytes, or what is wrong with them (unescaped: it may quote anything). */
 export const decodeJson = (bytes: Uint8Array): Either.Either<Checkpoint, string> =>
-  Either.try({
-    try: (): unknown => JSON.parse(decoder.decode(bytes)),
-    catch: () => "not valid JSON",
-  }).pipe(
+  jsonOf(bytes).pipe(
     Either.flatMap((json) =>
       Either.mapLeft(decodeSchema(json), (e) => `not a valid checkpoint${issueSuffix(e)}`),
     ),
+  )
+
+/*
+ * The journal: a checkpoint is written whole once, then each save appends one line, an Update, to a
+ * journal next to it, so that a save costs what changed and not the whole manifest. The journal's first
+ * line, its head, names the whole checkpoint it follows by its SHA-256: a journal naming another one is
+ * what an interrupted rewrite leaves behind, all of it already in the checkpoint written whole.
+ */
+
+/** A sent file as a save changes it: only the bytes the receiver confirmed move. */
+export const SentProgress = SentFile.pick("index", "acked")
+export type SentProgress = typeof SentProgress.Type
+
+const times = { updatedAt: EpochMillis, expiresAt: EpochMillis }
+
+/** One save: the new times, and the state of each file that changed since the save before. */
+export const Update = Schema.Union(
+  Schema.Struct({ direction: Schema.Literal("send"), ...times, files: Schema.Array(SentProgress) }),
+  Schema.Struct({ direction: Schema.Literal("recv"), ...times, files: Schema.Array(ReceivedFile) }),
+)
+export type Update = typeof Update.Type
+
+/** Why `update` cannot follow `base`: a file its manifest does not have, or a state the rules forbid. */
+const badUpdate = (base: Checkpoint, update: Update): string | undefined => {
+  if (update.direction !== base.direction)
+    return `holds a ${update.direction} update to a ${base.direction} checkpoint`
+  if (update.updatedAt < base.createdAt) return "has updatedAt before createdAt"
+  for (const [i, state] of fileStates(base.manifest, update).entries()) {
+    if (base.manifest.entries[state.index]?._tag !== "file")
+      return `at files.${i}: names entry ${state.index}, not a file of the manifest`
+    const message = badState(base.manifest, state)
+    if (message !== undefined) return `at files.${i}: ${message}`
+  }
+  return undefined
+}
+
+/** `base` with `updates` applied in order, each one checked against it by `decodeUpdateJson` or `encodeUpdateJson`. */
+export const replay = (base: Checkpoint, updates: ReadonlyArray<Update>): Checkpoint => {
+  const last = updates.at(-1)
+  if (last === undefined) return base
+  const at = new Map(base.files.map((f, i) => [f.index, i]))
+  const files: Array<SentFile | ReceivedFile> = [...base.files]
+  for (const update of updates) {
+    if (update.direction === "send")
+      for (const f of update.files)
+        files[at.get(f.index)!] = { ...(files[at.get(f.index)!] as SentFile), ...f }
+    // A received file's state is whole in the update: an absent temp means there is none any more.
+    else for (const f of update.files) files[at.get(f.index)!] = f
+  }
+  return { ...base, updatedAt: last.updatedAt, expiresAt: last.expiresAt, files } as Checkpoint
+}
+
+const decodeUpdate = Schema.decodeUnknownEither(Update, { onExcessProperty: "error" })
+const encodeUpdate = Schema.encodeSync(Update)
+
+/** One line of JSON (no newline in it) for the journal of `base`. Throws on an update that breaks the rules. */
+export const encodeUpdateJson = (base: Checkpoint, update: Update): Uint8Array => {
+  const bad = badUpdate(base, update)
+  if (bad !== undefined) throw new Error(`a checkpoint update that ${bad}`)
+  return encoder.encode(JSON.stringify(encodeUpdate(update)))
+}
+
+/** A journal line of `base`, or what is wrong with it (unescaped). */
+export const decodeUpdateJson = (base: Checkpoint, line: Uint8Array): Either.Either<Update, string> =>
+  jsonOf(line).pipe(
+    Either.flatMap((json) =>
+      Either.mapLeft(decodeUpdate(json), (e) => `not a valid update${issueSuffix(e)}`),
+    ),
+    Either.flatMap((update) => {
+      const bad = badUpdate(base, update)
+      return bad === undefined ? Either.right(update) : Either.left(`an update that ${bad}`)
+    }),
+  )
+
+const Sha256 = Schema.String.pipe(Schema.pattern(/^[0-9a-f]{64}$/))
+const decodeHead = Schema.decodeUnknownEither(Schema.Struct({ base: Sha256 }), { onExcessProperty: "error" })
+
+/** The journal's head: the SHA-256 (hex) of the bytes of the checkpoint written whole it follows. */
+export const encodeJournalHead = (sha256: string): Uint8Array =>
+  encoder.encode(JSON.stringify({ base: sha256 }))
+
+/** The SHA-256 a journal's head names, or what is wrong with it. */
+export const decodeJournalHead = (line: Uint8Array): Either.Either<string, string> =>
+  jsonOf(line).pipe(
+    Either.flatMap((json) => Either.mapLeft(decodeHead(json), (e) => `not a journal head${issueSuffix(e)}`)),
+    Either.map((head) => head.base),
   )

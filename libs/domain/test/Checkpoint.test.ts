@@ -2,11 +2,17 @@ import { describe, expect, it } from "@effect/vitest"
 import { Duration, Either } from "effect"
 import {
   type Checkpoint,
+  decodeJournalHead,
   decodeJson,
+  decodeUpdateJson,
   DefaultTtl,
+  encodeJournalHead,
   encodeJson,
+  encodeUpdateJson,
   isExpired,
   progress,
+  replay,
+  type Update,
 } from "../src/Checkpoint.js"
 import type { TransferId } from "../src/Ids.js"
 import type { Manifest } from "../src/Manifest.js"
@@ -151,5 +157,94 @@ describe("Checkpoint", () => {
 
   it("will not encode a checkpoint that breaks its own rules", () => {
     expect(() => encodeJson({ ...sending, files: sending.files.slice(1) })).toThrow()
+  })
+})
+
+describe("Checkpoint journal updates", () => {
+  const times = { updatedAt: createdAt + 9_000, expiresAt: createdAt + 9_000 + Duration.toMillis(DefaultTtl) }
+  const acked: Update = { direction: "send", ...times, files: [{ index: 0, acked: 10 }] }
+  const started: Update = {
+    direction: "recv",
+    ...times,
+    files: [{ index: 2, temp: ".b.bin.00000000.p2pal-part", durable: 0, verified: false }],
+  }
+  const lineOf = (json: unknown) => encoder.encode(JSON.stringify(json))
+  const refused = (base: Checkpoint, json: unknown) =>
+    Either.match(decodeUpdateJson(base, lineOf(json)), {
+      onLeft: (detail) => detail,
+      onRight: () => "accepted",
+    })
+
+  it("round-trip as one line of JSON, and replay over the checkpoint they follow", () => {
+    const line = encodeUpdateJson(sending, acked)
+    expect(new TextDecoder().decode(line)).not.toContain("\n")
+    expect(decodeUpdateJson(sending, line)).toEqual(Either.right(acked))
+    expect(replay(sending, [acked])).toEqual({
+      ...sending,
+      ...times,
+      files: [{ ...sending.files[0], acked: 10 }, sending.files[1]],
+    })
+    expect(replay(receiving, [started])).toEqual({
+      ...receiving,
+      ...times,
+      files: [receiving.files[0], started.files[0]],
+    })
+    expect(replay(receiving, [])).toBe(receiving)
+  })
+
+  const hostile: ReadonlyArray<[string, Checkpoint, unknown, RegExp]> = [
+    [
+      "an index past the manifest",
+      sending,
+      { ...acked, files: [{ index: 3, acked: 0 }] },
+      /names entry 3, not a file/,
+    ],
+    [
+      "an index naming a directory",
+      receiving,
+      { ...started, files: [{ ...started.files[0], index: 1 }] },
+      /names entry 1/,
+    ],
+    [
+      "more bytes acked than the file has",
+      sending,
+      { ...acked, files: [{ index: 0, acked: 11 }] },
+      /counts 11 bytes done of a 10-byte file/,
+    ],
+    [
+      "verified before every byte",
+      receiving,
+      { ...started, files: [{ index: 0, durable: 9, verified: true }] },
+      /counts 9 bytes done and complete/,
+    ],
+    ["a recv update to a send checkpoint", sending, started, /holds a recv update to a send checkpoint/],
+    [
+      "updatedAt before createdAt",
+      sending,
+      { ...acked, updatedAt: createdAt - 1 },
+      /updatedAt before createdAt/,
+    ],
+    ["a property outside the schema", sending, { ...acked, source: "/etc/shadow" }, /not a valid update/],
+    [
+      "a temp name with a slash",
+      receiving,
+      { ...started, files: [{ ...started.files[0], temp: "../x" }] },
+      /not a valid update at files.0.temp/,
+    ],
+  ]
+  for (const [what, base, json, detail] of hostile)
+    it(`refuses ${what}`, () => {
+      expect(refused(base, json)).toMatch(detail)
+    })
+
+  it("will not encode an update that breaks the rules", () => {
+    expect(() => encodeUpdateJson(sending, { ...acked, files: [{ index: 1, acked: 0 }] })).toThrow()
+  })
+
+  it("a journal's head names a SHA-256, and nothing else", () => {
+    const hash = "ab".repeat(32)
+    expect(decodeJournalHead(encodeJournalHead(hash))).toEqual(Either.right(hash))
+    expect(Either.isLeft(decodeJournalHead(lineOf({ base: "ab" })))).toBe(true)
+    expect(Either.isLeft(decodeJournalHead(encoder.encode('{"base":')))).toBe(true)
   })
 })

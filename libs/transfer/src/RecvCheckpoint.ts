@@ -1,10 +1,11 @@
-import type { Ids, Manifest } from "@p2pal/domain"
+import type { Checkpoint, Ids, Manifest } from "@p2pal/domain"
 import { type CheckpointIo, type LocalIoFailed, PeerFailed } from "@p2pal/domain/Errors"
 import { Cause, Clock, Duration, Effect, Exit, Option } from "effect"
 import { randomBytes } from "node:crypto"
 import * as fs from "node:fs/promises"
 import * as path from "node:path"
 import type { Checkpoints } from "./Checkpoints.js"
+import * as CheckpointSaves from "./CheckpointSaves.js"
 import { ioError, isAbsent, lstat } from "./Io.js"
 import { finishPlacing } from "./Targets.js"
 
@@ -41,6 +42,18 @@ export interface Tracker {
  * so that its size in ResumeFrom keeps meaning "verified, send nothing"; the sender then sends the last byte again.
  */
 export const durableOf = (bytes: number, size: number) => Math.max(0, Math.min(bytes, size - 1))
+
+/** A file's state that notes its index in `changed` whenever a field is set: a save appends only those. */
+const tracked = (index: number, changed: Set<number>): FileState =>
+  new Proxy<FileState>(
+    { temp: undefined, durable: 0, verified: false },
+    {
+      set: (state, field, value) => {
+        changed.add(index)
+        return Reflect.set(state, field, value)
+      },
+    },
+  )
 
 /** The transfer stopped in a way a resume can build on: Ctrl+C, or the peer or the network went away. */
 export const resumable = (exit: Exit.Exit<unknown, unknown>) =>
@@ -109,11 +122,12 @@ export const open = (
         return names.filter((name) => isTempOf(name, target)).map((name) => path.join(dir, name))
       })
     const files = new Map<number, FileState>()
+    const changedSinceSave = new Set<number>()
     const placedBefore = new Set<number>()
     const stale: Array<string> = []
     for (const [index, entry] of manifest.entries.entries()) {
       if (entry._tag !== "file") continue
-      const state: FileState = { temp: undefined, durable: 0, verified: false }
+      const state = tracked(index, changedSinceSave)
       files.set(index, state)
       const kept = before.get(index)
       if (kept === undefined) continue
@@ -144,24 +158,32 @@ export const open = (
       s.verified || s.durable > 0 ? [[index, s.durable] as const] : [],
     )
     const createdAt = previous?.createdAt ?? (yield* Clock.currentTimeMillis)
-    const save = Effect.gen(function* () {
-      const now = yield* Clock.currentTimeMillis
-      yield* options.store.save({
+    const stateOf = (index: number): Checkpoint.ReceivedFile => {
+      const s = files.get(index)!
+      return {
+        index,
+        ...(s.temp === undefined ? {} : { temp: s.temp }),
+        durable: s.durable,
+        verified: s.verified,
+      }
+    }
+    const { save, remove } = yield* CheckpointSaves.make({
+      store: options.store,
+      transferId,
+      direction: "recv",
+      ttl: options.ttl,
+      changed: changedSinceSave,
+      whole: (times) => ({
         direction: "recv",
         version: 1,
         transferId,
         createdAt,
-        updatedAt: now,
-        expiresAt: now + Duration.toMillis(options.ttl),
+        ...times,
         manifest,
         out,
-        files: [...files].map(([index, s]) => ({
-          index,
-          ...(s.temp === undefined ? {} : { temp: s.temp }),
-          durable: s.durable,
-          verified: s.verified,
-        })),
-      })
+        files: [...files.keys()].map(stateOf),
+      }),
+      update: (times, indices) => ({ direction: "recv", ...times, files: indices.map(stateOf) }),
     })
     return {
       files,
@@ -174,9 +196,6 @@ export const open = (
         { concurrency: "unbounded", discard: true },
       ),
       save,
-      remove: options.store.remove(transferId, "recv").pipe(
-        Effect.asVoid,
-        Effect.catchTag("CheckpointNotFound", () => Effect.void),
-      ),
+      remove,
     } satisfies Tracker
   })

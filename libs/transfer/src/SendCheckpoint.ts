@@ -1,10 +1,11 @@
 import type { Ids } from "@p2pal/domain"
-import { Clock, Duration, Effect } from "effect"
+import { Clock, type Duration, Effect } from "effect"
 import type { Checkpoints } from "./Checkpoints.js"
+import * as CheckpointSaves from "./CheckpointSaves.js"
 import type { AckedFiles } from "./Sender.js"
 import type { Sources } from "./Sources.js"
 
-/** Saves while acknowledgements arrive at most this often: each save syncs two files to disk. */
+/** Saves while acknowledgements arrive at most this often: each save syncs the journal to disk. */
 const SaveEveryMs = 1000
 
 /**
@@ -20,17 +21,27 @@ export const make = (
   createdAt: number,
 ) =>
   Effect.gen(function* () {
-    const bytes = new Map<number, number>()
+    const changedSinceSave = new Set<number>()
+    /** The acknowledged bytes per file, noting which changed: a save appends only those. */
+    const bytes = new (class extends Map<number, number> {
+      override set(index: number, acked: number) {
+        changedSinceSave.add(index)
+        return super.set(index, acked)
+      }
+    })()
     let savedAt = yield* Clock.currentTimeMillis
-    const save = Effect.gen(function* () {
-      const now = (savedAt = yield* Clock.currentTimeMillis)
-      yield* store.save({
+    const saves = yield* CheckpointSaves.make({
+      store,
+      transferId,
+      direction: "send",
+      ttl,
+      changed: changedSinceSave,
+      whole: (times) => ({
         direction: "send",
         version: 1,
         transferId,
         createdAt,
-        updatedAt: now,
-        expiresAt: now + Duration.toMillis(ttl),
+        ...times,
         manifest: sources.manifest,
         files: [...sources.files].map(([index, source]) => ({
           index,
@@ -38,8 +49,17 @@ export const make = (
           mtimeMs: source.mtimeMs,
           acked: bytes.get(index) ?? 0,
         })),
-      })
+      }),
+      update: (times, indices) => ({
+        direction: "send",
+        ...times,
+        files: indices.map((index) => ({ index, acked: bytes.get(index) ?? 0 })),
+      }),
     })
+    const save = Clock.currentTimeMillis.pipe(
+      Effect.tap((now) => (savedAt = now)),
+      Effect.zipRight(saves.save),
+    )
     const acked: AckedFiles = {
       bytes,
       onChange: Effect.gen(function* () {
@@ -47,9 +67,5 @@ export const make = (
         if ((yield* Clock.currentTimeMillis) - savedAt >= SaveEveryMs) yield* Effect.ignore(save)
       }),
     }
-    return {
-      acked,
-      save,
-      remove: store.remove(transferId, "send").pipe(Effect.catchTag("CheckpointNotFound", () => Effect.void)),
-    }
+    return { acked, save, remove: saves.remove }
   })
