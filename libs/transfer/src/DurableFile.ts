@@ -103,7 +103,7 @@ export const use = <A, E, R>(options: Options, body: (file: DurableFile) => Effe
     )
     if (state !== undefined) state.temp = path.basename(temp)
     const hasher = yield* Hasher
-    const hash = hasher.start()
+    const hash = hasher.start(size)
     let received = from
     let written = from
     /** The placer (or placeGroup) has the file and its handle: it places it, or removes it if that fails. */

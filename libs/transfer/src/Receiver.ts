@@ -18,7 +18,7 @@ import * as Payload from "./Payload.js"
 import * as Placer from "./Placer.js"
 import * as RecvCheckpoint from "./RecvCheckpoint.js"
 import { findConflict, freeBytes, targetOf } from "./Targets.js"
-import { frameReader, sendFrame, unexpected } from "./Wire.js"
+import { frameReader, sendFrame, unexpected, WriteBatchBytes } from "./Wire.js"
 
 export interface ReceiveOptions {
   /** Opens chunk payloads when the manifest says the sender sealed them (`send --encrypt`). */
@@ -68,6 +68,8 @@ interface Files {
   /** The tracker's save, one at a time: the placer saves in the background, beside the file being received. */
   readonly save: Effect.Effect<void, CheckpointIo> | undefined
   readonly placer: Placer.Placer
+  /** The bytes of the transfer last acknowledged to the sender. */
+  readonly acked: { bytes: number }
 }
 
 /**
@@ -95,9 +97,13 @@ const receiveFile = (
     const checkpoint = state === undefined || save === undefined ? undefined : { state, save }
     return DurableFile.use({ target, size: entry.size, overwrite, checkpoint, placer }, (file) =>
       Effect.gen(function* () {
+        // Told once a write batch's worth is written, however many files it spans: a small file costs no frame.
+        // What stays untold is under one batch, far inside the sender's window, so the sender never waits on it.
         const acknowledge = Effect.suspend(() => {
           progress.bytes += file.written - progress.fileBytes
           progress.fileBytes = file.written
+          if (progress.bytes - files.acked.bytes < WriteBatchBytes) return Effect.void
+          files.acked.bytes = progress.bytes
           return sendFrame(channel, { _tag: "Ack", bytes: progress.bytes })
         })
         const write = Effect.flatMap(file.write, (wrote) => (wrote ? acknowledge : Effect.void))
@@ -244,7 +250,7 @@ const receiveFiles = (
   Effect.gen(function* () {
     const lock = yield* Effect.makeSemaphore(1)
     const save = tracker === undefined ? undefined : lock.withPermits(1)(tracker.save)
-    const files: Files = { tracker, save, placer: yield* Placer.make(save) }
+    const files: Files = { tracker, save, placer: yield* Placer.make(save), acked: { bytes: progress.bytes } }
     /** Directories made so far: one mkdir per directory, not per file. */
     const made = new Set<string>()
     yield* Effect.forEach(
