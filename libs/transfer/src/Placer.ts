@@ -1,5 +1,5 @@
 import type { CheckpointIo, LocalIoFailed } from "@p2pal/domain/Errors"
-import { type Cause, Duration, Effect, Fiber, type Scope } from "effect"
+import { type Cause, Deferred, Duration, Effect, Fiber, FiberId, type Scope } from "effect"
 import * as fs from "node:fs/promises"
 import { ioError } from "./Io.js"
 import type * as RecvCheckpoint from "./RecvCheckpoint.js"
@@ -100,13 +100,14 @@ export const make = (
   limits: Limits = DefaultLimits,
 ): Effect.Effect<Placer, never, Scope.Scope> =>
   Effect.gen(function* () {
-    const scope = yield* Effect.scope
     let pending: Array<Verified> = []
     let pendingBytes = 0
     /** Counts the groups begun, so a timer for one already placed does nothing. */
     let generation = 0
+    let timer: Fiber.RuntimeFiber<void> | undefined
+    let closing = false
     /** Groups being placed, oldest first; each waits for the one before, so the last is done last. */
-    const inFlight: Array<Fiber.RuntimeFiber<void, LocalIoFailed | CheckpointIo>> = []
+    const inFlight: Array<Deferred.Deferred<void>> = []
     let failure: Cause.Cause<LocalIoFailed | CheckpointIo> | undefined
     const takePending = () => {
       const group = pending
@@ -115,29 +116,46 @@ export const make = (
       generation++
       return group
     }
-    // Uninterruptible: a group taken from `pending` is always handed to a fiber that places it.
+    // Daemons, awaited by the finalizer below rather than by the scope, which would not wait for one begun
+    // while it closes. Uninterruptible: a group taken from `pending` is always handed to a fiber that places it.
     const flush = Effect.suspend(() => {
-      if (pending.length === 0) return Effect.void
+      if (pending.length === 0 || closing) return Effect.void
       const group = takePending()
       const before = inFlight.at(-1)
-      return Effect.forkIn(
+      const done = Deferred.unsafeMake<void>(FiberId.none)
+      inFlight.push(done)
+      return Effect.forkDaemon(
         Effect.zipRight(
-          before === undefined ? Effect.void : Fiber.await(before),
+          before === undefined ? Effect.void : Deferred.await(before),
           placeGroup(group, save),
         ).pipe(
           Effect.tapErrorCause((cause) => Effect.sync(() => void (failure ??= cause))),
-          Effect.ensuring(Effect.sync(() => void inFlight.shift())),
-          Effect.uninterruptible,
+          Effect.ensuring(
+            Effect.suspend(() => {
+              inFlight.splice(inFlight.indexOf(done), 1)
+              return Deferred.succeed(done, undefined)
+            }),
+          ),
         ),
-        scope,
-      ).pipe(Effect.map((fiber) => void inFlight.push(fiber)))
-    }).pipe(Effect.uninterruptible)
+      )
+    }).pipe(Effect.asVoid, Effect.uninterruptible)
     const failed = Effect.suspend(() => (failure === undefined ? Effect.void : Effect.failCause(failure)))
-    // Runs after the groups' fibers, which the scope awaits first (they began later): what is left waits here.
-    yield* Effect.addFinalizer(() => Effect.ignore(placeGroup(takePending(), save)))
+    const last = Effect.suspend(() => {
+      const group = inFlight.at(-1)
+      return group === undefined ? Effect.void : Deferred.await(group)
+    })
+    yield* Effect.addFinalizer(() =>
+      Effect.gen(function* () {
+        closing = true
+        // Not waited for: woken, it would find the placer closing and do nothing.
+        if (timer !== undefined) yield* Fiber.interruptFork(timer)
+        yield* last
+        yield* Effect.ignore(placeGroup(takePending(), save))
+      }),
+    )
     return {
       room: Effect.gen(function* () {
-        while (inFlight.length >= GroupsInFlight) yield* Fiber.await(inFlight[0]!)
+        while (inFlight.length >= GroupsInFlight) yield* Deferred.await(inFlight[0]!)
         yield* failed
       }),
       add: (file) =>
@@ -147,20 +165,24 @@ export const make = (
           if (pending.length >= limits.files || pendingBytes >= limits.bytes) return flush
           if (pending.length > 1) return Effect.void
           const first = generation
-          return Effect.asVoid(
-            Effect.forkIn(
-              Effect.zipRight(
-                Effect.sleep(limits.delay),
-                Effect.suspend(() => (generation === first ? flush : Effect.void)),
+          // A timer from a group placed since would do nothing when it fires: stopped rather than left running.
+          const stale = timer === undefined ? Effect.void : Fiber.interruptFork(timer)
+          return Effect.zipRight(
+            stale,
+            Effect.map(
+              Effect.forkDaemon(
+                Effect.zipRight(
+                  Effect.sleep(limits.delay),
+                  Effect.suspend(() => (generation === first ? flush : Effect.void)),
+                ),
               ),
-              scope,
+              (fiber) => void (timer = fiber),
             ),
           )
         }),
       drain: Effect.gen(function* () {
         yield* flush
-        const last = inFlight.at(-1)
-        if (last !== undefined) yield* Fiber.await(last)
+        yield* last
         yield* failed
       }),
     } satisfies Placer
