@@ -27,7 +27,7 @@ export interface Limits {
 
 export const DefaultLimits: Limits = { files: 256, bytes: 16 * 1024 * 1024, delay: Duration.millis(200) }
 
-/** Syncs running at once: about what the file system's thread pool runs side by side. */
+/** Syncs running at once: enough to keep the file system's thread pool (4 threads) busy. */
 const Concurrency = 8
 
 /** Groups placing at once, the one being filled aside: beyond it the receiver waits. */

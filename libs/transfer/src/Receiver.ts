@@ -1,3 +1,4 @@
+// Over 250 lines on purpose: every check on what a hostile sender sends (DESIGN.md section 4) reads here, in one file.
 import { Frames, Manifest } from "@p2pal/domain"
 import {
   type CheckpointIo,
