@@ -1,6 +1,6 @@
 import { Frames } from "@p2pal/domain"
 import { Data, Effect } from "effect"
-import { constants as fsConstants } from "node:fs"
+import { constants as fsConstants, type Stats } from "node:fs"
 import * as fs from "node:fs/promises"
 import { absorbPrefix, type FileHash, Hasher } from "./Hasher.js"
 import { readFailure } from "./Io.js"
@@ -61,8 +61,9 @@ export const open = (options: Options) =>
           fs.open(source.path, fsConstants.O_RDONLY | fsConstants.O_NOFOLLOW | fsConstants.O_NONBLOCK),
         catch: cannotRead,
       }),
-      // A file only read loses nothing if closing it fails.
-      (h) => Effect.ignore(Effect.tryPromise(() => h.close())),
+      // A file only read loses nothing if closing it fails, so nothing waits for it either (a small file
+      // would otherwise cost the next one a round trip to the thread pool).
+      (h) => Effect.sync(() => void h.close().catch(() => {})),
     )
     yield* Effect.tryPromise({
       try: () => absorbPrefix(hasher, hash, handle, options.from),
@@ -87,6 +88,8 @@ export const open = (options: Options) =>
     // Reads are plain promises started the moment they are queued (a forked fiber waits for the
     // scheduler, which stalled the pump for seconds per GiB), and a few run ahead of the network.
     const reads: Array<Promise<Block>> = []
+    /** The file's state once the last read is done, asked for then rather than when the sender gets there. */
+    let statAfterLast: Promise<Stats> | undefined
     let queued = options.from
     const readAhead = () => {
       while (reads.length < ReadAhead && queued < size) {
@@ -96,6 +99,10 @@ export const open = (options: Options) =>
         read.catch(() => {})
         reads.push(read)
         queued = end
+        if (end === size) {
+          statAfterLast = read.then(() => handle.stat())
+          statAfterLast.catch(() => {})
+        }
       }
     }
     readAhead()
@@ -112,7 +119,7 @@ export const open = (options: Options) =>
       }),
       unchanged: Effect.gen(function* () {
         // A shrunk file already failed its read.
-        const now = yield* Effect.tryPromise({ try: () => handle.stat(), catch: cannotRead })
+        const now = yield* Effect.tryPromise({ try: () => statAfterLast ?? handle.stat(), catch: cannotRead })
         if (now.size !== size || now.mtimeMs !== source.mtimeMs)
           return yield* new Unreadable({ reason: changed })
       }),

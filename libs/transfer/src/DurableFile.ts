@@ -5,8 +5,8 @@ import * as fs from "node:fs/promises"
 import * as path from "node:path"
 import { absorbPrefix, type FileHash, Hasher } from "./Hasher.js"
 import { ioError, withCleanup } from "./Io.js"
+import * as Placer from "./Placer.js"
 import * as RecvCheckpoint from "./RecvCheckpoint.js"
-import { place } from "./Targets.js"
 import { WriteBatchBytes } from "./Wire.js"
 
 /**
@@ -30,6 +30,8 @@ export interface Options {
   readonly overwrite: boolean
   /** Without one, any failure removes the temporary file; with one, a resumable stop keeps it. */
   readonly checkpoint?: Checkpointed | undefined
+  /** Places the file with others, in the background; without one, `place` places it at once, on its own. */
+  readonly placer?: Placer.Placer | undefined
 }
 
 /** One file being received, as `use` hands it out. */
@@ -46,7 +48,10 @@ export interface DurableFile {
   readonly flushed: Effect.Effect<void, LocalIoFailed>
   /** SHA-256 of the bytes written. */
   readonly digest: Effect.Effect<Uint8Array>
-  /** Syncs the file, records it verified, then moves it onto the target. */
+  /**
+   * Syncs the file, records it verified, then moves it onto the target (see Placer.placeGroup); with a
+   * placer, hands it over for that and returns.
+   */
   readonly place: Effect.Effect<void, LocalIoFailed | CheckpointIo>
   /** The sender skipped it: the checkpoint forgets it and the temporary file goes when `use` ends. */
   readonly discard: Effect.Effect<void>
@@ -89,7 +94,7 @@ const openTemp = (temp: string, from: number, hasher: Hasher, hash: FileHash) =>
  */
 export const use = <A, E, R>(options: Options, body: (file: DurableFile) => Effect.Effect<A, E, R>) =>
   Effect.gen(function* () {
-    const { target, size, checkpoint } = options
+    const { target, size, checkpoint, placer } = options
     const state = checkpoint?.state
     const from = state?.durable ?? 0
     const temp = path.join(
@@ -98,10 +103,11 @@ export const use = <A, E, R>(options: Options, body: (file: DurableFile) => Effe
     )
     if (state !== undefined) state.temp = path.basename(temp)
     const hasher = yield* Hasher
-    const hash = hasher.start()
+    const hash = hasher.start(size)
     let received = from
     let written = from
-    let placed = false
+    /** The placer (or placeGroup) has the file and its handle: it places it, or removes it if that fails. */
+    let handedOver = false
 
     return yield* Effect.uninterruptibleMask((restore) =>
       Effect.gen(function* () {
@@ -179,22 +185,17 @@ export const use = <A, E, R>(options: Options, body: (file: DurableFile) => Effe
             digest: hash.digest,
             place: Effect.gen(function* () {
               yield* flushed
-              yield* Effect.tryPromise({ try: () => handle.sync(), catch: ioError(target) })
-              // Recorded as verified under its temporary name before it moves: whenever the receiver stops
-              // (a crash included), a resume finds the move done or finishes it, and never mistakes the placed
-              // file for someone else's. The next save drops the temporary name.
+              const verified = { handle, temp, target, size, overwrite: options.overwrite, state }
+              if (placer === undefined) {
+                handedOver = true
+                return yield* Placer.placeGroup([verified], checkpoint?.save)
+              }
+              yield* placer.room
+              // Taken over whole or not at all: from here on the placer closes the handle and places the file.
               yield* Effect.uninterruptible(
-                Effect.gen(function* () {
-                  if (checkpoint !== undefined) {
-                    Object.assign(checkpoint.state, { durable: size, verified: true })
-                    yield* checkpoint.save
-                  }
-                  yield* Effect.tryPromise({
-                    try: () => place(temp, target, options.overwrite),
-                    catch: ioError(target),
-                  })
-                  placed = true
-                  if (state !== undefined) state.temp = undefined
+                Effect.suspend(() => {
+                  handedOver = true
+                  return placer.add(verified)
                 }),
               )
             }),
@@ -206,7 +207,8 @@ export const use = <A, E, R>(options: Options, body: (file: DurableFile) => Effe
         }).pipe(Effect.scoped)
 
         const close = (exit: Exit.Exit<unknown, unknown>) => {
-          const keep = !placed && checkpoint !== undefined && RecvCheckpoint.resumable(exit)
+          if (handedOver) return Effect.void
+          const keep = checkpoint !== undefined && RecvCheckpoint.resumable(exit)
           return Effect.gen(function* () {
             if (keep)
               yield* Effect.tryPromise(() => handle.datasync()).pipe(
@@ -217,7 +219,7 @@ export const use = <A, E, R>(options: Options, body: (file: DurableFile) => Effe
                 }),
               )
             yield* Effect.tryPromise({ try: () => handle.close(), catch: ioError(temp) })
-            if (!placed && !keep)
+            if (!keep)
               yield* Effect.tryPromise({ try: () => fs.rm(temp, { force: true }), catch: ioError(temp) })
             // Not saved: the checkpoint on disk still holds an earlier, smaller prefix of the file.
             if (keep) yield* Effect.ignore(checkpoint.save)

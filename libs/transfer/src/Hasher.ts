@@ -1,4 +1,5 @@
 import { Deferred, Effect } from "effect"
+import { createHash } from "node:crypto"
 import type { FileHandle } from "node:fs/promises"
 import { Worker } from "node:worker_threads"
 
@@ -29,6 +30,12 @@ export interface FileHash {
 const PoolSize = 32
 /** Blocks are sized up to a multiple of this, so batches of slightly different sizes share them. */
 const BlockGranule = 256 * 1024
+
+/**
+ * Files up to this size are hashed on the calling thread: a few microseconds of hashing, where handing
+ * the bytes to the worker and waiting for its digest costs more than that per file (thousands of small files).
+ */
+const InlineBytes = 64 * 1024
 
 /** SHA-256 on a worker thread, so hashing runs beside the disk and the network instead of between them. */
 export class Hasher extends Effect.Service<Hasher>()("@p2pal/transfer/Hasher", {
@@ -70,7 +77,20 @@ export class Hasher extends Effect.Service<Hasher>()("@p2pal/transfer/Hasher", {
         if (pooled !== undefined && pooled.byteLength >= size) return Buffer.from(pooled, 0, size)
         return Buffer.allocUnsafeSlow(Math.ceil(size / BlockGranule) * BlockGranule).subarray(0, size)
       },
-      start: (): FileHash => {
+      /** A hash for a file of `size` bytes (as declared: it only picks where the hashing runs). */
+      start: (size: number): FileHash => {
+        if (size <= InlineBytes) {
+          const hash = createHash("sha256")
+          return {
+            absorb: (views) => {
+              for (const v of views) hash.update(v)
+              // Hashed already: the memory is free for the next allocate, as the worker would hand it back.
+              for (const buffer of new Set(views.map((v) => v.buffer as ArrayBuffer)))
+                if (pool.length < PoolSize) pool.push(buffer)
+            },
+            digest: Effect.sync(() => new Uint8Array(hash.digest())),
+          }
+        }
         const id = nextId++
         return {
           absorb: (views) => {

@@ -1,5 +1,13 @@
+// Over 250 lines on purpose: every check on what a hostile sender sends (DESIGN.md section 4) reads here, in one file.
 import { Frames, Manifest } from "@p2pal/domain"
-import { Declined, IntegrityFailed, LocalIoFailed, PeerFailed, type SkippedFile } from "@p2pal/domain/Errors"
+import {
+  type CheckpointIo,
+  Declined,
+  IntegrityFailed,
+  LocalIoFailed,
+  PeerFailed,
+  type SkippedFile,
+} from "@p2pal/domain/Errors"
 import type { Channel } from "@p2pal/infra/PeerLink"
 import { Effect, Either, Exit, type Scope } from "effect"
 import * as fs from "node:fs/promises"
@@ -8,9 +16,10 @@ import * as DurableFile from "./DurableFile.js"
 import { Progress } from "./Progress.js"
 import { ioError, withCleanup } from "./Io.js"
 import * as Payload from "./Payload.js"
+import * as Placer from "./Placer.js"
 import * as RecvCheckpoint from "./RecvCheckpoint.js"
 import { findConflict, freeBytes, targetOf } from "./Targets.js"
-import { frameReader, sendFrame, unexpected } from "./Wire.js"
+import { frameReader, sendFrame, unexpected, WriteBatchBytes } from "./Wire.js"
 
 export interface ReceiveOptions {
   /** Opens chunk payloads when the manifest says the sender sealed them (`send --encrypt`). */
@@ -54,6 +63,16 @@ const receiveManifest = (nextFrame: Effect.Effect<Frames.Frame, PeerFailed>) =>
 
 const byteCount = (n: number | bigint) => `${n.toLocaleString("en-US")} bytes`
 
+/** Where the received files go once verified, and the checkpoint that records them. */
+interface Files {
+  readonly tracker: RecvCheckpoint.Tracker | undefined
+  /** The tracker's save, one at a time: the placer saves in the background, beside the file being received. */
+  readonly save: Effect.Effect<void, CheckpointIo> | undefined
+  readonly placer: Placer.Placer
+  /** The bytes of the transfer last acknowledged to the sender. */
+  readonly acked: { bytes: number }
+}
+
 /**
  * Receives one file into a durable file (see DurableFile.use): written as its chunks arrive, each batch
  * acknowledged once written, and moved into place only once its SHA-256 matches the sender's. Returns the
@@ -69,19 +88,23 @@ const receiveFile = (
   progress: Progress,
   /** A chunk's file bytes: its payload, or with --encrypt the opened payload (undefined if forged). */
   plaintextOf: (chunk: Frames.Frame & { _tag: "Chunk" }) => Uint8Array | undefined,
-  tracker: RecvCheckpoint.Tracker | undefined,
+  files: Files,
 ) =>
   Effect.suspend(() => {
+    const { tracker, save, placer } = files
     const state = tracker?.files.get(index)
     progress.file = index
     progress.fileBytes = state?.durable ?? 0
-    const checkpoint =
-      state === undefined || tracker === undefined ? undefined : { state, save: tracker.save }
-    return DurableFile.use({ target, size: entry.size, overwrite, checkpoint }, (file) =>
+    const checkpoint = state === undefined || save === undefined ? undefined : { state, save }
+    return DurableFile.use({ target, size: entry.size, overwrite, checkpoint, placer }, (file) =>
       Effect.gen(function* () {
+        // Told once a write batch's worth is written, however many files it spans: a small file costs no frame.
+        // What stays untold is under one batch, far inside the sender's window, so the sender never waits on it.
         const acknowledge = Effect.suspend(() => {
           progress.bytes += file.written - progress.fileBytes
           progress.fileBytes = file.written
+          if (progress.bytes - files.acked.bytes < WriteBatchBytes) return Effect.void
+          files.acked.bytes = progress.bytes
           return sendFrame(channel, { _tag: "Ack", bytes: progress.bytes })
         })
         const write = Effect.flatMap(file.write, (wrote) => (wrote ? acknowledge : Effect.void))
@@ -212,7 +235,10 @@ export const receive = Effect.fn("Receiver.receive")(function* (channel: Channel
   yield* sendFrame(channel, { _tag: "Done" })
 })
 
-/** Every file of the manifest in order, except those verified in an earlier session. */
+/**
+ * Every file of the manifest in order, except those verified in an earlier session; returns once the
+ * last of them is placed and recorded.
+ */
 const receiveFiles = (
   channel: Channel,
   nextFrame: Effect.Effect<Frames.Frame, PeerFailed>,
@@ -222,31 +248,42 @@ const receiveFiles = (
   plaintextOf: (chunk: Frames.Frame & { _tag: "Chunk" }) => Uint8Array | undefined,
   tracker: RecvCheckpoint.Tracker | undefined,
 ) =>
-  Effect.forEach(
-    manifest.entries,
-    (entry, index) =>
-      Effect.gen(function* () {
-        const target = targetOf(options.out, entry)
-        const dir = entry._tag === "dir" ? target : path.dirname(target)
-        yield* Effect.tryPromise({ try: () => fs.mkdir(dir, { recursive: true }), catch: ioError(dir) })
-        if (entry._tag !== "file" || tracker?.files.get(index)?.verified === true) return
-        const skipped = yield* receiveFile(
-          channel,
-          nextFrame,
-          index,
-          entry,
-          target,
-          options.overwrite || (tracker?.placedBefore.has(index) ?? false),
-          progress,
-          plaintextOf,
-          tracker,
-        ).pipe(
-          // The sender learns why its data was refused (bytes past the declared size, chunks out of order).
-          Effect.tapErrorTag("PeerFailed", (e) =>
-            Effect.ignore(sendFrame(channel, { _tag: "Error", message: e.message })),
-          ),
-        )
-        if (skipped !== undefined) yield* options.onSkipped({ path: entry.path, reason: skipped })
-      }),
-    { discard: true },
-  )
+  Effect.gen(function* () {
+    const lock = yield* Effect.makeSemaphore(1)
+    const save = tracker === undefined ? undefined : lock.withPermits(1)(tracker.save)
+    const files: Files = { tracker, save, placer: yield* Placer.make(save), acked: { bytes: progress.bytes } }
+    /** Directories made so far: one mkdir per directory, not per file. */
+    const made = new Set<string>()
+    yield* Effect.forEach(
+      manifest.entries,
+      (entry, index) =>
+        Effect.gen(function* () {
+          const target = targetOf(options.out, entry)
+          const dir = entry._tag === "dir" ? target : path.dirname(target)
+          if (!made.has(dir)) {
+            yield* Effect.tryPromise({ try: () => fs.mkdir(dir, { recursive: true }), catch: ioError(dir) })
+            made.add(dir)
+          }
+          if (entry._tag !== "file" || tracker?.files.get(index)?.verified === true) return
+          const skipped = yield* receiveFile(
+            channel,
+            nextFrame,
+            index,
+            entry,
+            target,
+            options.overwrite || (tracker?.placedBefore.has(index) ?? false),
+            progress,
+            plaintextOf,
+            files,
+          ).pipe(
+            // The sender learns why its data was refused (bytes past the declared size, chunks out of order).
+            Effect.tapErrorTag("PeerFailed", (e) =>
+              Effect.ignore(sendFrame(channel, { _tag: "Error", message: e.message })),
+            ),
+          )
+          if (skipped !== undefined) yield* options.onSkipped({ path: entry.path, reason: skipped })
+        }),
+      { discard: true },
+    )
+    yield* files.placer.drain
+  }).pipe(Effect.scoped)

@@ -141,7 +141,7 @@ export const send = Effect.fn("Sender.send")(function* (
       progress.file = index
       progress.fileBytes = from
       unconfirmed.set(index, { start: progress.sent, from, size: entry.size })
-      const hash = hasher.start()
+      const hash = hasher.start(entry.size)
       const { chunkSize } = options
       const reader = yield* BlockReader.open({ source, index, size: entry.size, from, chunkSize, hash })
       while (true) {

@@ -24,17 +24,26 @@ export const findConflict = (
 ): Effect.Effect<LocalIoFailed | undefined, LocalIoFailed> =>
   Effect.gen(function* () {
     const safeParents = new Set<string>()
+    /** Directories not there: nothing under them needs a look (a fresh `out` costs one lstat per folder). */
+    const absent = new Set<string>()
+    if ((yield* lstat(out)) === undefined) absent.add(out)
     for (const [index, entry] of manifest.entries.entries()) {
       const target = targetOf(out, entry)
       const parts = entry.path.split("/")
-      for (let depth = 1; depth < parts.length; depth++) {
+      let missing = absent.has(out)
+      for (let depth = 1; depth < parts.length && !missing; depth++) {
         const parent = path.join(out, ...parts.slice(0, depth))
-        if (safeParents.has(parent)) continue
-        if ((yield* lstat(parent))?.isSymbolicLink())
+        if (absent.has(parent)) missing = true
+        if (missing || safeParents.has(parent)) continue
+        const parentStat = yield* lstat(parent)
+        if (parentStat?.isSymbolicLink())
           return new LocalIoFailed({ path: parent, message: "is a symlink; refusing to write through it" })
-        safeParents.add(parent)
+        if (parentStat === undefined) {
+          absent.add(parent)
+          missing = true
+        } else safeParents.add(parent)
       }
-      const stat = yield* lstat(target)
+      const stat = missing ? undefined : yield* lstat(target)
       if (stat === undefined || placedBefore.has(index)) continue
       if (entry._tag === "dir" && stat.isDirectory()) continue
       if (entry._tag === "file" && stat.isFile() && overwrite) continue
@@ -64,7 +73,7 @@ export const freeBytes = async (dir: string): Promise<bigint> => {
 
 /** Moves a verified file into place; link() refuses an existing target, so a file that appeared meanwhile is never clobbered. */
 export const place = (temp: string, target: string, overwrite: boolean) =>
-  overwrite ? fs.rename(temp, target) : fs.link(temp, target).then(() => fs.rm(temp))
+  overwrite ? fs.rename(temp, target) : fs.link(temp, target).then(() => fs.unlink(temp))
 
 /**
  * Finishes the move of a verified file that a stopped receiver may have left half done. False when
