@@ -117,9 +117,10 @@ describe("trees of many small files", () => {
     console.log(
       `tree.test: ${Files} files (${round.bytes} bytes): receiver checkpoint at most ${peak} bytes on disk, ${written} bytes written in all`,
     )
-    // The checkpoint holds the manifest (about 60 bytes an entry) and a state per file: a few MiB at most.
+    // The checkpoint holds the manifest and a state per file (about 250 bytes an entry), its journal at most
+    // as much again, and while it is rewritten a temporary copy: a few MiB, whatever the files' sizes.
     expect(peak).toBeGreaterThan(0)
-    expect(peak).toBeLessThan(4 * MiB)
+    expect(peak).toBeLessThan(12 * MiB)
     // Rewritten whole after every file, it made the receiver write about 10 GB here; saved incrementally,
     // the files themselves are most of what it writes.
     expect(written).toBeLessThan(4 * round.bytes + 32 * MiB)
