@@ -4,6 +4,7 @@ import type { Channel } from "@p2pal/infra/PeerLink"
 import { Deferred, Duration, Effect } from "effect"
 import * as AckWindow from "./AckWindow.js"
 import * as BlockReader from "./BlockReader.js"
+import * as Lookahead from "./Lookahead.js"
 import type { Progress } from "./Progress.js"
 import { Hasher } from "./Hasher.js"
 import * as Payload from "./Payload.js"
@@ -136,14 +137,23 @@ export const send = Effect.fn("Sender.send")(function* (
     Effect.forkScoped,
   )
   /** Sends the file from byte `from` on; the bytes before it, which the receiver holds, are only hashed. */
-  const sendFile = (index: number, entry: Manifest.Entry & { _tag: "file" }, source: Source, from: number) =>
+  const sendFile = (
+    index: number,
+    entry: Manifest.Entry & { _tag: "file" },
+    source: Source,
+    from: number,
+    prepared: () => BlockReader.Prepared | undefined,
+  ) =>
     Effect.gen(function* () {
       progress.file = index
       progress.fileBytes = from
       unconfirmed.set(index, { start: progress.sent, from, size: entry.size })
       const hash = hasher.start(entry.size)
       const { chunkSize } = options
-      const reader = yield* BlockReader.open({ source, index, size: entry.size, from, chunkSize, hash })
+      const reader = yield* BlockReader.open(
+        { source, index, size: entry.size, from, chunkSize, hash },
+        prepared,
+      )
       while (true) {
         const block = yield* reader.next
         if (block === undefined) break
@@ -199,17 +209,22 @@ export const send = Effect.fn("Sender.send")(function* (
     )
   }
 
-  const entries = sources.manifest.entries
-  for (let index = 0; index < entries.length; index++) {
-    const entry = entries[index]!
+  const { chunkSize } = options
+  // Files the receiver verified in an earlier session are left out.
+  const files = sources.manifest.entries.flatMap((entry, index) => {
     const source = sources.files.get(index)
     const from = offsets.get(index) ?? 0
-    // The receiver verified it in an earlier session.
-    if (entry._tag === "file" && source !== undefined && !(offsets.has(index) && from === entry.size))
-      yield* sendFile(index, entry, source, from).pipe(
+    if (entry._tag !== "file" || source === undefined || (offsets.has(index) && from === entry.size))
+      return []
+    return [{ entry, source, index, size: entry.size, from, chunkSize }]
+  })
+  yield* Effect.gen(function* () {
+    const lookahead = yield* Lookahead.make(files)
+    for (const [position, { entry, source, index, from }] of files.entries())
+      yield* sendFile(index, entry, source, from, () => lookahead.take(position)).pipe(
         Effect.catchTag("Unreadable", ({ reason }) => unreadable(index, entry, source, reason)),
       )
-  }
+  }).pipe(Effect.scoped)
   yield* Deferred.await(verified).pipe(Effect.raceFirst(channel.closed))
   progress.bytes = progress.totalBytes
 })
