@@ -33,6 +33,11 @@ export interface AckedFiles {
   readonly onChange: Effect.Effect<void>
 }
 
+/** A file to send: the bytes before `from`, which the receiver holds, are only hashed. */
+interface FileToSend extends BlockReader.Options {
+  readonly entry: Manifest.Entry & { _tag: "file" }
+}
+
 /** After telling the receiver we stop, how long to wait for it to answer, so the message is not lost in a close. */
 const StopGrace = Duration.seconds(5)
 
@@ -87,7 +92,7 @@ export const send = Effect.fn("Sender.send")(function* (
   sources: Sources,
   options: SendOptions,
 ) {
-  const { payloadKey } = options
+  const { payloadKey, chunkSize } = options
   const manifestBytes = Manifest.encodeManifest(
     payloadKey === undefined ? sources.manifest : { ...sources.manifest, encryption: "aes-256-gcm" },
   )
@@ -136,24 +141,15 @@ export const send = Effect.fn("Sender.send")(function* (
     Effect.flatMap((exit) => Deferred.done(verified, exit)),
     Effect.forkScoped,
   )
-  /** Sends the file from byte `from` on; the bytes before it, which the receiver holds, are only hashed. */
-  const sendFile = (
-    index: number,
-    entry: Manifest.Entry & { _tag: "file" },
-    source: Source,
-    from: number,
-    prepared: () => BlockReader.Prepared | undefined,
-  ) =>
+  /** Sends the file from byte `from` on, taking it from `prepared` if it was opened ahead. */
+  const sendFile = (file: FileToSend, prepared: () => BlockReader.Prepared | undefined) =>
     Effect.gen(function* () {
+      const { index, entry, from } = file
       progress.file = index
       progress.fileBytes = from
       unconfirmed.set(index, { start: progress.sent, from, size: entry.size })
       const hash = hasher.start(entry.size)
-      const { chunkSize } = options
-      const reader = yield* BlockReader.open(
-        { source, index, size: entry.size, from, chunkSize, hash },
-        prepared,
-      )
+      const reader = yield* BlockReader.open({ ...file, hash }, prepared)
       while (true) {
         const block = yield* reader.next
         if (block === undefined) break
@@ -209,7 +205,6 @@ export const send = Effect.fn("Sender.send")(function* (
     )
   }
 
-  const { chunkSize } = options
   // Files the receiver verified in an earlier session are left out.
   const files = sources.manifest.entries.flatMap((entry, index) => {
     const source = sources.files.get(index)
@@ -220,9 +215,11 @@ export const send = Effect.fn("Sender.send")(function* (
   })
   yield* Effect.gen(function* () {
     const lookahead = yield* Lookahead.make(files)
-    for (const [position, { entry, source, index, from }] of files.entries())
-      yield* sendFile(index, entry, source, from, () => lookahead.take(position)).pipe(
-        Effect.catchTag("Unreadable", ({ reason }) => unreadable(index, entry, source, reason)),
+    for (const [position, file] of files.entries())
+      yield* sendFile(file, () => lookahead.take(position)).pipe(
+        Effect.catchTag("Unreadable", ({ reason }) =>
+          unreadable(file.index, file.entry, file.source, reason),
+        ),
       )
   }).pipe(Effect.scoped)
   yield* Deferred.await(verified).pipe(Effect.raceFirst(channel.closed))
