@@ -17,6 +17,8 @@ const changed = "it changed while being sent"
 const ChunksPerRead = 16
 /** Reads in flight ahead of the one being sent. */
 const ReadAhead = 4
+/** Bytes of one block: what a file prepared ahead holds until its turn. */
+export const blockBytes = (chunkSize: number) => chunkSize * ChunksPerRead
 
 /** A run of chunk frames back to back in one buffer, for the file's bytes from `start` to `end`. */
 export interface Block {
@@ -39,87 +41,108 @@ export interface Options {
   /** The file's index in the manifest and its size there. */
   readonly index: number
   readonly size: number
-  /** Where sending starts: the bytes before it, which the receiver holds, go only to `hash`. */
+  /** Where sending starts: the bytes before it, which the receiver holds, go only to the hash. */
   readonly from: number
   readonly chunkSize: number
-  readonly hash: FileHash
 }
 
 /**
- * Opens a file being sent and reads it as blocks of chunk frames, a few reads ahead of the network.
- * The file closes with the scope.
+ * A file opened, and its reads started, as plain promises the moment it is asked for: a file prepared
+ * ahead of its turn (Lookahead.ts) costs the sender no wait on the thread pool when its turn comes.
  */
-export const open = (options: Options) =>
+export interface Prepared {
+  readonly handle: Promise<fs.FileHandle>
+  /** Queues reads until `depth` blocks are in flight or the file is all asked for. */
+  readonly readAhead: (depth: number) => void
+  readonly reads: Array<Promise<Block>>
+  /** The file's state once its last read is done, asked for then rather than when the sender gets there. */
+  readonly statAfterLast: () => Promise<Stats>
+  /** A file only read loses nothing if closing it fails, so nothing waits for it either. */
+  readonly close: () => void
+}
+
+export const prepare = (options: Options, allocate: (size: number) => Buffer, depth: number): Prepared => {
+  const { source, index, size, chunkSize } = options
+  // A symlink swapped in since the manifest was built is refused, not followed (O_NOFOLLOW), and a
+  // FIFO cannot hang the open (O_NONBLOCK; it changes nothing for regular files).
+  const handle = fs.open(source.path, fsConstants.O_RDONLY | fsConstants.O_NOFOLLOW | fsConstants.O_NONBLOCK)
+  // Awaited when the file's turn comes; this only keeps a failure before then from going unhandled.
+  handle.catch(() => {})
+  // One buffer holds a run of chunk frames back to back, and one readv fills their payloads in
+  // place: file bytes are never copied into frames, and the run moves to the hashing thread whole.
+  const readBlock = async (start: number, end: number): Promise<Block> => {
+    const count = Math.ceil((end - start) / chunkSize)
+    const block = allocate(end - start + count * Frames.HeaderBytes)
+    const frames: Array<Uint8Array> = []
+    for (let at = start, base = 0; at < end; at += chunkSize) {
+      const length = Math.min(chunkSize, end - at)
+      frames.push(Frames.chunkInto(block.subarray(base, base + Frames.HeaderBytes + length), index, at))
+      base += Frames.HeaderBytes + length
+    }
+    const payloads = frames.map((f) => f.subarray(Frames.HeaderBytes))
+    const { bytesRead } = await (await handle).readv(payloads, start)
+    if (bytesRead !== end - start) throw new Error(changed)
+    return { frames, payloads, start, end }
+  }
+  const reads: Array<Promise<Block>> = []
+  let statAfterLast: Promise<Stats> | undefined
+  let queued = options.from
+  const readAhead = (depth: number) => {
+    while (reads.length < depth && queued < size) {
+      const end = Math.min(queued + blockBytes(chunkSize), size)
+      const read = readBlock(queued, end)
+      // Awaited in order by `next`; this only keeps a failure behind an earlier one from going unhandled.
+      read.catch(() => {})
+      reads.push(read)
+      queued = end
+      if (end === size) {
+        statAfterLast = read.then(() => handle.then((h) => h.stat()))
+        statAfterLast.catch(() => {})
+      }
+    }
+  }
+  readAhead(depth)
+  return {
+    handle,
+    readAhead,
+    reads,
+    statAfterLast: () => statAfterLast ?? handle.then((h) => h.stat()),
+    close: () => void handle.then((h) => h.close()).catch(() => {}),
+  }
+}
+
+/**
+ * Reads a file being sent as blocks of chunk frames, a few reads ahead of the network, taking it from
+ * `prepared` if it was prepared ahead of its turn. The file closes with the scope.
+ */
+export const open = (options: Options & { readonly hash: FileHash }, prepared?: () => Prepared | undefined) =>
   Effect.gen(function* () {
-    const { source, index, size, chunkSize, hash } = options
+    const { source, size, hash } = options
     const hasher = yield* Hasher
-    const handle = yield* Effect.acquireRelease(
-      // A symlink swapped in since the manifest was built is refused, not followed (O_NOFOLLOW), and a
-      // FIFO cannot hang the open (O_NONBLOCK; it changes nothing for regular files).
-      Effect.tryPromise({
-        try: () =>
-          fs.open(source.path, fsConstants.O_RDONLY | fsConstants.O_NOFOLLOW | fsConstants.O_NONBLOCK),
-        catch: cannotRead,
-      }),
-      // A file only read loses nothing if closing it fails, so nothing waits for it either (a small file
-      // would otherwise cost the next one a round trip to the thread pool).
-      (h) => Effect.sync(() => void h.close().catch(() => {})),
+    const file = yield* Effect.acquireRelease(
+      Effect.sync(() => prepared?.() ?? prepare(options, hasher.allocate, ReadAhead)),
+      (p) => Effect.sync(p.close),
     )
+    const handle = yield* Effect.tryPromise({ try: () => file.handle, catch: cannotRead })
     yield* Effect.tryPromise({
       try: () => absorbPrefix(hasher, hash, handle, options.from),
       catch: cannotRead,
     })
-    // One buffer holds a run of chunk frames back to back, and one readv fills their payloads in
-    // place: file bytes are never copied into frames, and the run moves to the hashing thread whole.
-    const readBlock = async (start: number, end: number): Promise<Block> => {
-      const count = Math.ceil((end - start) / chunkSize)
-      const block = hasher.allocate(end - start + count * Frames.HeaderBytes)
-      const frames: Array<Uint8Array> = []
-      for (let at = start, base = 0; at < end; at += chunkSize) {
-        const length = Math.min(chunkSize, end - at)
-        frames.push(Frames.chunkInto(block.subarray(base, base + Frames.HeaderBytes + length), index, at))
-        base += Frames.HeaderBytes + length
-      }
-      const payloads = frames.map((f) => f.subarray(Frames.HeaderBytes))
-      const { bytesRead } = await handle.readv(payloads, start)
-      if (bytesRead !== end - start) throw new Error(changed)
-      return { frames, payloads, start, end }
-    }
-    // Reads are plain promises started the moment they are queued (a forked fiber waits for the
-    // scheduler, which stalled the pump for seconds per GiB), and a few run ahead of the network.
-    const reads: Array<Promise<Block>> = []
-    /** The file's state once the last read is done, asked for then rather than when the sender gets there. */
-    let statAfterLast: Promise<Stats> | undefined
-    let queued = options.from
-    const readAhead = () => {
-      while (reads.length < ReadAhead && queued < size) {
-        const end = Math.min(queued + chunkSize * ChunksPerRead, size)
-        const read = readBlock(queued, end)
-        // Awaited in order by `next`; this only keeps a failure behind an earlier one from going unhandled.
-        read.catch(() => {})
-        reads.push(read)
-        queued = end
-        if (end === size) {
-          statAfterLast = read.then(() => handle.stat())
-          statAfterLast.catch(() => {})
-        }
-      }
-    }
-    readAhead()
+    file.readAhead(ReadAhead)
     const reader: BlockReader = {
       next: Effect.suspend(() => {
-        const read = reads.shift()
+        const read = file.reads.shift()
         if (read === undefined) return Effect.succeed(undefined)
         return Effect.tryPromise({ try: () => read, catch: cannotRead }).pipe(
           Effect.map((block) => {
-            readAhead()
+            file.readAhead(ReadAhead)
             return block
           }),
         )
       }),
       unchanged: Effect.gen(function* () {
         // A shrunk file already failed its read.
-        const now = yield* Effect.tryPromise({ try: () => statAfterLast ?? handle.stat(), catch: cannotRead })
+        const now = yield* Effect.tryPromise({ try: file.statAfterLast, catch: cannotRead })
         if (now.size !== size || now.mtimeMs !== source.mtimeMs)
           return yield* new Unreadable({ reason: changed })
       }),

@@ -4,6 +4,7 @@ import type { Channel } from "@p2pal/infra/PeerLink"
 import { Deferred, Duration, Effect } from "effect"
 import * as AckWindow from "./AckWindow.js"
 import * as BlockReader from "./BlockReader.js"
+import * as Lookahead from "./Lookahead.js"
 import type { Progress } from "./Progress.js"
 import { Hasher } from "./Hasher.js"
 import * as Payload from "./Payload.js"
@@ -30,6 +31,11 @@ export interface AckedFiles {
   readonly bytes: Map<number, number>
   /** Runs after each change to `bytes`. */
   readonly onChange: Effect.Effect<void>
+}
+
+/** A file to send: the bytes before `from`, which the receiver holds, are only hashed. */
+interface FileToSend extends BlockReader.Options {
+  readonly entry: Manifest.Entry & { _tag: "file" }
 }
 
 /** After telling the receiver we stop, how long to wait for it to answer, so the message is not lost in a close. */
@@ -86,7 +92,7 @@ export const send = Effect.fn("Sender.send")(function* (
   sources: Sources,
   options: SendOptions,
 ) {
-  const { payloadKey } = options
+  const { payloadKey, chunkSize } = options
   const manifestBytes = Manifest.encodeManifest(
     payloadKey === undefined ? sources.manifest : { ...sources.manifest, encryption: "aes-256-gcm" },
   )
@@ -135,15 +141,15 @@ export const send = Effect.fn("Sender.send")(function* (
     Effect.flatMap((exit) => Deferred.done(verified, exit)),
     Effect.forkScoped,
   )
-  /** Sends the file from byte `from` on; the bytes before it, which the receiver holds, are only hashed. */
-  const sendFile = (index: number, entry: Manifest.Entry & { _tag: "file" }, source: Source, from: number) =>
+  /** Sends the file from byte `from` on, taking it from `prepared` if it was opened ahead. */
+  const sendFile = (file: FileToSend, prepared: () => BlockReader.Prepared | undefined) =>
     Effect.gen(function* () {
+      const { index, entry, from } = file
       progress.file = index
       progress.fileBytes = from
       unconfirmed.set(index, { start: progress.sent, from, size: entry.size })
       const hash = hasher.start(entry.size)
-      const { chunkSize } = options
-      const reader = yield* BlockReader.open({ source, index, size: entry.size, from, chunkSize, hash })
+      const reader = yield* BlockReader.open({ ...file, hash }, prepared)
       while (true) {
         const block = yield* reader.next
         if (block === undefined) break
@@ -199,17 +205,23 @@ export const send = Effect.fn("Sender.send")(function* (
     )
   }
 
-  const entries = sources.manifest.entries
-  for (let index = 0; index < entries.length; index++) {
-    const entry = entries[index]!
+  // Files the receiver verified in an earlier session are left out.
+  const files = sources.manifest.entries.flatMap((entry, index) => {
     const source = sources.files.get(index)
     const from = offsets.get(index) ?? 0
-    // The receiver verified it in an earlier session.
-    if (entry._tag === "file" && source !== undefined && !(offsets.has(index) && from === entry.size))
-      yield* sendFile(index, entry, source, from).pipe(
-        Effect.catchTag("Unreadable", ({ reason }) => unreadable(index, entry, source, reason)),
+    if (entry._tag !== "file" || source === undefined || (offsets.has(index) && from === entry.size))
+      return []
+    return [{ entry, source, index, size: entry.size, from, chunkSize }]
+  })
+  yield* Effect.gen(function* () {
+    const lookahead = yield* Lookahead.make(files)
+    for (const [position, file] of files.entries())
+      yield* sendFile(file, () => lookahead.take(position)).pipe(
+        Effect.catchTag("Unreadable", ({ reason }) =>
+          unreadable(file.index, file.entry, file.source, reason),
+        ),
       )
-  }
+  }).pipe(Effect.scoped)
   yield* Deferred.await(verified).pipe(Effect.raceFirst(channel.closed))
   progress.bytes = progress.totalBytes
 })
