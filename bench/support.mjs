@@ -1,6 +1,6 @@
 // What both benches need: child processes tracked for peak RSS and cleaned up on any exit, their output
 // lines, timeouts, and the signal app.
-import { spawn } from "node:child_process"
+import { spawn, spawnSync } from "node:child_process"
 import { readFileSync, rmSync } from "node:fs"
 import { join } from "node:path"
 import { performance } from "node:perf_hooks"
@@ -16,10 +16,14 @@ const children = new Set()
 export const runDirs = new Set()
 // Half-written test files (.bench/data-*.tmp): removed if the run ends before they are complete.
 export const partialFiles = new Set()
+// The link bench's network namespaces.
+export const namespaces = new Set()
 process.on("exit", () => {
   children.forEach((proc) => proc.child.kill("SIGKILL"))
   runDirs.forEach((dir) => rmSync(dir, { recursive: true, force: true }))
   partialFiles.forEach((file) => rmSync(file, { force: true }))
+  // A namespace whose last process is still dying goes with that process.
+  namespaces.forEach((ns) => spawnSync("ip", ["netns", "del", ns]))
 })
 process.on("SIGINT", () => process.exit(130))
 process.on("SIGTERM", () => process.exit(143))
@@ -53,6 +57,14 @@ export function start(name, command, args, { stdin = "ignore", env = process.env
   return proc
 }
 
+/** `start`, inside network namespace `ns` when one is given; `ip netns exec` execs the command, so the
+ * peak RSS is still the command's own. */
+export function startIn(ns, name, command, args, options) {
+  return ns === undefined
+    ? start(name, command, args, options)
+    : start(name, "ip", ["netns", "exec", ns, command, ...args], options)
+}
+
 export function describeExit(proc, result) {
   const how = result.error
     ? result.error.message
@@ -81,9 +93,14 @@ export async function stop(proc) {
   clearTimeout(timer)
 }
 
+/** What `withTimeout` rejects with: the link bench reports these as runs that did not finish. */
+export class TimeoutError extends Error {}
+
 export async function withTimeout(promise, ms, message) {
   let timer
-  const timeout = new Promise((_, reject) => (timer = setTimeout(() => reject(new Error(message)), ms)))
+  const timeout = new Promise(
+    (_, reject) => (timer = setTimeout(() => reject(new TimeoutError(message)), ms)),
+  )
   try {
     return await Promise.race([promise, timeout])
   } finally {
@@ -108,8 +125,9 @@ export function waitForLine(proc, pick, timeoutMs, what) {
   )
 }
 
-export async function startSignal() {
-  const server = start("p2pal-signal", join(root, "bin/p2pal-signal"), ["--port", "0", "--host", "127.0.0.1"])
+/** The built signal app on a free port of `host`, in namespace `ns` if given; `url` is what it printed. */
+export async function startSignal({ ns, host = "127.0.0.1" } = {}) {
+  const server = startIn(ns, "p2pal-signal", join(root, "bin/p2pal-signal"), ["--port", "0", "--host", host])
   const url = await waitForLine(
     server,
     (line) => /^p2pal-signal listening on (http:\/\/\S+)/.exec(line)?.[1],
