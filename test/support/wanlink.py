@@ -13,6 +13,7 @@ bench/link.mjs and test/support/WanLink.ts.
 import argparse
 import collections
 import fcntl
+import json
 import os
 import random
 import select
@@ -35,6 +36,15 @@ def open_tun(name):
 
 def ip(*args):
     subprocess.run(["ip", *args], check=True)
+
+
+def overflowed(ns, dev):
+    """Packets the kernel dropped because the device's own queue was full: this forwarder fell behind."""
+    shown = subprocess.run(["ip", "-n", ns, "-j", "-s", "link", "show", "dev", dev], capture_output=True)
+    try:
+        return json.loads(shown.stdout)[0]["stats64"]["tx"]["dropped"]
+    except (ValueError, LookupError):
+        return 0
 
 
 class Direction:
@@ -126,8 +136,9 @@ def main():
         # What the bottleneck did, for whoever reads why a transfer was slow.
         lost = sum(d.lost for d in directions.values())
         dropped = sum(d.dropped for d in directions.values())
-        print(f"wanlink down: {lost} packets lost at random, {dropped} dropped by the full queue",
-              file=sys.stderr)
+        behind = overflowed(args.ns_a, args.dev_a) + overflowed(args.ns_b, args.dev_b)
+        print(f"wanlink down: {lost} packets lost at random, {dropped} dropped by the full queue, "
+              f"{behind} by the devices while the forwarder fell behind", file=sys.stderr)
         os.close(fd_a)
         os.close(fd_b)
 
