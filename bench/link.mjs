@@ -35,9 +35,8 @@ const defaultProfiles = [
 ]
 const modes = ["tcp", "raw", "p2pal"]
 const forwarder = join(root, "test/support/wanlink.py")
-// The link's ends, and each peer's veth to sig (sig is .1 on both).
+// The link's ends (snd is .1, rcv .2), and each peer's veth to sig (sig is .1 on both).
 const linkPrefix = "10.203.0"
-const at = { snd: `${linkPrefix}.1`, rcv: `${linkPrefix}.2` }
 const sigNet = { snd: "10.204.1", rcv: "10.204.2" }
 
 const usageText =
@@ -155,7 +154,7 @@ async function runMode(mode, { ns, signal, source, timeoutMs, profile, queueMs }
   const link = await startLink(ns, profile, queueMs)
   const sides = { senderNs: ns.snd, receiverNs: ns.rcv, timeoutMs }
   try {
-    if (mode === "tcp") return await runTcp({ ...sides, source, receiverAddress: at.rcv })
+    if (mode === "tcp") return await runTcp({ ...sides, source, receiverAddress: `${linkPrefix}.2` })
     if (mode === "raw") return await runRaw({ ...sides, bytes: source.bytes })
     return await runP2pal({ ...sides, source, senderServer: signal.snd, receiverServer: signal.rcv })
   } catch (error) {
