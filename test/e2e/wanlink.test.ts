@@ -11,6 +11,8 @@ const p2pal = bin("p2pal")
 const MiB = 1024 * 1024
 const signalPort = 8080
 const cli = ["--server", `http://${addresses.sig}:${signalPort}`, "--stun", ""]
+/** Twice what the test took on a busy 2-core machine (30 s seen), so load alone does not fail it. */
+const TimeoutMs = 90_000
 
 // Its speed is the link bench's business (npm run bench -- --link); this only asks that it arrives whole.
 describe.skipIf(!canUseNetns && process.env.CI !== "true")(
@@ -30,8 +32,8 @@ describe.skipIf(!canUseNetns && process.env.CI !== "true")(
         await signal.line(/^p2pal-signal listening on /)
         const root = await tempDir()
         const file = path.join(root, "src", "wan.bin")
-        // At the ~3 Mbit/s one SCTP association gets at this loss, about 10 s.
-        await sparseRandomFile(file, 4 * MiB)
+        // At the ~3 Mbit/s one SCTP association gets at this loss, about 8 s.
+        await sparseRandomFile(file, 3 * MiB)
         const out = path.join(root, "out")
 
         const sender = netns().start("snd", p2pal, ["send", "-q", ...cli, file])
@@ -57,6 +59,6 @@ describe.skipIf(!canUseNetns && process.env.CI !== "true")(
         // The forwarder's drop counts, for a run that was slow.
         await annotate(forwarder.stderr.trim())
       }
-    }, 60_000)
+    }, TimeoutMs)
   },
 )
