@@ -1,4 +1,5 @@
 import { Schema } from "effect"
+import { LaneIndex } from "./Lanes.js"
 
 /**
  * What the peers tell each other through the signal app's relay to set up the WebRTC connection.
@@ -20,7 +21,12 @@ export type PeerSignal = typeof PeerSignal.Type
  * A PeerSignal for one attempt at the peer connection. After a drop the sender opens round after round
  * until one connects; the round keeps a late message of an abandoned attempt out of the next.
  */
-export const RoundSignal = Schema.Struct({ round: Schema.NonNegativeInt, signal: PeerSignal })
+export const RoundSignal = Schema.Struct({
+  round: Schema.NonNegativeInt,
+  /** Which of the round's peer connections (Lanes.ts); absent for the first. */
+  lane: Schema.optional(LaneIndex),
+  signal: PeerSignal,
+})
 export type RoundSignal = typeof RoundSignal.Type
 
 export const RoundSignalFromJson = Schema.parseJson(RoundSignal)

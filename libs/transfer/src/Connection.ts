@@ -86,6 +86,7 @@ export const overConnections = <A, E, R>(
               iceServers: ice.servers,
               relayOnly: options.relayOnly,
               signal: rounds.port(round),
+              lanes: rounds.lanes(round),
               openTimeout: round === 0 ? Reconnect.OpenTimeout : Reconnect.AttemptTimeout,
             })
             .pipe(

@@ -52,6 +52,7 @@ const peers = (script: ReadonlyArray<"open" | PeerFailed>) =>
             remote: "host 10.0.0.2:1",
             relayed: false,
             rttMs: 1,
+            lanes: 1,
           }),
         }
         return channel

@@ -93,6 +93,7 @@ export const make = Effect.gen(function* () {
         remote: `test ${peerOf(role)} ${link.id}`,
         relayed: false,
         rttMs: 0,
+        lanes: 1,
       }),
     }
   }

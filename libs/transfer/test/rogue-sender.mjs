@@ -13,6 +13,7 @@
 //   {fileEnd: {file, size, sha256: base64}}
 //   {skip: {file, reason}}
 import { decode, encode, HeaderBytes, MaxFrameBytes } from "@p2pal/domain/Frames"
+import { frame, unframe } from "@p2pal/infra/Stripes"
 import { createInterface } from "node:readline"
 import { PeerConnection, cleanup } from "node-datachannel"
 
@@ -61,8 +62,12 @@ const nextFrame = () =>
 const report = (frame) =>
   Object.fromEntries(Object.entries(frame).filter(([, value]) => !(value instanceof Uint8Array)))
 
+// Every binary message carries its sequence number in front, as p2pal's lanes number them (Stripes).
+let seq = 0
+const sendMessage = (message) => dc.sendMessageBinary(frame(seq++, message))
+
 async function run() {
-  const send = (frame) => dc.sendMessageBinary(encode(frame))
+  const send = (frame) => sendMessage(encode(frame))
   for (const step of script) {
     if (step.manifest !== undefined) {
       const manifest = bytes(step.manifest)
@@ -74,7 +79,7 @@ async function run() {
           offset,
           bytes: manifest.subarray(offset, offset + part),
         })
-    } else if (step.raw !== undefined) dc.sendMessageBinary(bytes(step.raw))
+    } else if (step.raw !== undefined) sendMessage(bytes(step.raw))
     else if (step.await !== undefined) {
       if ((await nextFrame())._tag !== step.await) return
     } else if (step.chunk !== undefined)
@@ -100,9 +105,9 @@ dc.onOpen(() => {
 dc.onClosed(() => exit(0))
 dc.onError((error) => exit(1, `data channel error: ${error}`))
 dc.onMessage((message) => {
-  // Text messages are PeerLink's heartbeats: the transfer protocol is binary only.
+  // Text messages are PeerLink's heartbeats and the lanes' confirmations: the transfer protocol is binary.
   if (typeof message === "string") return
-  const decoded = decode(message instanceof ArrayBuffer ? new Uint8Array(message) : message)
+  const decoded = decode(unframe(message instanceof ArrayBuffer ? new Uint8Array(message) : message).body)
   if (decoded._tag === "Left") return exit(1, `the receiver sent a malformed frame: ${decoded.left.reason}`)
   emit({ frame: report(decoded.right) })
   if (waiting) {
