@@ -6,7 +6,7 @@ import { Schema } from "effect"
  * up. Every binary message carries a sequence number in front (`SeqBytes`, big-endian), so the receiving
  * side hands them on in the order they were sent whichever lane each took.
  */
-export const MaxLanes = 16
+export const MaxLanes = 32
 export const SeqBytes = 6
 
 /** A lane's number: 0 is the connection a transfer starts with. */

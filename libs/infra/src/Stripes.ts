@@ -93,7 +93,7 @@ const ConfirmBytes = 512 * 1024
  */
 const Growth = 1.15
 /** A rate is measured over at least this many bytes, or this long. */
-const SampleBytes = 2 * 1024 * 1024
+const SampleBytes = 1024 * 1024
 const MaxSampleMs = 8000
 
 export interface Sample {
@@ -320,13 +320,16 @@ export const make = Effect.fn("Stripes.make")(function* <E>(options: Options<E>)
     })
     yield* Effect.gen(function* () {
       let before: number | undefined
-      // The first window is the lane's slow start: the rate it would compare with is not there yet.
+      // One sample that did not grow may be a lane waiting out a retransmission timeout: two in a row stop.
+      let doubted = false
+      // The first lane's slow start would make a rate to compare with that it cannot keep up.
       yield* Effect.sleep(Duration.millis(minimum()))
       while (created < MaxLanes) {
         const now = yield* sample
         const next = verdict(before, now)
-        if (next === "stop") return
-        if (next === "wait") continue
+        if (next === "stop" && doubted) return
+        doubted = next === "stop"
+        if (next !== "add") continue
         before = now.rate
         const indices = Array.from(
           { length: Math.min(lanes.size, MaxLanes - created) },
