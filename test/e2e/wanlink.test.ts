@@ -1,7 +1,16 @@
 import * as path from "node:path"
 import { afterAll, describe, expect, it } from "vitest"
 import { addresses, canUseNetns, cannotUseNetns, useNetns } from "../support/Netns.js"
-import { bin, removeTempDirs, signalArgs, snapshot, sparseRandomFile, tempDir } from "../support/Processes.js"
+import {
+  bin,
+  removeTempDirs,
+  run,
+  signalArgs,
+  snapshot,
+  sparseRandomFile,
+  tempDir,
+  waitFor,
+} from "../support/Processes.js"
 import { startWanLink } from "../support/WanLink.js"
 
 const netns = useNetns()
@@ -59,5 +68,81 @@ describe.skipIf(!canUseNetns && process.env.CI !== "true")(
         await annotate(forwarder.stderr.trim())
       }
     }, 90_000)
+
+    /** The UDP ports the sender's peer connections (its lanes) are bound to, once it has at least two. */
+    const senderLanes = () =>
+      waitFor(
+        "the sender to add a second connection",
+        async () => {
+          const sockets = await run("ip", ["netns", "exec", netns().namespaces.snd, "ss", "-Hunl"])
+          const ports = [...sockets.stdout.matchAll(/:(\d+)\s/g)].map((m) => m[1]!)
+          return ports.length >= 2 ? ports : undefined
+        },
+        40_000,
+      )
+    const iptables = (action: "-A" | "-D", rule: ReadonlyArray<string>) =>
+      run("ip", ["netns", "exec", netns().namespaces.snd, "iptables", action, ...rule, "-j", "DROP"])
+
+    /**
+     * A 32 MiB transfer over a 50 ms RTT link capped at 20 Mbit/s: the sender adds a second connection
+     * after its first sample of the rate (a few seconds in); `cut` then runs, mid-transfer.
+     */
+    const striped = async (cut: (ports: ReadonlyArray<string>) => Promise<void>) => {
+      expect(cannotUseNetns, "run as root with iproute2 (ip netns), iptables and python3").toBeUndefined()
+      const signal = netns().start(
+        "sig",
+        bin("p2pal-signal"),
+        signalArgs(["--host", "0.0.0.0", "--port", String(signalPort)]),
+      )
+      const link = await startWanLink(netns(), { rttMs: 50, rateMbit: 20 })
+      try {
+        await signal.line(/^p2pal-signal listening on /)
+        const root = await tempDir()
+        const file = path.join(root, "src", "striped.bin")
+        await sparseRandomFile(file, 32 * MiB)
+        const out = path.join(root, "out")
+        const sender = netns().start("snd", p2pal, ["send", "-q", ...cli, file])
+        const [, code] = await sender.line(/^([a-z]+-[a-z]+-\d+)$/)
+        const receiver = netns().start("rcv", p2pal, ["recv", "-y", ...cli, "--out", out, code!])
+        await cut(await senderLanes())
+        const [received, sent] = await Promise.all([receiver.finished, sender.finished])
+        expect({ receiver: received.code, sender: sent.code }, received.stderr + sent.stderr).toEqual({
+          receiver: 0,
+          sender: 0,
+        })
+        expect(await snapshot(out)).toEqual(await snapshot(path.dirname(file)))
+        return received.stderr
+      } finally {
+        await link.stop()
+        signal.child.kill("SIGTERM")
+        await signal.finished
+      }
+    }
+
+    it("goes on over the other connection when one of two dies mid-transfer, without reconnecting", async () => {
+      let rule: ReadonlyArray<string> = []
+      try {
+        const stderr = await striped(async (ports) => {
+          // One lane's packets, both ways, go nowhere from now on: its silence watchdog gives it up.
+          rule = ["-p", "udp", "-m", "multiport", "--ports", ports.at(-1)!]
+          expect((await iptables("-A", ["INPUT", ...rule])).code).toBe(0)
+        })
+        expect(stderr).not.toMatch(/Connection lost/)
+        expect(stderr).toMatch(/over \d+ connections at most/)
+      } finally {
+        if (rule.length > 0) await iptables("-D", ["INPUT", ...rule])
+      }
+    }, 120_000)
+
+    it("reconnects and resumes when every connection dies mid-transfer", async () => {
+      const rule = ["-p", "udp"]
+      const stderr = await striped(async () => {
+        expect((await iptables("-A", ["INPUT", ...rule])).code).toBe(0)
+        // Long enough for the 5 s watchdog to give up every lane; the reconnect then finds the path back.
+        await new Promise((resolve) => setTimeout(resolve, 7000))
+        expect((await iptables("-D", ["INPUT", ...rule])).code).toBe(0)
+      })
+      expect(stderr).toMatch(/Connection lost/)
+    }, 150_000)
   },
 )

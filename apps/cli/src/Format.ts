@@ -23,4 +23,5 @@ export const seconds = (s: number): string => {
 /** How the peers reached each other, for the final summary. */
 export const connection = (path: ConnectedPath): string =>
   `${path.relayed ? "Relayed through TURN" : "Connected directly"}: ${path.local} <-> ${path.remote}` +
-  (path.rttMs === undefined ? "" : `, RTT ${path.rttMs} ms`)
+  (path.rttMs === undefined ? "" : `, RTT ${path.rttMs} ms`) +
+  (path.lanes > 1 ? `, over ${path.lanes} connections at most` : "")

@@ -43,7 +43,7 @@ export interface ConnectedPath {
   /** Through a TURN server (either end's selected candidate is a relay). */
   readonly relayed: boolean
   readonly rttMs: number | undefined
-  /** Peer connections the transfer runs over (see Stripes). */
+  /** The most peer connections the transfer ran over at once (see Stripes). */
   readonly lanes: number
 }
 
@@ -250,7 +250,7 @@ const connect = Effect.fn("PeerLink.connect")(function* <E>(options: ConnectOpti
         openLane({ ...options, signal: ports.port(lane), openTimeout: LaneOpenTimeout }, heard),
     },
     rttMs: () => first?.path()?.rttMs,
-    onLanes: (count) => (lanes = count),
+    onLanes: (count) => (lanes = Math.max(lanes, count)),
   })
   const channel: Channel = {
     send: stripes.send,

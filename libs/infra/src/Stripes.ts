@@ -4,8 +4,8 @@ import { Clock, Deferred, Duration, Effect, Either, Exit, Mailbox, Schema, Scope
 import type * as ndc from "node-datachannel"
 
 /**
- * Messages one side may hold out of order: an honest sender never has more than its acknowledgement
- * window in flight, so more than this is a peer abusing the reordering to fill our memory.
+ * Messages one side may hold out of order, or keep unconfirmed: an honest peer never has more than the
+ * acknowledgement window in flight, so more than this is a peer abusing the lanes to fill our memory.
  */
 export const MaxHeldBytes = 64 * 1024 * 1024
 const MaxAhead = 1 << 20
@@ -161,6 +161,7 @@ export const make = Effect.fn("Stripes.make")(function* <E>(options: Options<E>)
   const lanes = new Map<number, Lane>()
   let created = 1
   const retained: Array<Outgoing> = []
+  let retainedBytes = 0
   const pending: Array<Outgoing> = []
   let nextSeq = 0
   let waiters: Array<() => void> = []
@@ -273,7 +274,7 @@ export const make = Effect.fn("Stripes.make")(function* <E>(options: Options<E>)
 
   const confirm = (upTo: number) => {
     if (upTo > nextSeq) return refuse(`confirmed message ${upTo} that was never sent`)
-    while (retained.length > 0 && retained[0]!.seq < upTo) retained.shift()
+    while (retained.length > 0 && retained[0]!.seq < upTo) retainedBytes -= retained.shift()!.framed.length
   }
 
   const scope = yield* Effect.scope
@@ -350,8 +351,12 @@ export const make = Effect.fn("Stripes.make")(function* <E>(options: Options<E>)
         const outgoing: Outgoing = { seq: nextSeq, framed: frame(nextSeq, body), lane: -1 }
         last = nextSeq++
         retained.push(outgoing)
+        retainedBytes += outgoing.framed.length
         pending.push(outgoing)
       }
+      // An honest peer confirms every half MiB: one that never does would have us keep the whole transfer.
+      if (retainedBytes > MaxHeldBytes)
+        refuse(`confirmed nothing of the last ${MaxHeldBytes / 1024 / 1024} MiB`)
       drain()
       const sent = () => !pending.some((o) => o.seq <= last)
       if (sent()) return Effect.void

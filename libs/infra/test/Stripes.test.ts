@@ -183,7 +183,9 @@ describe("Stripes over several lanes", () => {
 })
 
 describe("Stripes against a hostile peer", () => {
-  const hostile = (inject: (heard: Stripes.Heard) => void) =>
+  const hostile = (
+    inject: (heard: Stripes.Heard, stripes: Stripes.Stripes) => Effect.Effect<void, PeerFailed> | void,
+  ) =>
     Effect.gen(function* () {
       const heard = yield* Queue.unbounded<Stripes.Heard>()
       const lost = yield* Deferred.make<never, PeerFailed>()
@@ -203,7 +205,8 @@ describe("Stripes against a hostile peer", () => {
         more: undefined,
         rttMs: () => undefined,
       })
-      inject(yield* Queue.take(heard))
+      const injected = inject(yield* Queue.take(heard), stripes)
+      if (injected !== undefined) yield* Effect.ignore(injected)
       return (yield* Effect.flip(stripes.incoming.takeAll)).message
     }).pipe(Effect.scoped)
 
@@ -218,6 +221,16 @@ describe("Stripes against a hostile peer", () => {
       expect(yield* hostile((heard) => heard('{"_tag":"got"}'))).toMatch(/malformed lane message/)
       expect(yield* hostile((heard) => heard('{"_tag":"got","seq":5}'))).toMatch(/confirmed message 5/)
     }),
+  )
+  it.effect("refuses a peer that confirms nothing of what it is sent, rather than keep it all", () =>
+    Effect.map(
+      hostile((_, stripes) =>
+        Effect.forEach(Array.from({ length: 65 }), () => stripes.send(new Uint8Array(1024 * 1024)), {
+          discard: true,
+        }),
+      ),
+      (why) => expect(why).toBe("protocol error: the peer confirmed nothing of the last 64 MiB"),
+    ),
   )
   it.effect("refuses a message so far ahead that holding it could only fill memory", () =>
     Effect.map(
