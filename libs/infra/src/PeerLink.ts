@@ -239,17 +239,23 @@ const openLane = Effect.fn("PeerLink.openLane")(function* <E>(
  * the offerer adds while they make the transfer faster: each lane is its own SCTP association.
  */
 const connect = Effect.fn("PeerLink.connect")(function* <E>(options: ConnectOptions<E>) {
-  let first: { readonly path: () => Omit<ConnectedPath, "lanes"> | undefined } | undefined
+  /** Every lane opened, in order: the path shown is the first one's still up. */
+  const opened: Array<{ readonly path: () => Omit<ConnectedPath, "lanes"> | undefined }> = []
+  const path = () =>
+    opened.reduce<Omit<ConnectedPath, "lanes"> | undefined>((found, l) => found ?? l.path(), undefined)
   let lanes = 1
   const { lanes: ports } = options
   const stripes = yield* Stripes.make<E>({
-    first: (heard) => Effect.tap(openLane(options, heard), (lane) => (first = lane)),
+    first: (heard) => Effect.tap(openLane(options, heard), (lane) => opened.push(lane)),
     more: ports && {
       begun: options.role === "offerer" ? undefined : ports.begun,
       open: (lane, heard) =>
-        openLane({ ...options, signal: ports.port(lane), openTimeout: LaneOpenTimeout }, heard),
+        Effect.tap(
+          openLane({ ...options, signal: ports.port(lane), openTimeout: LaneOpenTimeout }, heard),
+          (opening) => opened.push(opening),
+        ),
     },
-    rttMs: () => first?.path()?.rttMs,
+    rttMs: () => path()?.rttMs,
     onLanes: (count) => (lanes = Math.max(lanes, count)),
   })
   const channel: Channel = {
@@ -257,8 +263,8 @@ const connect = Effect.fn("PeerLink.connect")(function* <E>(options: ConnectOpti
     incoming: stripes.incoming,
     closed: stripes.closed,
     path: () => {
-      const path = first?.path()
-      return path && { ...path, lanes }
+      const up = path()
+      return up && { ...up, lanes }
     },
   }
   return channel
