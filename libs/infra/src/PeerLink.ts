@@ -274,13 +274,14 @@ const connect = Effect.fn("PeerLink.connect")(function* <E>(options: ConnectOpti
  * SCTP as libdatachannel sets it up unless told otherwise acknowledges every other packet after up to
  * 20 ms: on a 50 ms path here a lone association then ran ~120 Mbit/s for a few seconds and fell to 2-10
  * for good, with no packet lost on the path; acknowledging every packet kept it up (2-4x the bytes in 25 s).
- * A 4 MiB receive window lets one lane fill a long path; the send buffer stays at 1 MiB, as what waits
- * in it holds up the other lanes (Stripes).
+ * A 4 MiB receive window lets one lane fill a long path; the send buffer is 512 KiB (at most ~84 Mbit/s
+ * per lane at 50 ms RTT, ~21 at 200 ms, so a long path takes several lanes), as what waits in it holds up
+ * the other lanes (Stripes).
  */
 const Sctp: ndc.SctpSettings = {
   delayedSackTime: 0,
   recvBufferSize: 4 * 1024 * 1024,
-  sendBufferSize: 256 * 1024,
+  sendBufferSize: 512 * 1024,
 }
 
 /**

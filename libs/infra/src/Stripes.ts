@@ -77,7 +77,7 @@ export interface Lane {
 export type Heard = (message: Uint8Array | string) => void
 
 /**
- * What each lane may queue beyond the 1 MiB its SCTP association holds: enough that the pump rarely
+ * What each lane may queue beyond the 512 KiB its SCTP association holds: enough that the pump rarely
  * waits on the event loop, little enough that what waits in a slow lane's queue (it holds up everything
  * sent after it on the others) is short, and the fast lanes take more. Control messages queue there too.
  */
@@ -93,7 +93,7 @@ const ConfirmBytes = 512 * 1024
  */
 const Growth = 1.15
 /** A rate is measured over at least this many bytes, or this long. */
-const SampleBytes = 1024 * 1024
+const SampleBytes = 2 * 1024 * 1024
 const MaxSampleMs = 8000
 
 export interface Sample {
@@ -301,8 +301,11 @@ export const make = Effect.fn("Stripes.make")(function* <E>(options: Options<E>)
 
   if (more !== undefined && more.begun === undefined) {
     const queued = () => [...lanes.values()].reduce((sum, lane) => sum + lane.dc.bufferedAmount(), 0)
+    const rounds = (trips: number) => Math.max(1000, trips * (options.rttMs() ?? 0))
     /** Many round trips, and enough bytes for a rate to mean something on a lossy path. */
-    const minimum = () => Math.max(2000, 20 * (options.rttMs() ?? 0))
+    const minimum = () => rounds(10)
+    /** A new lane's slow start fills its 512 KiB send buffer in a few round trips. */
+    const warmUp = Effect.suspend(() => Effect.sleep(Duration.millis(rounds(5))))
     const sample = Effect.gen(function* () {
       handedBytes = -queued()
       blockedMs = 0
@@ -324,7 +327,7 @@ export const make = Effect.fn("Stripes.make")(function* <E>(options: Options<E>)
       // One sample that did not grow may be a lane waiting out a retransmission timeout: two in a row stop.
       let doubted = false
       // The first lane's slow start would make a rate to compare with that it cannot keep up.
-      yield* Effect.sleep(Duration.millis(minimum()))
+      yield* warmUp
       while (created < MaxLanes) {
         const now = yield* sample
         const next = verdict(before, now)
@@ -338,8 +341,8 @@ export const make = Effect.fn("Stripes.make")(function* <E>(options: Options<E>)
         )
         created += indices.length
         yield* Effect.forEach(indices, openLane, { concurrency: "unbounded", discard: true })
-        // The new lanes start slow: judge them after a window of warming up.
-        yield* Effect.sleep(Duration.millis(minimum()))
+        // The new lanes start slow: judge them once they are up to speed.
+        yield* warmUp
       }
     }).pipe(Effect.forkScoped)
   }
