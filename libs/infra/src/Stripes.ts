@@ -92,6 +92,7 @@ const ConfirmBytes = 512 * 1024
  * that one more flow cannot fill any faster (its bottleneck is full) it stays near 1.
  */
 const Growth = 1.15
+const Linear = 1.8
 /** A rate is measured over at least this many bytes, or this long. */
 const SampleBytes = 2 * 1024 * 1024
 const MaxSampleMs = 8000
@@ -334,9 +335,11 @@ export const make = Effect.fn("Stripes.make")(function* <E>(options: Options<E>)
         if (next === "stop" && doubted) return
         doubted = next === "stop"
         if (next !== "add") continue
+        // Lanes that each add their full share (a lossy path, a long one) are quadrupled at once.
+        const step = before !== undefined && now.rate >= before * Linear ? 3 : 1
         before = now.rate
         const indices = Array.from(
-          { length: Math.min(lanes.size, MaxLanes - created) },
+          { length: Math.min(lanes.size * step, MaxLanes - created) },
           (_, i) => created + i,
         )
         created += indices.length
