@@ -10,8 +10,8 @@
 //                reason; without a TTY there are no progress bars, only a few lines). p2pal's first file
 //                bytes follow one round trip later, after its Accept.
 //   1st MiB ms   the first MiB (or the whole file, if smaller) has arrived: RAW prints a line on it; p2pal's
-//                receiver writes in ~1 MiB batches (WriteBatchBytes), so this is when its first batch is
-//                on disk: the first non-empty file under the out dir, polled every 5 ms.
+//                receiver writes a file's first chunk at once (then ~1 MiB batches), so this is when its
+//                first bytes are on disk: the first non-empty file under the out dir, polled every 5 ms.
 import { createHash, randomFillSync } from "node:crypto"
 import { createReadStream, createWriteStream } from "node:fs"
 import { mkdir, mkdtemp, readFile, readdir, rename, rm, stat, writeFile } from "node:fs/promises"
@@ -103,8 +103,8 @@ async function inRunDir(body) {
   }
 }
 
-// The receiver writes to a temporary name first, so any non-empty file anywhere under `dir` counts. It
-// writes in ~1 MiB batches, so this is its first batch on disk, not its first byte in.
+// The receiver writes to a temporary name first, so any non-empty file anywhere under `dir` counts: its
+// first bytes on disk.
 // Resolves with the ms from `since` to that moment, or undefined if `until` settles first.
 async function watchFirstWrite(dir, since, until) {
   let over = false

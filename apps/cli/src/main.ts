@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 import { Command, ValidationError } from "@effect/cli"
-import { NodeContext, NodeRuntime } from "@effect/platform-node"
+import * as NodeContext from "@effect/platform-node/NodeContext"
+import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import { isTransferError } from "@p2pal/domain/Errors"
 import { PeerLink } from "@p2pal/infra/PeerLink"
 import { SignalClient } from "@p2pal/infra/SignalClient"

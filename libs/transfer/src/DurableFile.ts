@@ -40,7 +40,10 @@ export interface DurableFile {
   readonly received: number
   /** Bytes written to the file so far. */
   readonly written: number
-  /** Adds bytes after those received; once a batch of WriteBatchBytes waits, writes it. True if it wrote. */
+  /**
+   * Adds bytes after those received; writes them if they are the file's first, or once they reach the
+   * end of a batch (every WriteBatchBytes of the file). True if it wrote.
+   */
   readonly append: (bytes: Uint8Array) => Effect.Effect<boolean, LocalIoFailed | CheckpointIo>
   /** Writes the batch waiting, if any. True if it wrote. */
   readonly write: Effect.Effect<boolean, LocalIoFailed | CheckpointIo>
@@ -178,7 +181,10 @@ export const use = <A, E, R>(options: Options, body: (file: DurableFile) => Effe
             append: (bytes) => {
               batch.push(bytes)
               received += bytes.length
-              return received - written >= WriteBatchBytes ? write : notYet
+              // The first bytes go to disk at once, so a transfer's first file shows them without waiting
+              // for a whole batch; the batches after them still end every WriteBatchBytes of the file.
+              const batches = (bytes: number) => Math.floor((bytes - from) / WriteBatchBytes)
+              return written === from || batches(received) > batches(written) ? write : notYet
             },
             write,
             flushed,

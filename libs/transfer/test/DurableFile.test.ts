@@ -65,7 +65,7 @@ const appendAll = (file: DurableFile.DurableFile, pieces: ReadonlyArray<Uint8Arr
 
 describe("DurableFile", () => {
   it.scoped(
-    "writes whole batches at their offsets, hashes what it wrote, and moves it into place only when placed",
+    "writes the first chunk at once, then batches up to each WriteBatchBytes boundary, at their offsets, hashes what it wrote, and moves it into place only when placed",
     () =>
       Effect.gen(function* () {
         const out = yield* tempDir
@@ -82,7 +82,7 @@ describe("DurableFile", () => {
                 expect(yield* sizeOf(path.join(out, temp!))).toBe(file.written)
               }
             }
-            expect(wroteAt).toEqual([WriteBatchBytes, 2 * WriteBatchBytes])
+            expect(wroteAt).toEqual([64 * 1024, WriteBatchBytes, 2 * WriteBatchBytes])
             expect(file.received).toBe(bytes.length)
             expect(yield* file.write).toBe(true)
             expect(yield* file.write).toBe(false)
