@@ -138,7 +138,8 @@ describe.skipIf(!canUseNetns && process.env.CI !== "true")(
           expect((await iptables("-A", "INPUT", ...rule, "-j", "DROP")).code).toBe(0)
         })
         expect(stderr).not.toMatch(/Connection lost/)
-        expect(stderr).toMatch(/over 2 connections at most/)
+        // Only shown for more than one.
+        expect(stderr).toMatch(/over \d+ connections at most/)
       } finally {
         await iptables("-F", "INPUT")
       }

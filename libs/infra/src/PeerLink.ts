@@ -215,6 +215,12 @@ const openLane = Effect.fn("PeerLink.openLane")(function* <E>(
     Effect.andThen(() => fail(`nothing heard from the peer for ${Duration.format(Liveness.SilenceLimit)}`)),
     Effect.forkScoped,
   )
+  // A lane given up here must be given up there too, at once: otherwise the peer, still hearing our
+  // heartbeats, keeps what it sent on it waiting (Stripes resends only what a lost lane carried).
+  yield* Deferred.await(lost).pipe(
+    Effect.catchAll(() => Effect.sync(() => pc.close())),
+    Effect.forkScoped,
+  )
 
   const lane: Stripes.Lane & { readonly path: () => Omit<ConnectedPath, "lanes"> | undefined } = {
     dc,
