@@ -102,14 +102,25 @@ export interface Sample {
   readonly rate: number
   /** The sender waited for room in the lanes for a good part of the time: the link held it back. */
   readonly pressed: boolean
+  readonly rttMs: number
 }
 
 /**
- * After a sample, the offerer doubles its lanes, stops adding for good, or waits for one where the link
- * is what holds the transfer back (with disk or small files in the way, more lanes would not help).
+ * On a path this short (a LAN, loopback) one association is neither window- nor loss-bound, and what
+ * holds it back is the CPU: more lanes would only cost more of it.
+ */
+export const NearRttMs = 5
+
+/**
+ * After a sample, the offerer doubles its lanes, stops adding for good, or waits for one where a long
+ * path is what holds the transfer back (with disk or small files in the way, more lanes would not help).
  */
 export const verdict = (before: number | undefined, now: Sample): "add" | "stop" | "wait" =>
-  !now.pressed ? "wait" : before !== undefined && now.rate < before * Growth ? "stop" : "add"
+  !now.pressed || now.rttMs < NearRttMs
+    ? "wait"
+    : before !== undefined && now.rate < before * Growth
+      ? "stop"
+      : "add"
 
 export interface Options<E> {
   /** Opens lane 0; `heard` gets what it receives. */
@@ -321,7 +332,11 @@ export const make = Effect.fn("Stripes.make")(function* <E>(options: Options<E>)
         blockedMs += from + elapsed - blockedSince
         blockedSince = from + elapsed
       }
-      return { rate: ((handedBytes - queued()) * 1000) / elapsed, pressed: blockedMs > elapsed / 4 }
+      return {
+        rate: ((handedBytes - queued()) * 1000) / elapsed,
+        pressed: blockedMs > elapsed / 4,
+        rttMs: options.rttMs() ?? 0,
+      }
     })
     yield* Effect.gen(function* () {
       let before: number | undefined

@@ -44,14 +44,19 @@ describe("frame", () => {
 })
 
 describe("verdict", () => {
-  const pressed = (rate: number) => ({ rate, pressed: true })
+  const pressed = (rate: number) => ({ rate, pressed: true, rttMs: 50 })
   it("adds lanes while doubling them grows the rate, and stops when it does not", () => {
     expect(Stripes.verdict(undefined, pressed(10))).toBe("add")
     expect(Stripes.verdict(10, pressed(19))).toBe("add")
     expect(Stripes.verdict(10, pressed(11))).toBe("stop")
   })
   it("waits while the link is not what holds the transfer back", () => {
-    expect(Stripes.verdict(10, { rate: 1, pressed: false })).toBe("wait")
+    expect(Stripes.verdict(10, { rate: 1, pressed: false, rttMs: 50 })).toBe("wait")
+  })
+  it("keeps to one lane on a path as short as a LAN's, where the CPU is the limit", () => {
+    expect(Stripes.verdict(undefined, { rate: 100, pressed: true, rttMs: Stripes.NearRttMs - 1 })).toBe(
+      "wait",
+    )
   })
 })
 
