@@ -28,8 +28,6 @@ export interface LinkOptions extends PeerOptions {
   readonly transferId: string
   /** The ICE servers the signal app offered with the token. */
   readonly offered: ReadonlyArray<SignalApi.IceServer>
-  /** This side's PAKE message, if it went out already (SecureSignal.offer). */
-  readonly pake?: SecureSignal.Offered | undefined
 }
 
 export interface Context extends Reconnect.Context {
@@ -65,7 +63,6 @@ export const overConnections = <A, E, R>(
       const secured = yield* SecureSignal.secure(
         SignalRelay.relay(options.server, session, side, met),
         options,
-        options.pake,
       ).pipe(
         // A signal app that dies between the two sides' PAKE messages must not leave them waiting for good.
         Effect.timeoutFail({

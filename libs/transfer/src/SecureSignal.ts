@@ -133,38 +133,13 @@ const decodeEnvelope = Schema.decodeEither(PeerSignal.EnvelopeFromJson)
 const encodeSignal = Schema.encodeSync(PeerSignal.RoundSignalFromJson)
 const decodeSignal = Schema.decodeEither(PeerSignal.RoundSignalFromJson)
 
-export interface Options {
-  readonly side: Side
-  readonly words: readonly [string, string]
-  readonly transferId: string
-}
-
-/** This side's PAKE message, sent: what `secure` goes on from. */
-export interface Offered {
-  readonly scalar: bigint
-  readonly element: Uint8Array
-}
-
-/**
- * Sends this side's PAKE message. The relay keeps it for a peer that has not joined yet, so the sender
- * sends it before the receiver joins (and computes it meanwhile): one relay trip less once it has.
- */
-export const offer = Effect.fn("SecureSignal.offer")(function* (send: RawPort["send"], options: Options) {
-  const scalar = randomScalar()
-  const element = generator(options.words.join("-"), options.transferId).multiply(scalar).toBytes()
-  yield* send(encodeEnvelope({ _tag: "pake", element: Buffer.from(element).toString("base64") }))
-  return { scalar, element } satisfies Offered
-})
-
 /**
  * Runs the PAKE as `side` with the code's words and returns a signal port that seals what PeerLink
  * sends and opens what it receives. Fails with CodeMismatch on a wrong code or any tampering.
  */
 export const secure = Effect.fn("SecureSignal.secure")(function* (
   raw: RawPort,
-  options: Options,
-  /** This side's PAKE message, if `offer` sent it already. */
-  offered?: Offered,
+  options: { readonly side: Side; readonly words: readonly [string, string]; readonly transferId: string },
 ) {
   const { side } = options
   const peer: Side = side === "sender" ? "receiver" : "sender"
@@ -178,7 +153,9 @@ export const secure = Effect.fn("SecureSignal.secure")(function* (
         : Effect.fail(tampered)
     })
 
-  const { scalar, element: mine } = offered ?? (yield* offer(raw.send, options))
+  const scalar = randomScalar()
+  const mine = generator(options.words.join("-"), options.transferId).multiply(scalar).toBytes()
+  yield* send({ _tag: "pake", element: Buffer.from(mine).toString("base64") })
   const theirs = Buffer.from((yield* receive("pake")).element, "base64")
   const shared = yield* Effect.try({
     try: () => Point.fromBytes(theirs).multiply(scalar),

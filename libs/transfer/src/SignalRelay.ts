@@ -36,12 +36,6 @@ export const farewell = (error: unknown, met: boolean): string | undefined =>
       ? FailedReason
       : undefined
 
-/** Sends `data` to the other side through the signal app, which keeps it for a side that has not joined yet. */
-export const signal =
-  (session: Session) =>
-  (data: string): Effect.Effect<void, PeerFailed> =>
-    session.send({ _tag: "signal", data })
-
 /**
  * The signal app's socket as a relay of opaque strings; the peer leaving or the socket closing ends it.
  * Once the peers have met (`met`), a socket of theirs that closed is not a peer that left: it comes back.
@@ -52,7 +46,7 @@ export const relay = (
   side: SecureSignal.Side,
   met: Ref.Ref<boolean>,
 ): SecureSignal.RawPort => ({
-  send: signal(session),
+  send: (data) => session.send({ _tag: "signal", data }),
   next: Effect.flatMap(next(server, session), (message) =>
     Effect.flatMap(Ref.get(met), (hasMet) => {
       if (message._tag !== "peer-left" || (hasMet && message.reason === SignalApi.PeerDisconnected))

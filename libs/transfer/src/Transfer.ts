@@ -10,7 +10,6 @@ import { Hasher } from "./Hasher.js"
 import { Progress } from "./Progress.js"
 import * as Receiver from "./Receiver.js"
 import * as SendCheckpoint from "./SendCheckpoint.js"
-import * as SecureSignal from "./SecureSignal.js"
 import * as Sender from "./Sender.js"
 import * as SignalRelay from "./SignalRelay.js"
 import type { Sources } from "./Sources.js"
@@ -102,23 +101,11 @@ const sendSession = (
       TransferEvent.CodeReady({ code: JoinCode.format({ words, nameplate: created.nameplate }) }),
     )
     const session = yield* client.open(options.server, created.token)
-    const pake = yield* SecureSignal.offer(SignalRelay.signal(session), {
-      side: "sender",
-      words,
-      transferId: created.transferId,
-    })
     yield* SignalRelay.awaitPeer(options.server, session, options.ttl)
     const { sources } = options
     const path = yield* overConnections(
       session,
-      {
-        ...options,
-        side: "sender",
-        words,
-        transferId: created.transferId,
-        offered: created.iceServers,
-        pake,
-      },
+      { ...options, side: "sender", words, transferId: created.transferId, offered: created.iceServers },
       events,
       (channel, { resumed, payloadKey }) =>
         Effect.gen(function* () {
