@@ -19,7 +19,9 @@ const MiB = 1024 * 1024
 const common = signalApp.cliFlags
 const verified = "[====================] 100% — SHA-256 verified"
 /** The summary's last line: on loopback the peers connect directly. */
-const connectedLine = expect.stringMatching(/^Connected directly: \w+ \S+ <-> \w+ \S+(, RTT \d+ ms)?$/)
+const connectedLine = expect.stringMatching(
+  /^Connected directly: \w+ \S+ <-> \w+ \S+(, RTT \d+ ms)?(, over \d+ connections at most)?$/,
+)
 
 /** Two files, a.bin and b.bin, of the given sizes in MiB (sparse, so instant to make). */
 const sources = async (aMiB: number, bMiB: number) => {

@@ -102,6 +102,7 @@ export interface Sample {
   readonly rate: number
   /** The sender waited for room in the lanes for a good part of the time: the link held it back. */
   readonly pressed: boolean
+  /** The least round trip seen: the path's own, without the queues. */
   readonly rttMs: number
 }
 
@@ -313,6 +314,8 @@ export const make = Effect.fn("Stripes.make")(function* <E>(options: Options<E>)
 
   if (more !== undefined && more.begun === undefined) {
     const queued = () => [...lanes.values()].reduce((sum, lane) => sum + lane.dc.bufferedAmount(), 0)
+    /** The path's own round trip: SCTP's smoothed one also counts the queues a busy transfer builds. */
+    let baseRtt = Infinity
     const rounds = (trips: number) => Math.max(1000, trips * (options.rttMs() ?? 0))
     /** Many round trips, and enough bytes for a rate to mean something on a lossy path. */
     const minimum = () => rounds(10)
@@ -327,6 +330,7 @@ export const make = Effect.fn("Stripes.make")(function* <E>(options: Options<E>)
       while (elapsed < minimum() || (handedBytes - queued() < SampleBytes && elapsed < MaxSampleMs)) {
         yield* Effect.sleep(Duration.millis(250))
         elapsed = (yield* Clock.currentTimeMillis) - from
+        baseRtt = Math.min(baseRtt, options.rttMs() ?? Infinity)
       }
       if (blockedSince !== undefined) {
         blockedMs += from + elapsed - blockedSince
@@ -335,7 +339,7 @@ export const make = Effect.fn("Stripes.make")(function* <E>(options: Options<E>)
       return {
         rate: ((handedBytes - queued()) * 1000) / elapsed,
         pressed: blockedMs > elapsed / 4,
-        rttMs: options.rttMs() ?? 0,
+        rttMs: baseRtt,
       }
     })
     yield* Effect.gen(function* () {
