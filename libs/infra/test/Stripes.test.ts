@@ -1,7 +1,7 @@
 import { describe, expect, it } from "@effect/vitest"
 import { PeerFailed } from "@p2pal/domain/Errors"
 import * as Stripes from "@p2pal/infra/Stripes"
-import { Deferred, Effect, Exit, Queue, Stream } from "effect"
+import { Deferred, Effect, Exit, Queue, Schedule, Stream } from "effect"
 
 const bytes = (...values: ReadonlyArray<number>) => Uint8Array.from(values)
 
@@ -143,6 +143,13 @@ const receiveAll = (incoming: Stripes.Stripes["incoming"], count: number) =>
     return got
   })
 
+/** Both ends open the lanes in fibers of their own: waits until `stripes` has `count` of them open. */
+const allOpen = (stripes: Stripes.Stripes, count: number) =>
+  Effect.repeat(Effect.sync(stripes.lanes), {
+    until: (open) => open === count,
+    schedule: Schedule.spaced("1 millis"),
+  })
+
 const range = (count: number) => Array.from({ length: count }, (_, i) => i)
 
 describe("Stripes over several lanes", () => {
@@ -150,8 +157,8 @@ describe("Stripes over several lanes", () => {
     Effect.gen(function* () {
       const lanes = yield* memoryLanes([1, 12, 5])
       const [a, b] = yield* Effect.all([lanes.stripes("a"), lanes.stripes("b")])
-      yield* Effect.sleep("20 millis")
-      expect(a.lanes()).toBe(3)
+      yield* allOpen(a, 3)
+      yield* allOpen(b, 3)
       const receiving = yield* Effect.fork(receiveAll(b.incoming, 600))
       for (const n of range(600)) yield* a.send(message(n))
       expect(yield* receiving.await.pipe(Effect.flatten)).toEqual(range(600))
@@ -164,7 +171,8 @@ describe("Stripes over several lanes", () => {
       Effect.gen(function* () {
         const lanes = yield* memoryLanes([2, 15, 4])
         const [a, b] = yield* Effect.all([lanes.stripes("a"), lanes.stripes("b")])
-        yield* Effect.sleep("20 millis")
+        yield* allOpen(a, 3)
+        yield* allOpen(b, 3)
         const receiving = yield* Effect.fork(receiveAll(b.incoming, 800))
         for (const n of range(800)) {
           if (n === 300) lanes.kill(1)
