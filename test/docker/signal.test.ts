@@ -236,6 +236,13 @@ if (requireDocker()) {
         TURN_URL: `turn:${hostAddress()}:3478`,
         P2PAL_SIGNAL_PUBLISH: "8080",
       }
+      // Without the secret coturn says what is missing instead of relaying for anyone.
+      await stack.compose(["--profile", "turn", "up", "-d", "--no-deps", "coturn"])
+      const [unset] = await stack.containers("coturn")
+      await waitFor("coturn to say what is missing", async () => {
+        const logs = await start("docker", ["logs", unset!]).finished
+        return logs.stderr.includes("coturn: set TURN_SECRET") ? true : undefined
+      })
       await stack.compose(["--profile", "turn", "up", "-d", "--scale", "signal=1"], turn)
       expect(await stack.containers("coturn")).toHaveLength(1)
       const [signal] = await stack.containers("signal")
