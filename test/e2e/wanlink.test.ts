@@ -11,7 +11,7 @@ import {
   tempDir,
   waitFor,
 } from "../support/Processes.js"
-import { startWanLink } from "../support/WanLink.js"
+import { startWanLink, type WanLinkOptions } from "../support/WanLink.js"
 
 const netns = useNetns()
 afterAll(removeTempDirs)
@@ -27,48 +27,6 @@ describe.skipIf(!canUseNetns && process.env.CI !== "true")(
     ? "a transfer over a WAN-like link between network namespaces (user-space delay and loss)"
     : `SKIPPED: ${cannotUseNetns}`,
   () => {
-    // Its timeout is three times the 30 s it took on a busy 2-core machine, so load alone does not fail it.
-    it("completes over a 50 ms RTT, 0.5 % loss link, byte for byte", async ({ annotate }) => {
-      expect(cannotUseNetns, "run as root with iproute2 (ip netns) and python3").toBeUndefined()
-      const signal = netns().start(
-        "sig",
-        bin("p2pal-signal"),
-        signalArgs(["--host", "0.0.0.0", "--port", String(signalPort)]),
-      )
-      const link = await startWanLink(netns(), { rttMs: 50, loss: 0.005 })
-      try {
-        await signal.line(/^p2pal-signal listening on /)
-        const root = await tempDir()
-        const file = path.join(root, "src", "wan.bin")
-        // At the ~3 Mbit/s one SCTP association gets at this loss, about 8 s.
-        await sparseRandomFile(file, 3 * MiB)
-        const out = path.join(root, "out")
-
-        const sender = netns().start("snd", p2pal, ["send", "-q", ...cli, file])
-        const [, code] = await sender.line(/^([a-z]+-[a-z]+-\d+)$/)
-        const received = await netns().start("rcv", p2pal, ["recv", "-y", ...cli, "--out", out, code!])
-          .finished
-        const sent = await sender.finished
-
-        expect({ receiver: received.code, sender: sent.code }, received.stderr + sent.stderr).toEqual({
-          receiver: 0,
-          sender: 0,
-        })
-        expect(await snapshot(out)).toEqual(await snapshot(path.dirname(file)))
-        // Over the link, not around it: the pair ICE chose is the link's two ends.
-        const [rcv, snd] = [link.addresses.rcv, link.addresses.snd].map((a) => a.replaceAll(".", "\\."))
-        expect(received.stderr).toMatch(
-          new RegExp(`^Connected directly: host ${rcv}:\\d+ <-> host ${snd}:\\d+,`, "m"),
-        )
-      } finally {
-        const forwarder = await link.stop()
-        signal.child.kill("SIGTERM")
-        await signal.finished
-        // The forwarder's drop counts, for a run that was slow.
-        await annotate(forwarder.stderr.trim())
-      }
-    }, 90_000)
-
     /** The UDP ports the sender's peer connections (its lanes) are bound to, once it has at least two. */
     const senderLanes = () =>
       waitFor(
@@ -84,40 +42,63 @@ describe.skipIf(!canUseNetns && process.env.CI !== "true")(
       run("ip", ["netns", "exec", netns().namespaces.snd, "iptables", ...args])
 
     /**
-     * A 32 MiB transfer over a 50 ms RTT link capped at 20 Mbit/s: the sender adds a second connection
-     * after its first sample of the rate (a few seconds in); `cut` then runs, mid-transfer.
+     * A file of `size` from snd to rcv over a link with `link`'s delay, loss and rate, while `during`
+     * runs (it may cut things mid-transfer): both sides exit 0 and the file arrives byte for byte.
+     * Resolves with the receiver's stderr and the link's addresses.
      */
-    const striped = async (cut: (ports: ReadonlyArray<string>) => Promise<void>) => {
+    const transfer = async (
+      link: WanLinkOptions,
+      size: number,
+      during: () => Promise<void> = async () => {},
+    ) => {
       expect(cannotUseNetns, "run as root with iproute2 (ip netns), iptables and python3").toBeUndefined()
       const signal = netns().start(
         "sig",
         bin("p2pal-signal"),
         signalArgs(["--host", "0.0.0.0", "--port", String(signalPort)]),
       )
-      const link = await startWanLink(netns(), { rttMs: 50, rateMbit: 20 })
+      const wan = await startWanLink(netns(), link)
       try {
         await signal.line(/^p2pal-signal listening on /)
         const root = await tempDir()
-        const file = path.join(root, "src", "striped.bin")
-        await sparseRandomFile(file, 32 * MiB)
+        const file = path.join(root, "src", "wan.bin")
+        await sparseRandomFile(file, size)
         const out = path.join(root, "out")
         const sender = netns().start("snd", p2pal, ["send", "-q", ...cli, file])
         const [, code] = await sender.line(/^([a-z]+-[a-z]+-\d+)$/)
         const receiver = netns().start("rcv", p2pal, ["recv", "-y", ...cli, "--out", out, code!])
-        await cut(await senderLanes())
+        await during()
         const [received, sent] = await Promise.all([receiver.finished, sender.finished])
         expect({ receiver: received.code, sender: sent.code }, received.stderr + sent.stderr).toEqual({
           receiver: 0,
           sender: 0,
         })
         expect(await snapshot(out)).toEqual(await snapshot(path.dirname(file)))
-        return received.stderr
+        return { stderr: received.stderr, addresses: wan.addresses }
       } finally {
-        await link.stop()
+        const forwarder = await wan.stop()
         signal.child.kill("SIGTERM")
         await signal.finished
+        // The forwarder's drop counts, for a run that was slow.
+        console.log(`wanlink.test: ${forwarder.stderr.trim()}`)
       }
     }
+
+    // Its timeout is three times the 30 s it took on a busy 2-core machine, so load alone does not fail it.
+    it("completes over a 50 ms RTT, 0.5 % loss link, byte for byte", async () => {
+      // At the ~3 Mbit/s one SCTP association gets at this loss, about 8 s.
+      const { stderr, addresses } = await transfer({ rttMs: 50, loss: 0.005 }, 3 * MiB)
+      // Over the link, not around it: the pair ICE chose is the link's two ends.
+      const [rcv, snd] = [addresses.rcv, addresses.snd].map((a) => a.replaceAll(".", "\\."))
+      expect(stderr).toMatch(new RegExp(`^Connected directly: host ${rcv}:\\d+ <-> host ${snd}:\\d+,`, "m"))
+    }, 90_000)
+
+    /**
+     * 32 MiB over a 50 ms RTT link capped at 20 Mbit/s: the sender adds a second connection after its
+     * first sample of the rate (a few seconds in); `cut` then runs, mid-transfer.
+     */
+    const striped = async (cut: (ports: ReadonlyArray<string>) => Promise<void>) =>
+      (await transfer({ rttMs: 50, rateMbit: 20 }, 32 * MiB, async () => cut(await senderLanes()))).stderr
 
     it("goes on over the other connection when one of two dies mid-transfer, without reconnecting", async () => {
       try {
