@@ -18,14 +18,21 @@ export const PeerSignal = Schema.Union(
 export type PeerSignal = typeof PeerSignal.Type
 
 /**
+ * The receiver has verified every file: said through the relay too, not only as Done on the peer
+ * connection, as a connection lost just after Done left would leave the sender reconnecting to no one.
+ */
+export const Verified = Schema.TaggedStruct("verified", {})
+
+/**
  * A PeerSignal for one attempt at the peer connection. After a drop the sender opens round after round
- * until one connects; the round keeps a late message of an abandoned attempt out of the next.
+ * until one connects; the round keeps a late message of an abandoned attempt out of the next. (Verified
+ * belongs to no attempt; it goes with round 0.)
  */
 export const RoundSignal = Schema.Struct({
   round: Schema.NonNegativeInt,
   /** Which of the round's peer connections (Lanes.ts); absent for the first. */
   lane: Schema.optional(LaneIndex),
-  signal: PeerSignal,
+  signal: Schema.Union(PeerSignal, Verified),
 })
 export type RoundSignal = typeof RoundSignal.Type
 

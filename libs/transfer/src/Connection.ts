@@ -32,6 +32,8 @@ export interface LinkOptions extends PeerOptions {
 
 export interface Context extends Reconnect.Context {
   readonly payloadKey: Buffer
+  /** The receiver, once every file verified: tells the sender through the relay too (see Verified). */
+  readonly tellVerified: Effect.Effect<void>
 }
 
 /**
@@ -39,12 +41,16 @@ export interface Context extends Reconnect.Context {
  * the relay comes first (a wrong code or tampering burns the code on the way out, and a stop tells the
  * other side); every connection then signals over the sealed relay in its own round. node-datachannel
  * has no ICE restart, so a new connection is a new PeerConnection.
+ *
+ * `whenVerified` (the sender's): what the run ends with if the receiver says through the relay that it
+ * verified every file, whatever the connection is doing then.
  */
 export const overConnections = <A, E, R>(
   session: Session,
   options: LinkOptions,
   events: Sink,
   use: (channel: Channel, context: Context) => Effect.Effect<A, E | Reconnect.Overtaken, R>,
+  whenVerified?: Effect.Effect<A>,
 ) =>
   Effect.gen(function* () {
     /** The peers have had a connection: from here on a drop is reconnected, and a stop is told to the other. */
@@ -73,7 +79,8 @@ export const overConnections = <A, E, R>(
       yield* events.offer(TransferEvent.Verified({ verification: secured.verification }))
       const rounds = yield* Rounds.make(secured.port)
       const link = yield* PeerLink
-      return yield* Reconnect.run({
+      const tellVerified = rounds.tellVerified.pipe(Effect.timeout("2 seconds"), Effect.ignore)
+      const connected = Reconnect.run({
         follower: side === "receiver",
         maxRetries: options.maxRetries,
         backoff: options.retryBackoff,
@@ -96,11 +103,14 @@ export const overConnections = <A, E, R>(
               ),
             ),
         refresh: session.refresh,
-        use: (channel, context) => use(channel, { ...context, payloadKey: secured.payloadKey }),
+        use: (channel, context) => use(channel, { ...context, payloadKey: secured.payloadKey, tellVerified }),
         onReconnecting: (attempt, of, why) => events.offer(TransferEvent.Reconnecting({ attempt, of, why })),
         onReconnected: (path) => events.offer(TransferEvent.Reconnected({ path })),
         giveUp: SignalRelay.leave(session, SignalRelay.GaveUpReason),
       })
+      return yield* whenVerified === undefined
+        ? connected
+        : Effect.raceFirst(connected, Effect.zipRight(rounds.verified, whenVerified))
     }).pipe(
       Effect.tapError((e) =>
         Effect.flatMap(Ref.get(met), (hasMet) => {

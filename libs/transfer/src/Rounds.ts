@@ -1,5 +1,5 @@
 import type { PeerSignal } from "@p2pal/domain"
-import type { ConnectError } from "@p2pal/domain/Errors"
+import type { ConnectError, PeerFailed } from "@p2pal/domain/Errors"
 import type { LanePorts, SignalPort } from "@p2pal/infra/PeerLink"
 import { Deferred, Effect, Option, Queue, type Scope, Stream, SubscriptionRef } from "effect"
 import type { SealedPort } from "./SecureSignal.js"
@@ -19,6 +19,10 @@ export interface Rounds {
   readonly ended: Effect.Effect<void, ConnectError>
   /** Fails once the relay ends. */
   readonly whenEnded: Effect.Effect<never, ConnectError>
+  /** The receiver tells the sender it has verified every file. */
+  readonly tellVerified: Effect.Effect<void, PeerFailed>
+  /** Completes once the receiver has said it verified every file. */
+  readonly verified: Effect.Effect<void>
 }
 
 export const make = (sealed: SealedPort): Effect.Effect<Rounds, never, Scope.Scope> =>
@@ -26,6 +30,7 @@ export const make = (sealed: SealedPort): Effect.Effect<Rounds, never, Scope.Sco
     const latest = yield* SubscriptionRef.make(-1)
     /** The relay failed (the peer left, the server lost the transfer, tampering): every round fails. */
     const failed = yield* Deferred.make<never, ConnectError>()
+    const verified = yield* Deferred.make<void>()
     const queues = new Map<string, Queue.Queue<PeerSignal.PeerSignal>>()
     /** Per round, the lanes the peer began to set up that this side had not: the answerer opens them. */
     const begun = new Map<number, Queue.Queue<number>>()
@@ -45,6 +50,8 @@ export const make = (sealed: SealedPort): Effect.Effect<Rounds, never, Scope.Sco
     yield* sealed.incoming.pipe(
       Stream.runForEach(({ round, lane = 0, signal }) =>
         Effect.gen(function* () {
+          // Sealed, so only the code's other holder can say it; it belongs to no attempt.
+          if (signal._tag === "verified") return yield* Deferred.succeed(verified, undefined)
           // Heard of before it can be taken: whoever took it can count on `after` knowing the round.
           yield* SubscriptionRef.update(latest, (seen) => Math.max(seen, round))
           if (lane > 0 && !queues.has(`${round}/${lane}`))
@@ -75,5 +82,7 @@ export const make = (sealed: SealedPort): Effect.Effect<Rounds, never, Scope.Sco
         Option.getOrElse(() => Effect.void),
       ),
       whenEnded: Deferred.await(failed),
+      tellVerified: sealed.send({ round: 0, signal: { _tag: "verified" } }),
+      verified: Deferred.await(verified),
     }
   })

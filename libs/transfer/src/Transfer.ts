@@ -103,12 +103,15 @@ const sendSession = (
     const session = yield* client.open(options.server, created.token)
     yield* SignalRelay.awaitPeer(options.server, session, options.ttl)
     const { sources } = options
+    /** The latest connection's path, read when it opened: the end may come through the relay instead. */
+    let latest: ConnectedPath | undefined
     const path = yield* overConnections(
       session,
       { ...options, side: "sender", words, transferId: created.transferId, offered: created.iceServers },
       events,
       (channel, { resumed, payloadKey }) =>
         Effect.gen(function* () {
+          latest = channel.path()
           if (!resumed)
             yield* events.offer(TransferEvent.Started({ progress, manifest: sources.manifest, already: 0 }))
           yield* Sender.send(
@@ -126,6 +129,11 @@ const sendSession = (
           )
           return channel.path()
         }),
+      // Every file is there, though the connection went before Done crossed it.
+      Effect.sync(() => {
+        progress.bytes = progress.totalBytes
+        return latest
+      }),
     )
     // Only bookkeeping for the signal app: the files are there whether or not it hears of it.
     yield* session.send({ _tag: "complete" }).pipe(Effect.timeout("2 seconds"), Effect.ignore)
@@ -157,7 +165,7 @@ const receive = Effect.fn("Transfer.receive")(function* (options: ReceiveOptions
       offered: joined.iceServers,
     },
     events,
-    (channel, { resumed, payloadKey, following }) =>
+    (channel, { resumed, payloadKey, following, tellVerified }) =>
       Effect.gen(function* () {
         const before = resumed ? accepted : undefined
         // The sender may hang up the moment it has Done, taking the selected pair with it.
@@ -185,6 +193,7 @@ const receive = Effect.fn("Transfer.receive")(function* (options: ReceiveOptions
             },
           }),
         )
+        yield* tellVerified
         // Read while the connection is up, if it still is: the sender hangs up next.
         const path = channel.path() ?? atStart
         yield* channel.closed.pipe(Effect.timeout(HangUpGrace), Effect.ignore)

@@ -217,6 +217,29 @@ describe("Transfer over a link that drops (in-process, on the test clock)", () =
   )
 
   it.scoped(
+    "the connection lost as the receiver's Done leaves: the sender hears it through the signal app and ends done",
+    () =>
+      Effect.gen(function* () {
+        const t = yield* setup(Size)
+        const done = (sent: TestPeers.Sent) => sent.from === "answerer" && decode(sent)._tag === "Done"
+        // Done never arrives; the receiver, having sent it, does not know.
+        yield* t.peers.dropWhen(done, Silence, ["offerer"])
+        const run = yield* t.start({ maxRetries: 3, retryBackoff: Duration.seconds(1) })
+        const sent = yield* Fiber.join(run.sending)
+        expect(yield* Clock.currentTimeMillis, "no backoff waited, no attempt made").toBe(0)
+        expect(t.peers.attempts("offerer")).toBe(1)
+        expect(sent.path?.local).toBe("test offerer 0")
+        // It waits a while for the sender to hang up, which on the dead link it never hears.
+        yield* TestClock.adjust("5 seconds")
+        yield* Fiber.join(run.receiving)
+        expect((yield* t.received).equals(t.bytes)).toBe(true)
+        expect(t.frames(0, "answerer").some((f) => f._tag === "Done")).toBe(false)
+        // Both sides are done: neither keeps a checkpoint, and `send --resume` has nothing to redo.
+        expect(yield* t.store.list()).toEqual([])
+      }),
+  )
+
+  it.scoped(
     "gives up after --max-retries failed attempts; the receiver stops too; the checkpoints stay",
     () =>
       Effect.gen(function* () {
