@@ -1,15 +1,17 @@
 import { Frames, Manifest } from "@p2pal/domain"
 import { LocalIoFailed, PeerFailed, type SkippedFile } from "@p2pal/domain/Errors"
 import type { Channel } from "@p2pal/infra/PeerLink"
-import { Deferred, Duration, Effect } from "effect"
+import { Clock, Deferred, Duration, Effect } from "effect"
 import * as AckWindow from "./AckWindow.js"
 import * as BlockReader from "./BlockReader.js"
+import * as Compression from "./Compression.js"
 import * as Lookahead from "./Lookahead.js"
 import type { Progress } from "./Progress.js"
 import { Hasher } from "./Hasher.js"
 import * as Payload from "./Payload.js"
 import type { Source, Sources } from "./Sources.js"
 import { frameReader, sendFrame, unexpected } from "./Wire.js"
+import { zstd } from "./Zstd.js"
 
 export interface SendOptions {
   /** Payload bytes per chunk frame (at most Frames.MaxChunkBytes). */
@@ -24,6 +26,8 @@ export interface SendOptions {
   readonly skipUnreadable?: ((file: SkippedFile) => Effect.Effect<void>) | undefined
   /** For the caller's checkpoint: what the receiver has confirmed of each file. */
   readonly acked?: AckedFiles | undefined
+  /** `--compress` and `--compress-level`; auto at the default level if not given. */
+  readonly compress?: Compression.CompressOptions | undefined
 }
 
 export interface AckedFiles {
@@ -37,6 +41,9 @@ export interface AckedFiles {
 interface FileToSend extends BlockReader.Options {
   readonly entry: Manifest.Entry & { _tag: "file" }
 }
+
+/** A send that returns sooner than this did not wait for the link: it had room for more. */
+const LinkWaitNanos = 500_000n
 
 /** After telling the receiver we stop, how long to wait for it to answer, so the message is not lost in a close. */
 const StopGrace = Duration.seconds(5)
@@ -65,7 +72,7 @@ const acceptance = (
     const changed = new Set(manifest.changed ?? [])
     while (true) {
       const reply = yield* nextFrame
-      if (reply._tag === "Accept") return offsets
+      if (reply._tag === "Accept") return { offsets, codecs: reply.codecs }
       if (reply._tag === "Reject")
         return yield* new PeerFailed({ message: `the receiver declined: ${reply.reason}` })
       if (reply._tag === "Error")
@@ -101,9 +108,14 @@ export const send = Effect.fn("Sender.send")(function* (
     yield* sendFrame(channel, { _tag: "ManifestPart", total: manifestBytes.length, offset, bytes })
   }
   const nextFrame = frameReader(channel)
-  const offsets = yield* acceptance(channel, nextFrame, sources.manifest)
+  const { offsets, codecs } = yield* acceptance(channel, nextFrame, sources.manifest)
+  const compress = options.compress ?? { mode: "auto", level: Compression.DefaultLevel }
+  // Sealed chunks (--encrypt) go as they are: a Zstd frame carries no authentication tag.
+  const codec =
+    compress.mode !== "none" && payloadKey === undefined && codecs.includes("zstd") ? yield* zstd : undefined
 
   const { progress } = options
+  progress.compressing = codec !== undefined
   const hasher = yield* Hasher
   const verified = yield* Deferred.make<void, PeerFailed>()
   const held = [...offsets.values()].reduce((sum, offset) => sum + offset, 0)
@@ -150,16 +162,24 @@ export const send = Effect.fn("Sender.send")(function* (
       unconfirmed.set(index, { start: progress.sent, from, size: entry.size })
       const hash = hasher.start(entry.size)
       const reader = yield* BlockReader.open({ ...file, hash }, prepared)
+      const packer = Compression.packer(compress, codec, index, entry.path, (why) =>
+        progress.raw.set(index, why),
+      )
+      let linkIdle = false
       while (true) {
         const block = yield* reader.next
         if (block === undefined) break
-        const { frames, payloads, start, end } = block
+        const { payloads, start, end } = block
+        const frames =
+          payloadKey === undefined
+            ? packer.pack(block, linkIdle)
+            : payloads.map((p, i) => Payload.sealChunk(payloadKey, index, start + i * chunkSize, p))
+        const before = yield* Clock.currentTimeNanos
         yield* window.room(end - start)
-        yield* channel.send(
-          ...(payloadKey === undefined
-            ? frames
-            : payloads.map((p, i) => Payload.sealChunk(payloadKey, index, start + i * chunkSize, p))),
-        )
+        yield* channel.send(...frames)
+        linkIdle = (yield* Clock.currentTimeNanos) - before < LinkWaitNanos
+        for (const frame of frames) progress.wire += frame.length
+        progress.original += end - start
         progress.sent += end - start
         progress.fileBytes += end - start
         // node-datachannel copied each frame on send, so the bytes can move to the hashing thread now.

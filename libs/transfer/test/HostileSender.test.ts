@@ -325,7 +325,7 @@ layer(Layer.merge(PeerLink.Default, Hasher.Default), { excludeTestServices: true
               Effect.timeout("15 seconds"),
             ),
           )
-          if (row.accepted) expect(yield* nextReply).toEqual({ _tag: "Accept" })
+          if (row.accepted) expect(yield* nextReply).toEqual({ _tag: "Accept", codecs: ["zstd"] })
           const reply = yield* nextReply
           expect(received).toMatchObject({
             cause: { error: { _tag: row.error, message: expect.stringContaining(row.says) } },
@@ -355,7 +355,7 @@ layer(Layer.merge(PeerLink.Default, Hasher.Default), { excludeTestServices: true
         ])
         const received = yield* Effect.exit(Receiver.receive(channel, receiveOptions(out)))
         expect(Exit.isSuccess(received)).toBe(true)
-        expect(yield* nextReply).toEqual({ _tag: "Accept" })
+        expect(yield* nextReply).toEqual({ _tag: "Accept", codecs: ["zstd"] })
         expect(yield* nextReply).toEqual({ _tag: "Done" })
         const target = path.join(out, "hello.txt")
         expect(yield* Effect.promise(() => fs.readFile(target))).toEqual(Buffer.from(data))
@@ -390,7 +390,7 @@ layer(Layer.merge(PeerLink.Default, Hasher.Default), { excludeTestServices: true
           ),
         )
         expect(Exit.isSuccess(received)).toBe(true)
-        expect(yield* nextReply).toEqual({ _tag: "Accept" })
+        expect(yield* nextReply).toEqual({ _tag: "Accept", codecs: ["zstd"] })
         expect(yield* nextReply).toEqual({ _tag: "Done" })
         expect(skipped).toEqual([{ path: "skipped.bin", reason: "it changed while being sent" }])
         expect(yield* scan(out)).toEqual(["next.txt"])
