@@ -134,7 +134,11 @@ export class Ui extends Context.Tag("@p2pal/cli/Ui")<
             const entry = manifest.entries[progress.file]
             const size = entry?._tag === "file" ? entry.size : 0
             const name = entry === undefined ? "" : escapeForDisplay(entry.path)
-            const pace = progress.status ?? `${Format.bytes(rate)}/s  ETA ${Format.seconds(eta)}`
+            const wire =
+              progress.compressing && progress.wire > 0
+                ? `  wire ${Format.bytes(progress.wire / elapsed)}/s, ratio ${(progress.original / progress.wire).toFixed(1)}`
+                : ""
+            const pace = progress.status ?? `${Format.bytes(rate)}/s${wire}  ETA ${Format.seconds(eta)}`
             // A single file's count would say nothing its own bar does not.
             const count = files > 1 ? `  ${before[progress.file]}/${files} files` : ""
             const lines = barLines(

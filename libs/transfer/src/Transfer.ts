@@ -5,6 +5,7 @@ import { SignalClient } from "@p2pal/infra/SignalClient"
 import { Clock, Context, Deferred, Duration, Effect, Exit } from "effect"
 import { randomInt } from "node:crypto"
 import { Checkpoints } from "./Checkpoints.js"
+import type { CompressOptions } from "./Compression.js"
 import { overConnections, type PeerOptions } from "./Connection.js"
 import { Hasher } from "./Hasher.js"
 import { Progress } from "./Progress.js"
@@ -32,9 +33,13 @@ export interface SendOptions extends PeerOptions {
   readonly checkpointTtl: Duration.Duration
   /** `send --resume`: the transfer the checkpoint belongs to and when it began; `sources` come from it. */
   readonly resume?: { readonly transferId: Ids.TransferId; readonly createdAt: number } | undefined
+  /** `--compress` and `--compress-level`. */
+  readonly compress?: CompressOptions | undefined
 }
 
 export interface Sent {
+  /** The transfer's counters at the end: file bytes and wire bytes, files auto sent raw. */
+  readonly progress: Progress
   /** The id the checkpoint was kept under (gone now the receiver has verified every file). */
   readonly transferId: Ids.TransferId
   /** The last connection's path, read while it was up. */
@@ -82,7 +87,7 @@ const send = Effect.fn("Transfer.send")(function* (options: SendOptions, events:
     Effect.onExit((exit) => (Exit.isFailure(exit) ? Effect.ignore(checkpoint.save) : Effect.void)),
   )
   yield* checkpoint.remove
-  return { transferId, path, resent: progress.resent } satisfies Sent
+  return { transferId, path, resent: progress.resent, progress } satisfies Sent
 })
 
 /** One session: the code, the PAKE, the peer connection, and the files, offered under `transferId`. */
@@ -122,6 +127,7 @@ const sendSession = (
                 ? (file) => events.offer(TransferEvent.Skipped({ file }))
                 : undefined,
               acked,
+              compress: options.compress,
             },
           )
           return channel.path()
