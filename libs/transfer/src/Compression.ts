@@ -20,6 +20,8 @@ export type RawReason = "already compressed" | "incompressible"
 const MinRatio = 1.1
 /** A compressed run must fit one frame, with room for the original length. */
 const MaxCompressedBytes = Frames.MaxFrameBytes - Frames.HeaderBytes - Frames.ZstdLengthBytes
+/** A block this small (a small file, or a file's tail) goes raw: a frame's overhead eats what zstd saves. */
+const SmallBytes = 4096
 /** An incompressible file is sampled again after this much, in case it changes character. */
 const ResampleBytes = 64 * 1024 * 1024
 
@@ -128,7 +130,7 @@ export const packer = (
         rawFile = true
       }
       first = false
-      if (rawFile) return block.frames
+      if (rawFile || block.end - block.start < SmallBytes) return block.frames
       if (rawSince !== undefined) {
         rawSince += block.end - block.start
         if (rawSince < ResampleBytes) return block.frames
