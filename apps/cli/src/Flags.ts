@@ -1,5 +1,6 @@
 import { Checkpoint, DurationText, Frames, SignalApi } from "@p2pal/domain"
 import * as IceServers from "@p2pal/domain/IceServers"
+import * as Rate from "@p2pal/domain/Rate"
 import * as Compression from "@p2pal/transfer/Compression"
 import * as Zstd from "@p2pal/transfer/Zstd"
 import { HelpDoc, Options, ValidationError } from "@effect/cli"
@@ -203,8 +204,17 @@ export const verify = Options.boolean("verify").pipe(
   ),
 )
 
+export const limitRate = Options.text("limit-rate").pipe(
+  Options.withDescription(
+    "cap the transfer at RATE bytes per second, with K, M or G (powers of 1024) as curl takes it, e.g. 10M; " +
+      "send caps what it puts on the wire, recv what it takes in (by holding back its acknowledgements)",
+  ),
+  checked(Rate.parse),
+  Options.optional,
+)
+
 /** The flags send and recv share: the signal app, the way to the peer, prompts and output, recovery. */
-export const shared = { server, ice, yes, quiet, verify, checkpointTtl, reconnect }
+export const shared = { server, ice, yes, quiet, verify, checkpointTtl, reconnect, limitRate }
 
 type Parsed<O> = O extends Options.Options<infer A> ? A : never
 export type IceFlags = Parsed<typeof ice>

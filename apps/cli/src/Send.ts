@@ -110,6 +110,7 @@ export const send = Command.make(
               checkpointTtl,
               resume,
               compress: { mode: flags.compress, level: flags.compressLevel },
+              limitRate: Option.getOrUndefined(flags.limitRate),
             },
             events,
           ),

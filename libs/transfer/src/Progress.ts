@@ -23,6 +23,8 @@ export class Progress {
   compressing = false
   /** Sender: files `--compress auto` sent as they are, by manifest index, and why. */
   readonly raw = new Map<number, RawReason>()
+  /** `--limit-rate` on this side, in bytes per second. */
+  limit: number | undefined = undefined
   /** What the connection is doing instead of moving bytes (reconnecting), for the progress bar. */
   status: string | undefined = undefined
   constructor(readonly totalBytes: number) {}

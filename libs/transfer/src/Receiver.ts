@@ -14,6 +14,7 @@ import * as fs from "node:fs/promises"
 import * as path from "node:path"
 import * as DurableFile from "./DurableFile.js"
 import { Progress } from "./Progress.js"
+import type { RateLimit } from "./RateLimit.js"
 import { ioError, withCleanup } from "./Io.js"
 import * as Payload from "./Payload.js"
 import * as Placer from "./Placer.js"
@@ -43,6 +44,8 @@ export interface ReceiveOptions {
    * temporary files stay and a resumed session continues them. Without it, any failure removes them.
    */
   readonly checkpoints?: RecvCheckpoint.RecvCheckpointOptions | undefined
+  /** `--limit-rate`: the cap on the bytes this side writes, kept by holding back its acknowledgements. */
+  readonly limit?: RateLimit | undefined
   /** The codecs to offer the sender in the Accept; all this receiver decodes if not given. */
   readonly codecs?: ReadonlyArray<Frames.CodecName> | undefined
 }
@@ -76,6 +79,7 @@ interface Files {
   readonly placer: Placer.Placer
   /** The bytes of the transfer last acknowledged to the sender. */
   readonly acked: { bytes: number }
+  readonly limit: RateLimit | undefined
 }
 
 /**
@@ -107,12 +111,16 @@ const receiveFile = (
       Effect.gen(function* () {
         // Told once a write batch's worth is written, however many files it spans: a small file costs no frame.
         // What stays untold is under one batch, far inside the sender's window, so the sender never waits on it.
+        // With --limit-rate every byte written waits its turn before it counts: the acknowledgements, and
+        // with them the sender, keep to the rate.
         const acknowledge = Effect.suspend(() => {
-          progress.bytes += file.written - progress.fileBytes
+          const wrote = file.written - progress.fileBytes
+          progress.bytes += wrote
           progress.fileBytes = file.written
-          if (progress.bytes - files.acked.bytes < WriteBatchBytes) return Effect.void
+          const paced = files.limit === undefined ? Effect.void : files.limit.take(wrote)
+          if (progress.bytes - files.acked.bytes < WriteBatchBytes) return paced
           files.acked.bytes = progress.bytes
-          return sendFrame(channel, { _tag: "Ack", bytes: progress.bytes })
+          return Effect.zipRight(paced, sendFrame(channel, { _tag: "Ack", bytes: progress.bytes }))
         })
         const write = Effect.flatMap(file.write, (wrote) => (wrote ? acknowledge : Effect.void))
         const inOrder = (frame: { readonly file: number; readonly offset: number }) =>
@@ -252,6 +260,7 @@ export const receive = Effect.fn("Receiver.receive")(function* (channel: Channel
   if (tracker !== undefined) yield* Effect.zipRight(tracker.discardStale, tracker.save)
   const progress = options.progress ?? new Progress(total)
   progress.bytes = here
+  progress.limit = options.limit?.bytesPerSecond
   yield* options.onStart(progress, manifest)
   yield* withCleanup(
     receiveFiles(channel, nextFrame, manifest, options, progress, { plaintextOf, inflate }, tracker),
@@ -284,7 +293,13 @@ const receiveFiles = (
   Effect.gen(function* () {
     const lock = yield* Effect.makeSemaphore(1)
     const save = tracker === undefined ? undefined : lock.withPermits(1)(tracker.save)
-    const files: Files = { tracker, save, placer: yield* Placer.make(save), acked: { bytes: progress.bytes } }
+    const files: Files = {
+      tracker,
+      save,
+      placer: yield* Placer.make(save),
+      acked: { bytes: progress.bytes },
+      limit: options.limit,
+    }
     /** Directories made so far: one mkdir per directory, not per file. */
     const made = new Set<string>()
     yield* Effect.forEach(

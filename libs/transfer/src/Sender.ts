@@ -7,6 +7,7 @@ import * as BlockReader from "./BlockReader.js"
 import * as Compression from "./Compression.js"
 import * as Lookahead from "./Lookahead.js"
 import type { Progress } from "./Progress.js"
+import type { RateLimit } from "./RateLimit.js"
 import { Hasher } from "./Hasher.js"
 import * as Payload from "./Payload.js"
 import type { Source, Sources } from "./Sources.js"
@@ -26,6 +27,8 @@ export interface SendOptions {
   readonly skipUnreadable?: ((file: SkippedFile) => Effect.Effect<void>) | undefined
   /** For the caller's checkpoint: what the receiver has confirmed of each file. */
   readonly acked?: AckedFiles | undefined
+  /** `--limit-rate`: the cap on the bytes this side puts on the wire (after compression). */
+  readonly limit?: RateLimit | undefined
   /** `--compress` and `--compress-level`; auto at the default level if not given. */
   readonly compress?: Compression.CompressOptions | undefined
 }
@@ -114,8 +117,9 @@ export const send = Effect.fn("Sender.send")(function* (
   const codec =
     compress.mode !== "none" && payloadKey === undefined && codecs.includes("zstd") ? yield* zstd : undefined
 
-  const { progress } = options
+  const { progress, limit } = options
   progress.compressing = codec !== undefined
+  progress.limit = limit?.bytesPerSecond
   const hasher = yield* Hasher
   const verified = yield* Deferred.make<void, PeerFailed>()
   const held = [...offsets.values()].reduce((sum, offset) => sum + offset, 0)
@@ -174,11 +178,13 @@ export const send = Effect.fn("Sender.send")(function* (
           payloadKey === undefined
             ? packer.pack(block, linkIdle)
             : payloads.map((p, i) => Payload.sealChunk(payloadKey, index, start + i * chunkSize, p))
+        const wire = frames.reduce((sum, frame) => sum + frame.length, 0)
         const before = yield* Clock.currentTimeNanos
         yield* window.room(end - start)
+        if (limit !== undefined) yield* limit.take(wire)
         yield* channel.send(...frames)
         linkIdle = (yield* Clock.currentTimeNanos) - before < LinkWaitNanos
-        for (const frame of frames) progress.wire += frame.length
+        progress.wire += wire
         progress.original += end - start
         progress.sent += end - start
         progress.fileBytes += end - start
