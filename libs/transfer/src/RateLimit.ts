@@ -23,7 +23,8 @@ export const make = (bytesPerSecond: number): Effect.Effect<RateLimit> =>
         tokens = Math.min(bytesPerSecond, tokens + ((now - at) * bytesPerSecond) / 1000)
         at = now
         tokens -= bytes
-        if (tokens < 0) yield* Effect.sleep(Duration.millis((-tokens * 1000) / bytesPerSecond))
+        // Whole milliseconds, as the clock counts them.
+        if (tokens < 0) yield* Effect.sleep(Duration.millis(Math.ceil((-tokens * 1000) / bytesPerSecond)))
       })
     return { bytesPerSecond, take }
   })
