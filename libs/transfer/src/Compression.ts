@@ -62,12 +62,35 @@ export const alreadyCompressed = (path: string, head: Uint8Array): boolean => {
 
 /** Turns the blocks of one file into the frames that go on the wire. */
 export interface Packer {
-  /**
-   * The frames for `block`: its own Chunk frames, Zstd frames, or a mix. `linkIdle`: the link took the
-   * previous frames without making the sender wait, so compressing more would only slow it (auto).
-   */
-  readonly pack: (block: Block, linkIdle: boolean) => ReadonlyArray<Uint8Array>
+  /** The frames for `block`: its own Chunk frames (the very array when it goes raw), Zstd frames, or a mix. */
+  readonly pack: (block: Block) => ReadonlyArray<Uint8Array>
 }
+
+/** Smoothed bytes per second: recent samples count most, one odd sample does not swing it. */
+const smooth = (old: number | undefined, sample: number) =>
+  old === undefined ? sample : old * 0.7 + sample * 0.3
+
+/**
+ * What `auto` weighs, in bytes per second, as the sender measures them: the compressor's intake and the
+ * link's rate in wire bytes, taken while the link kept the sender waiting. When the link moves raw bytes
+ * faster than the compressor takes them in, compressing would slow the transfer (like `zstd --adapt`).
+ */
+export class Speeds {
+  compressor: number | undefined = undefined
+  link: number | undefined = undefined
+  compressed(bytes: number, seconds: number) {
+    if (seconds > 0) this.compressor = smooth(this.compressor, bytes / seconds)
+  }
+  linkBound(wire: number, seconds: number) {
+    if (seconds > 0) this.link = smooth(this.link, wire / seconds)
+  }
+  get linkFaster() {
+    return this.compressor !== undefined && this.link !== undefined && this.link > this.compressor
+  }
+}
+
+/** While the link outruns the compressor, one block in this many is compressed anyway, to keep measuring it. */
+const ProbeEvery = 8
 
 const raw: Packer = { pack: (block) => block.frames }
 
@@ -79,6 +102,7 @@ const raw: Packer = { pack: (block) => block.frames }
 export const packer = (
   options: CompressOptions,
   zstd: Zstd | undefined,
+  speeds: Speeds,
   index: number,
   path: string,
   onRaw: (reason: RawReason) => void,
@@ -97,7 +121,8 @@ export const packer = (
   let ratio = 4
   /** Auto found the file incompressible: bytes sent raw since, until it samples again. */
   let rawSince: number | undefined
-  let compressedLast = false
+  /** Blocks sent raw in a row because the link outran the compressor. */
+  let outrun = 0
 
   /** Chunks `from` to `to` of the block as one Zstd frame if they shrink enough and fit, else as they are. */
   const run = (block: Block, from: number, to: number): ReadonlyArray<Uint8Array> => {
@@ -124,7 +149,7 @@ export const packer = (
   }
 
   return {
-    pack: (block, linkIdle) => {
+    pack: (block) => {
       if (first && auto && alreadyCompressed(path, block.payloads[0] ?? new Uint8Array(0))) {
         report("already compressed")
         rawFile = true
@@ -136,12 +161,8 @@ export const packer = (
         if (rawSince < ResampleBytes) return block.frames
         rawSince = undefined
       }
-      // Like `zstd --adapt`: the link drained while the last block was compressed, so this one goes raw.
-      if (auto && compressedLast && linkIdle) {
-        compressedLast = false
-        return block.frames
-      }
-      compressedLast = true
+      if (auto && speeds.linkFaster && ++outrun % ProbeEvery !== 0) return block.frames
+      outrun = 0
       const frames = compress(block)
       if (auto) {
         const wire = frames.reduce((sum, f) => sum + f.length, 0)

@@ -47,6 +47,7 @@ interface FileToSend extends BlockReader.Options {
 
 /** A send that returns sooner than this did not wait for the link: it had room for more. */
 const LinkWaitNanos = 500_000n
+const seconds = (nanos: bigint) => Number(nanos) / 1e9
 
 /** After telling the receiver we stop, how long to wait for it to answer, so the message is not lost in a close. */
 const StopGrace = Duration.seconds(5)
@@ -120,6 +121,7 @@ export const send = Effect.fn("Sender.send")(function* (
   const { progress, limit } = options
   progress.compressing = codec !== undefined
   progress.limit = limit?.bytesPerSecond
+  const speeds = new Compression.Speeds()
   const hasher = yield* Hasher
   const verified = yield* Deferred.make<void, PeerFailed>()
   const held = [...offsets.values()].reduce((sum, offset) => sum + offset, 0)
@@ -166,24 +168,30 @@ export const send = Effect.fn("Sender.send")(function* (
       unconfirmed.set(index, { start: progress.sent, from, size: entry.size })
       const hash = hasher.start(entry.size)
       const reader = yield* BlockReader.open({ ...file, hash }, prepared)
-      const packer = Compression.packer(compress, codec, index, entry.path, (why) =>
+      const packer = Compression.packer(compress, codec, speeds, index, entry.path, (why) =>
         progress.raw.set(index, why),
       )
-      let linkIdle = false
+      let lastSent = yield* Clock.currentTimeNanos
       while (true) {
         const block = yield* reader.next
         if (block === undefined) break
         const { payloads, start, end } = block
+        const packing = yield* Clock.currentTimeNanos
         const frames =
           payloadKey === undefined
-            ? packer.pack(block, linkIdle)
+            ? packer.pack(block)
             : payloads.map((p, i) => Payload.sealChunk(payloadKey, index, start + i * chunkSize, p))
+        const packed = yield* Clock.currentTimeNanos
+        if (payloadKey === undefined && frames !== block.frames)
+          speeds.compressed(end - start, seconds(packed - packing))
         const wire = frames.reduce((sum, frame) => sum + frame.length, 0)
-        const before = yield* Clock.currentTimeNanos
         yield* window.room(end - start)
         if (limit !== undefined) yield* limit.take(wire)
         yield* channel.send(...frames)
-        linkIdle = (yield* Clock.currentTimeNanos) - before < LinkWaitNanos
+        const sent = yield* Clock.currentTimeNanos
+        // The sender waited for the link (or the cap): it was busy all the while since the last send.
+        if (sent - packed >= LinkWaitNanos) speeds.linkBound(wire, seconds(sent - lastSent))
+        lastSent = sent
         progress.wire += wire
         progress.original += end - start
         progress.sent += end - start

@@ -66,15 +66,18 @@ describe("Compression", () => {
             fc.array(fc.integer({ min: 1, max: 16 }), { minLength: 1, maxLength: 40 }),
             fc.constantFrom(...Compression.Modes),
             fc.boolean(),
-            async (size, chunkSize, blockChunks, mode, linkIdle) => {
+            async (size, chunkSize, blockChunks, mode, linkFaster) => {
               const bytes = sample.subarray(0, size)
-              const packer = Compression.packer(options(mode), z, 3, "data.log", () => {})
+              const speeds = new Compression.Speeds()
+              if (linkFaster) {
+                speeds.compressed(1, 1)
+                speeds.linkBound(2, 1)
+              }
+              const packer = Compression.packer(options(mode), z, speeds, 3, "data.log", () => {})
               const frames: Array<Uint8Array> = []
               for (let start = 0, i = 0; start < size; i++) {
                 const end = Math.min(size, start + chunkSize * blockChunks[i % blockChunks.length]!)
-                frames.push(
-                  ...packer.pack(blockOf(3, start, bytes.subarray(start, end), chunkSize), linkIdle),
-                )
+                frames.push(...packer.pack(blockOf(3, start, bytes.subarray(start, end), chunkSize)))
                 start = end
               }
               expect(unpack(frames, z).equals(bytes)).toBe(true)
@@ -93,8 +96,10 @@ describe("Compression", () => {
       const logs = text(1_000_000)
       const pack = (mode: Compression.Mode, path: string, bytes: Uint8Array) => {
         const why: Array<Compression.RawReason> = []
-        const packer = Compression.packer(options(mode), z, 0, path, (reason) => why.push(reason))
-        const frames = packer.pack(blockOf(0, 0, bytes, Frames.MaxChunkBytes), false)
+        const packer = Compression.packer(options(mode), z, new Compression.Speeds(), 0, path, (reason) =>
+          why.push(reason),
+        )
+        const frames = packer.pack(blockOf(0, 0, bytes, Frames.MaxChunkBytes))
         return { ratio: bytes.length / wireBytes(frames), why, frames }
       }
       expect(pack("auto", "app.log", logs).ratio).toBeGreaterThan(5)
@@ -111,17 +116,29 @@ describe("Compression", () => {
     }),
   )
 
-  it.effect("auto sends a block raw when the link drained while the last one was compressed", () =>
-    Effect.gen(function* () {
-      const z = yield* zstd
-      const packer = Compression.packer(options("auto"), z, 0, "app.log", () => {})
-      const logs = text(3 * 16 * 1024)
-      const block = (i: number) => blockOf(0, i * logs.length, logs, 1024)
-      const kinds = [false, true, true, false].map(
-        (linkIdle, i) => Either.getOrThrow(Frames.decode(packer.pack(block(i), linkIdle)[0]!))._tag,
-      )
-      expect(kinds).toEqual(["Zstd", "Chunk", "Zstd", "Zstd"])
-    }),
+  it.effect(
+    "auto sends raw while the link outruns the compressor, compressing one block in 8 to measure it",
+    () =>
+      Effect.gen(function* () {
+        const z = yield* zstd
+        const speeds = new Compression.Speeds()
+        const packer = Compression.packer(options("auto"), z, speeds, 0, "app.log", () => {})
+        const logs = text(3 * 16 * 1024)
+        const kind = (i: number) =>
+          Either.getOrThrow(Frames.decode(packer.pack(blockOf(0, i * logs.length, logs, 1024))[0]!))._tag
+        expect(kind(0)).toBe("Zstd")
+        speeds.compressed(100e6, 1)
+        speeds.linkBound(50e6, 1)
+        expect([kind(1), speeds.linkFaster]).toEqual(["Zstd", false])
+        // A fast LAN: raw bytes go faster than zstd takes them in.
+        for (let i = 0; i < 10; i++) speeds.linkBound(1e9, 1)
+        expect(Array.from({ length: 16 }, (_, i) => kind(2 + i))).toEqual([
+          ...Array(7).fill("Chunk"),
+          "Zstd",
+          ...Array(7).fill("Chunk"),
+          "Zstd",
+        ])
+      }),
   )
 })
 
