@@ -1,3 +1,4 @@
+// A little over 250 lines: the send loop reads as one, with the ack window, compression and the rate cap in it.
 import { Frames, Manifest } from "@p2pal/domain"
 import { LocalIoFailed, PeerFailed, type SkippedFile } from "@p2pal/domain/Errors"
 import type { Channel } from "@p2pal/infra/PeerLink"
