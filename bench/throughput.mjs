@@ -4,12 +4,14 @@
 //   npm run bench -- [--size 1GiB] [--runs N] [--only raw|p2pal] [--encrypt]
 //   npm run bench -- --tree 10000,100000 [--runs N]     (trees of small files instead: see tree.mjs)
 //   npm run bench -- --link [--rtt-ms 50 --loss 0.5%]   (on a delayed, lossy link instead: see link.mjs)
+//   npm run bench -- --compression [--size 1GiB]        (--compress none vs auto: see compression.mjs)
 //
 // How each mode is timed (wall time, 1st byte, 1st MiB): see transfers.mjs.
 import { parseArgs } from "node:util"
 import { MiB, startSignal, stop } from "./support.mjs"
 import { benchTrees, Folders } from "./tree.mjs"
 import { benchLink } from "./link.mjs"
+import { benchCompression } from "./compression.mjs"
 import { parseSize, runP2pal, runRaw, sourceFile } from "./transfers.mjs"
 
 const options = {
@@ -131,8 +133,9 @@ async function benchBytes(flags) {
 }
 
 function bench(args) {
-  // The link bench has flags of its own.
+  // The link and compression benches have flags of their own.
   if (args.includes("--link")) return benchLink(args)
+  if (args.includes("--compression")) return benchCompression(args)
   const { values: flags } = parseArgs({ args, options })
   const runs = Number(flags.runs)
   if (!Number.isInteger(runs) || runs < 1) usage(`--runs must be a positive integer, got ${flags.runs}`)

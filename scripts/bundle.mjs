@@ -8,8 +8,9 @@ const common = {
   bundle: true,
   platform: "node",
   target: "node20",
-  // The native addon loads its prebuilt binary relative to its own package.
-  external: ["node-datachannel"],
+  // The native addon loads its prebuilt binary relative to its own package, and the zstd WebAssembly
+  // build its .wasm file.
+  external: ["node-datachannel", "@bokuweb/zstd-wasm"],
   sourcemap: true,
   logLevel: "warning",
 }

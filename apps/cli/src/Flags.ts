@@ -1,5 +1,8 @@
 import { Checkpoint, DurationText, Frames, SignalApi } from "@p2pal/domain"
 import * as IceServers from "@p2pal/domain/IceServers"
+import * as Rate from "@p2pal/domain/Rate"
+import * as Compression from "@p2pal/transfer/Compression"
+import * as Zstd from "@p2pal/transfer/Zstd"
 import { HelpDoc, Options, ValidationError } from "@effect/cli"
 import { Config, Duration, Either, Option, Redacted } from "effect"
 
@@ -176,14 +179,42 @@ export const encrypt = Options.boolean("encrypt").pipe(
     "also seal every chunk with AES-256-GCM under a key from the code, on top of DTLS (for when you distrust a TURN relay)",
   ),
 )
+export const compress = Options.choice("compress", Compression.Modes).pipe(
+  Options.withDefault("auto"),
+  Options.withDescription(
+    "compress file bytes with zstd: auto (default) skips files compressed already and data that does not " +
+      "shrink, and sends raw while the link outruns the compressor; zstd compresses everything that shrinks; none",
+  ),
+)
+export const compressLevel = Options.integer("compress-level").pipe(
+  Options.withDefault(Compression.DefaultLevel),
+  Options.withDescription(
+    `zstd level, ${Zstd.MinLevel} (fastest) to ${Zstd.MaxLevel} (smallest); default ${Compression.DefaultLevel}`,
+  ),
+  checked((level) =>
+    level >= Zstd.MinLevel && level <= Zstd.MaxLevel
+      ? Either.right(level)
+      : Either.left(`--compress-level must be between ${Zstd.MinLevel} and ${Zstd.MaxLevel} (got ${level})`),
+  ),
+)
+
 export const verify = Options.boolean("verify").pipe(
   Options.withDescription(
     "print a short verification string derived from the session key; compare it with the other side's out of band",
   ),
 )
 
+export const limitRate = Options.text("limit-rate").pipe(
+  Options.withDescription(
+    "cap the transfer at RATE bytes per second, with K, M or G (powers of 1024) as curl takes it, e.g. 10M; " +
+      "send caps what it puts on the wire, recv what it takes in (by holding back its acknowledgements)",
+  ),
+  checked(Rate.parse),
+  Options.optional,
+)
+
 /** The flags send and recv share: the signal app, the way to the peer, prompts and output, recovery. */
-export const shared = { server, ice, yes, quiet, verify, checkpointTtl, reconnect }
+export const shared = { server, ice, yes, quiet, verify, checkpointTtl, reconnect, limitRate }
 
 type Parsed<O> = O extends Options.Options<infer A> ? A : never
 export type IceFlags = Parsed<typeof ice>

@@ -65,6 +65,7 @@ export const recv = Command.make(
               out,
               overwrite: flags.overwrite,
               checkpointTtl,
+              limitRate: Option.getOrUndefined(flags.limitRate),
             },
             events,
           ),

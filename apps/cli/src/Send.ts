@@ -63,6 +63,8 @@ export const send = Command.make(
     recursive: Flags.recursive,
     chunkSize: Flags.chunkSize,
     encrypt: Flags.encrypt,
+    compress: Flags.compress,
+    compressLevel: Flags.compressLevel,
     skipErrors: Flags.skipErrors,
     resume,
     ...Flags.shared,
@@ -107,6 +109,8 @@ export const send = Command.make(
               skipUnreadable: flags.skipErrors,
               checkpointTtl,
               resume,
+              compress: { mode: flags.compress, level: flags.compressLevel },
+              limitRate: Option.getOrUndefined(flags.limitRate),
             },
             events,
           ),
@@ -142,6 +146,8 @@ export const send = Command.make(
               ),
       )
       yield* ui.verified()
+      for (const line of Format.compression(flags.compress, flags.encrypt, sent.progress, sources.manifest))
+        yield* ui.info(line)
       if (sent.path !== undefined) yield* ui.info(Format.connection(sent.path))
       if (sent.resent > 0)
         yield* ui.info(

@@ -1,5 +1,6 @@
 import type { Manifest } from "@p2pal/domain"
 import { escapeForDisplay } from "@p2pal/domain/ManifestPolicy"
+import * as Rate from "@p2pal/domain/Rate"
 import type { Progress } from "@p2pal/transfer/Progress"
 import { Clock, Context, Effect, Layer, Schedule, type Scope } from "effect"
 import * as readline from "node:readline/promises"
@@ -134,7 +135,13 @@ export class Ui extends Context.Tag("@p2pal/cli/Ui")<
             const entry = manifest.entries[progress.file]
             const size = entry?._tag === "file" ? entry.size : 0
             const name = entry === undefined ? "" : escapeForDisplay(entry.path)
-            const pace = progress.status ?? `${Format.bytes(rate)}/s  ETA ${Format.seconds(eta)}`
+            const wire =
+              progress.compressing && progress.wire > 0
+                ? `  wire ${Format.bytes(progress.wire / elapsed)}/s, ratio ${(progress.original / progress.wire).toFixed(1)}`
+                : ""
+            const limited = progress.limit === undefined ? "" : ` (limited to ${Rate.format(progress.limit)})`
+            const pace =
+              progress.status ?? `${Format.bytes(rate)}/s${limited}${wire}  ETA ${Format.seconds(eta)}`
             // A single file's count would say nothing its own bar does not.
             const count = files > 1 ? `  ${before[progress.file]}/${files} files` : ""
             const lines = barLines(

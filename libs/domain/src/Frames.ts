@@ -5,8 +5,8 @@ import { utf8Prefix } from "./Excerpt.js"
  * Binary frames of the peer DataChannel. Every frame is a 17-byte big-endian header
  * (type u8 | a u32 | b u64 | len u32) followed by exactly `len` payload bytes.
  * What `a` and `b` mean depends on the type; a field a type does not use must be zero,
- * so every frame has exactly one encoding. The whole wire format stays in this one file (a little over
- * 250 lines), one codec per type, so it reads as a single table.
+ * so every frame has exactly one encoding. The whole wire format stays in this one file (about
+ * 300 lines), one codec per type, so it reads as a single table.
  */
 export const HeaderBytes = 17
 /** Largest chunk payload. */
@@ -15,6 +15,13 @@ export const MaxChunkBytes = 63 * 1024
 export const SealTagBytes = 16
 /** No frame may exceed this. */
 export const MaxFrameBytes = HeaderBytes + 64 * 1024
+/** Largest file bytes one Zstd frame may stand for: the receiver's buffer for one frame is this big at most. */
+export const MaxZstdOriginalBytes = 1024 * 1024
+/** A Zstd payload starts with the original length (u32) in front of the compressed bytes. */
+export const ZstdLengthBytes = 4
+/** Codecs a receiver may list in its Accept, and the sender may use for file bytes. */
+export const Codecs = ["zstd"] as const
+export type CodecName = (typeof Codecs)[number]
 /** Largest Reject / Error / Skip payload (UTF-8 bytes); longer texts are cut on encode. */
 export const MaxTextBytes = 1024
 /**
@@ -31,11 +38,27 @@ export type Frame =
       readonly offset: number
       readonly bytes: Uint8Array
     }
-  /** The receiver accepts the manifest. */
-  | { readonly _tag: "Accept" }
+  /**
+   * The receiver accepts the manifest; payload = the codecs it decodes, comma-separated (none: empty,
+   * as an older receiver sends it). Names are kept as sent: a later receiver may list ones a sender
+   * does not know, which it ignores.
+   */
+  | { readonly _tag: "Accept"; readonly codecs: ReadonlyArray<string> }
   | { readonly _tag: "Reject"; readonly reason: string }
   /** a = file index (in manifest entries), b = byte offset in that file. */
   | { readonly _tag: "Chunk"; readonly file: number; readonly offset: number; readonly bytes: Uint8Array }
+  /**
+   * a = file index, b = byte offset in that file, payload = the original length `size` (u32, at most
+   * MaxZstdOriginalBytes) then one zstd frame that decodes to exactly `size` bytes of the file there.
+   * Sent only to a receiver whose Accept listed "zstd".
+   */
+  | {
+      readonly _tag: "Zstd"
+      readonly file: number
+      readonly offset: number
+      readonly size: number
+      readonly bytes: Uint8Array
+    }
   /** a = file index, b = file size, payload = SHA-256 of the file (32 bytes). */
   | { readonly _tag: "FileEnd"; readonly file: number; readonly size: number; readonly sha256: Uint8Array }
   /** b = cumulative bytes written by the receiver, those it held already when the transfer resumed included. */
@@ -79,6 +102,7 @@ interface Codec<T extends Tag> {
 
 /** fatal: reject invalid UTF-8; ignoreBOM: keep a leading U+FEFF so decode/encode round-trips exactly. */
 const decoder = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true })
+const encoder = new TextEncoder()
 const noPayload = new Uint8Array(0)
 
 /** The text, or undefined if the bytes are not valid UTF-8. */
@@ -91,7 +115,7 @@ const utf8 = (payload: Uint8Array): string | undefined => {
 }
 const notUtf8 = "text is not valid UTF-8"
 
-const bare = <T extends "Accept" | "Done">(tag: T, type: number): Codec<T> => ({
+const bare = <T extends "Done">(tag: T, type: number): Codec<T> => ({
   type,
   uses: "",
   payload: [0, 0],
@@ -131,7 +155,17 @@ const codecs: { readonly [T in Tag]: Codec<T> } = {
           ? `manifest bytes ${offset}..${offset + bytes.length} run past its size ${total}`
           : { _tag: "ManifestPart", total, offset, bytes },
   },
-  Accept: bare("Accept", 2),
+  Accept: {
+    type: 2,
+    uses: "",
+    payload: [0, MaxTextBytes],
+    toWire: (f) => ({ a: 0, b: 0, payload: encoder.encode(f.codecs.join(",")) }),
+    fromWire: ({ payload }) => {
+      const list = utf8(payload)
+      if (list === undefined) return notUtf8
+      return { _tag: "Accept", codecs: list === "" ? [] : list.split(",") }
+    },
+  },
   Reject: text("Reject", 3, "reason"),
   Chunk: {
     type: 4,
@@ -140,6 +174,24 @@ const codecs: { readonly [T in Tag]: Codec<T> } = {
     toWire: (f) => ({ a: f.file, b: f.offset, payload: f.bytes }),
     // Whether offset + length fits the file is the receiver's check: it knows the declared size.
     fromWire: ({ a: file, b: offset, payload: bytes }) => ({ _tag: "Chunk", file, offset, bytes }),
+  },
+  Zstd: {
+    type: 11,
+    uses: "ab",
+    payload: [ZstdLengthBytes + 1, MaxFrameBytes - HeaderBytes],
+    toWire: (f) => {
+      const payload = new Uint8Array(ZstdLengthBytes + f.bytes.length)
+      new DataView(payload.buffer).setUint32(0, f.size)
+      payload.set(f.bytes, ZstdLengthBytes)
+      return { a: f.file, b: f.offset, payload }
+    },
+    // Whether it decodes to `size` bytes, and they fit the file, is the receiver's check.
+    fromWire: ({ a: file, b: offset, payload }) => {
+      const size = new DataView(payload.buffer, payload.byteOffset).getUint32(0)
+      return size < 1 || size > MaxZstdOriginalBytes
+        ? `original length ${size} is outside 1..${MaxZstdOriginalBytes}`
+        : { _tag: "Zstd", file, offset, size, bytes: payload.subarray(ZstdLengthBytes) }
+    },
   },
   FileEnd: {
     type: 5,
@@ -240,7 +292,7 @@ export const chunkInto = (frame: Uint8Array, file: number, offset: number): Uint
 
 const fail = (reason: string) => Either.left(new FrameError({ reason }))
 
-/** Decodes one DataChannel message. Chunk and ManifestPart bytes are views into `message`, not copies. */
+/** Decodes one DataChannel message. Chunk, Zstd and ManifestPart bytes are views into `message`, not copies. */
 export const decode = (message: Uint8Array): Either.Either<Frame, FrameError> => {
   if (message.length < HeaderBytes)
     return fail(`frame of ${message.length} bytes is shorter than the ${HeaderBytes}-byte header`)

@@ -2,6 +2,8 @@ import { describe, expect, it } from "@effect/vitest"
 import { Either, FastCheck as fc } from "effect"
 import {
   chunkInto,
+  Codecs,
+  MaxZstdOriginalBytes,
   decode,
   encode,
   type Frame,
@@ -36,7 +38,15 @@ const manifestPart = fc
 
 const frame: fc.Arbitrary<Frame> = fc.oneof(
   manifestPart,
-  fc.constant<Frame>({ _tag: "Accept" }),
+  fc.subarray<string>([...Codecs]).map((codecs): Frame => ({ _tag: "Accept", codecs })),
+  fc
+    .record({
+      file: u32,
+      offset: safe,
+      size: fc.integer({ min: 1, max: MaxZstdOriginalBytes }),
+      bytes: fc.uint8Array({ minLength: 1, maxLength: 300 }),
+    })
+    .map((f): Frame => ({ _tag: "Zstd", ...f })),
   text.map((reason): Frame => ({ _tag: "Reject", reason })),
   fc
     .record({ file: u32, offset: safe, bytes: fc.uint8Array({ minLength: 1, maxLength: 300 }) })
@@ -69,7 +79,7 @@ const reasonOf = (message: Uint8Array): string =>
 /** Messages whose header is mostly plausible, so decoding gets past the first checks. */
 const nearlyValid = fc
   .record({
-    type: fc.integer({ min: 0, max: 10 }),
+    type: fc.integer({ min: 0, max: 11 }),
     a: fc.oneof(fc.constant(0), u32),
     b: fc.oneof(
       fc.constant(0n),
@@ -137,6 +147,12 @@ describe("Frames", () => {
     }
     expect(slices).toBe(Math.ceil(MaxManifestBytes / MaxChunkBytes))
     expect(Buffer.from(received).equals(Buffer.from(manifest))).toBe(true)
+  })
+
+  it("keeps codec names an Accept lists, known or not, so it re-encodes to the same bytes", () => {
+    const message = raw(2, 0, 0n, new TextEncoder().encode("lz4,zstd"))
+    expect(decode(message)).toEqual(Either.right({ _tag: "Accept", codecs: ["lz4", "zstd"] }))
+    expect(decode(raw(2, 0, 0n, new Uint8Array(0)))).toEqual(Either.right({ _tag: "Accept", codecs: [] }))
   })
 
   it("returns Chunk and ManifestPart payloads as views of the message, not copies", () => {
@@ -208,7 +224,14 @@ describe("Frames", () => {
     ],
     ["oversized chunk frame", raw(4, 0, 0n, new Uint8Array(MaxFrameBytes - HeaderBytes + 1)), /larger than/],
     ["type 0", raw(0, 0, 0n, none), /unknown frame type 0/],
-    ["type 11", raw(11, 0, 0n, none), /unknown frame type 11/],
+    ["type 12", raw(12, 0, 0n, none), /unknown frame type 12/],
+    ["Zstd with no bytes", raw(11, 0, 0n, new Uint8Array(4)), /Zstd: payload of 4 bytes/],
+    [
+      "Zstd standing for more than its cap",
+      raw(11, 0, 0n, new Uint8Array([0, 0x10, 0, 1, 7])),
+      new RegExp(`Zstd: original length ${MaxZstdOriginalBytes + 1} is outside`),
+    ],
+    ["Zstd standing for nothing", raw(11, 0, 0n, new Uint8Array([0, 0, 0, 0, 7])), /original length 0/],
     ["type 255", raw(255, 0, 0n, none), /unknown frame type 255/],
     ["truncated chunk", raw(4, 0, 0n, new Uint8Array(10), 11), /length field says 11 .* carries 10/],
     ["extra bytes", raw(2, 0, 0n, new Uint8Array(1), 0), /length field says 0 .* carries 1/],
@@ -226,7 +249,7 @@ describe("Frames", () => {
     ],
     ["short hash", raw(5, 0, 10n, new Uint8Array(31)), /FileEnd: payload of 31 bytes is outside 32\.\.32/],
     ["long hash", raw(5, 0, 10n, new Uint8Array(33)), /FileEnd: payload of 33/],
-    ["Accept with a payload", raw(2, 0, 0n, new Uint8Array(1)), /Accept: payload of 1 bytes/],
+    ["Accept with invalid UTF-8", raw(2, 0, 0n, new Uint8Array([0xff])), /Accept: text is not valid UTF-8/],
     ["Accept with a", raw(2, 1, 0n, none), /Accept: field a must be 0/],
     ["Done with b", raw(7, 0, 5n, none), /Done: field b must be 0/],
     ["Ack with a", raw(6, 3, 5n, none), /Ack: field a must be 0/],

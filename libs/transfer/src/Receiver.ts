@@ -14,12 +14,14 @@ import * as fs from "node:fs/promises"
 import * as path from "node:path"
 import * as DurableFile from "./DurableFile.js"
 import { Progress } from "./Progress.js"
+import type { RateLimit } from "./RateLimit.js"
 import { ioError, withCleanup } from "./Io.js"
 import * as Payload from "./Payload.js"
 import * as Placer from "./Placer.js"
 import * as RecvCheckpoint from "./RecvCheckpoint.js"
 import { findConflict, freeBytes, targetOf } from "./Targets.js"
 import { frameReader, sendFrame, unexpected, WriteBatchBytes } from "./Wire.js"
+import { zstd } from "./Zstd.js"
 
 export interface ReceiveOptions {
   /** Opens chunk payloads when the manifest says the sender sealed them (`send --encrypt`). */
@@ -42,7 +44,13 @@ export interface ReceiveOptions {
    * temporary files stay and a resumed session continues them. Without it, any failure removes them.
    */
   readonly checkpoints?: RecvCheckpoint.RecvCheckpointOptions | undefined
+  /** `--limit-rate`: the cap on the bytes this side writes, kept by holding back its acknowledgements. */
+  readonly limit?: RateLimit | undefined
+  /** The codecs to offer the sender in the Accept; all this receiver decodes if not given. */
+  readonly codecs?: ReadonlyArray<Frames.CodecName> | undefined
 }
+
+type ZstdFrame = Frames.Frame & { _tag: "Zstd" }
 
 const receiveManifest = (nextFrame: Effect.Effect<Frames.Frame, PeerFailed>) =>
   Effect.gen(function* () {
@@ -71,6 +79,7 @@ interface Files {
   readonly placer: Placer.Placer
   /** The bytes of the transfer last acknowledged to the sender. */
   readonly acked: { bytes: number }
+  readonly limit: RateLimit | undefined
 }
 
 /**
@@ -88,6 +97,8 @@ const receiveFile = (
   progress: Progress,
   /** A chunk's file bytes: its payload, or with --encrypt the opened payload (undefined if forged). */
   plaintextOf: (chunk: Frames.Frame & { _tag: "Chunk" }) => Uint8Array | undefined,
+  /** A Zstd frame's file bytes (undefined if it does not decode to its size); absent if none was offered. */
+  inflate: ((frame: ZstdFrame) => Uint8Array | undefined) | undefined,
   files: Files,
 ) =>
   Effect.suspend(() => {
@@ -100,29 +111,52 @@ const receiveFile = (
       Effect.gen(function* () {
         // Told once a write batch's worth is written, however many files it spans: a small file costs no frame.
         // What stays untold is under one batch, far inside the sender's window, so the sender never waits on it.
+        // With --limit-rate every byte written waits its turn before it counts: the acknowledgements, and
+        // with them the sender, keep to the rate.
         const acknowledge = Effect.suspend(() => {
-          progress.bytes += file.written - progress.fileBytes
+          const wrote = file.written - progress.fileBytes
+          progress.bytes += wrote
           progress.fileBytes = file.written
-          if (progress.bytes - files.acked.bytes < WriteBatchBytes) return Effect.void
+          const paced = files.limit === undefined ? Effect.void : files.limit.take(wrote)
+          if (progress.bytes - files.acked.bytes < WriteBatchBytes) return paced
           files.acked.bytes = progress.bytes
-          return sendFrame(channel, { _tag: "Ack", bytes: progress.bytes })
+          return Effect.zipRight(paced, sendFrame(channel, { _tag: "Ack", bytes: progress.bytes }))
         })
         const write = Effect.flatMap(file.write, (wrote) => (wrote ? acknowledge : Effect.void))
+        const inOrder = (frame: { readonly file: number; readonly offset: number }) =>
+          frame.file === index && frame.offset === file.received
+            ? Effect.void
+            : new PeerFailed({
+                message: `protocol error: chunk for file ${frame.file} at ${frame.offset} out of order`,
+              })
+        const fits = (length: number) =>
+          file.received + length <= entry.size
+            ? Effect.void
+            : new PeerFailed({ message: `the sender sent more bytes than declared for ${entry.path}` })
         while (true) {
           const frame = yield* nextFrame
           if (frame._tag === "Chunk") {
-            if (frame.file !== index || frame.offset !== file.received)
-              return yield* new PeerFailed({
-                message: `protocol error: chunk for file ${frame.file} at ${frame.offset} out of order`,
-              })
+            yield* inOrder(frame)
             const bytes = plaintextOf(frame)
             if (bytes === undefined)
               return yield* new PeerFailed({
                 message: `an encrypted chunk of ${entry.path} failed authentication: it was altered on the way`,
               })
-            if (file.received + bytes.length > entry.size)
+            yield* fits(bytes.length)
+            if (yield* file.append(bytes)) yield* acknowledge
+          } else if (frame._tag === "Zstd") {
+            if (inflate === undefined)
               return yield* new PeerFailed({
-                message: `the sender sent more bytes than declared for ${entry.path}`,
+                message:
+                  "protocol error: the sender sent zstd-compressed data, which this receiver did not offer",
+              })
+            yield* inOrder(frame)
+            // Checked on the declared length, before a byte is decompressed.
+            yield* fits(frame.size)
+            const bytes = inflate(frame)
+            if (bytes === undefined)
+              return yield* new PeerFailed({
+                message: `protocol error: compressed data for ${entry.path} at ${frame.offset} does not decode to the ${frame.size} bytes it declares`,
               })
             if (yield* file.append(bytes)) yield* acknowledge
           } else if (frame._tag === "FileEnd") {
@@ -216,15 +250,20 @@ export const receive = Effect.fn("Receiver.receive")(function* (channel: Channel
     manifest.encryption === undefined || payloadKey === undefined
       ? chunk.bytes
       : Payload.openChunk(payloadKey, chunk.file, chunk.offset, chunk.bytes)
+  // Sealed chunks come raw: a Zstd frame would carry file bytes past the authentication.
+  const codecs = manifest.encryption === undefined ? (options.codecs ?? Frames.Codecs) : []
+  const decoder = codecs.includes("zstd") ? yield* zstd : undefined
+  const inflate = decoder && ((frame: ZstdFrame) => decoder.decompress(frame.bytes, frame.size))
   for (const [file, offset] of tracker?.resumeFrom ?? [])
     yield* sendFrame(channel, { _tag: "ResumeFrom", file, offset })
-  yield* sendFrame(channel, { _tag: "Accept" })
+  yield* sendFrame(channel, { _tag: "Accept", codecs })
   if (tracker !== undefined) yield* Effect.zipRight(tracker.discardStale, tracker.save)
   const progress = options.progress ?? new Progress(total)
   progress.bytes = here
+  progress.limit = options.limit?.bytesPerSecond
   yield* options.onStart(progress, manifest)
   yield* withCleanup(
-    receiveFiles(channel, nextFrame, manifest, options, progress, plaintextOf, tracker),
+    receiveFiles(channel, nextFrame, manifest, options, progress, { plaintextOf, inflate }, tracker),
     // Kept for a resume only when one can build on it; a peer that broke the protocol leaves nothing.
     (exit) =>
       tracker !== undefined && Exit.isFailure(exit) && !RecvCheckpoint.resumable(exit)
@@ -245,13 +284,22 @@ const receiveFiles = (
   manifest: Manifest.Manifest,
   options: ReceiveOptions,
   progress: Progress,
-  plaintextOf: (chunk: Frames.Frame & { _tag: "Chunk" }) => Uint8Array | undefined,
+  data: {
+    readonly plaintextOf: (chunk: Frames.Frame & { _tag: "Chunk" }) => Uint8Array | undefined
+    readonly inflate: ((frame: ZstdFrame) => Uint8Array | undefined) | undefined
+  },
   tracker: RecvCheckpoint.Tracker | undefined,
 ) =>
   Effect.gen(function* () {
     const lock = yield* Effect.makeSemaphore(1)
     const save = tracker === undefined ? undefined : lock.withPermits(1)(tracker.save)
-    const files: Files = { tracker, save, placer: yield* Placer.make(save), acked: { bytes: progress.bytes } }
+    const files: Files = {
+      tracker,
+      save,
+      placer: yield* Placer.make(save),
+      acked: { bytes: progress.bytes },
+      limit: options.limit,
+    }
     /** Directories made so far: one mkdir per directory, not per file. */
     const made = new Set<string>()
     yield* Effect.forEach(
@@ -273,7 +321,8 @@ const receiveFiles = (
             target,
             options.overwrite || (tracker?.placedBefore.has(index) ?? false),
             progress,
-            plaintextOf,
+            data.plaintextOf,
+            data.inflate,
             files,
           ).pipe(
             // The sender learns why its data was refused (bytes past the declared size, chunks out of order).

@@ -1,15 +1,19 @@
+// A little over 250 lines: the send loop reads as one, with the ack window, compression and the rate cap in it.
 import { Frames, Manifest } from "@p2pal/domain"
 import { LocalIoFailed, PeerFailed, type SkippedFile } from "@p2pal/domain/Errors"
 import type { Channel } from "@p2pal/infra/PeerLink"
-import { Deferred, Duration, Effect } from "effect"
+import { Clock, Deferred, Duration, Effect } from "effect"
 import * as AckWindow from "./AckWindow.js"
 import * as BlockReader from "./BlockReader.js"
+import * as Compression from "./Compression.js"
 import * as Lookahead from "./Lookahead.js"
 import type { Progress } from "./Progress.js"
+import type { RateLimit } from "./RateLimit.js"
 import { Hasher } from "./Hasher.js"
 import * as Payload from "./Payload.js"
 import type { Source, Sources } from "./Sources.js"
 import { frameReader, sendFrame, unexpected } from "./Wire.js"
+import { zstd } from "./Zstd.js"
 
 export interface SendOptions {
   /** Payload bytes per chunk frame (at most Frames.MaxChunkBytes). */
@@ -24,6 +28,10 @@ export interface SendOptions {
   readonly skipUnreadable?: ((file: SkippedFile) => Effect.Effect<void>) | undefined
   /** For the caller's checkpoint: what the receiver has confirmed of each file. */
   readonly acked?: AckedFiles | undefined
+  /** `--limit-rate`: the cap on the bytes this side puts on the wire (after compression). */
+  readonly limit?: RateLimit | undefined
+  /** `--compress` and `--compress-level`; auto at the default level if not given. */
+  readonly compress?: Compression.CompressOptions | undefined
 }
 
 export interface AckedFiles {
@@ -37,6 +45,10 @@ export interface AckedFiles {
 interface FileToSend extends BlockReader.Options {
   readonly entry: Manifest.Entry & { _tag: "file" }
 }
+
+/** A send that returns sooner than this did not wait for the link: it had room for more. */
+const LinkWaitNanos = 500_000n
+const seconds = (nanos: bigint) => Number(nanos) / 1e9
 
 /** After telling the receiver we stop, how long to wait for it to answer, so the message is not lost in a close. */
 const StopGrace = Duration.seconds(5)
@@ -65,7 +77,7 @@ const acceptance = (
     const changed = new Set(manifest.changed ?? [])
     while (true) {
       const reply = yield* nextFrame
-      if (reply._tag === "Accept") return offsets
+      if (reply._tag === "Accept") return { offsets, codecs: reply.codecs }
       if (reply._tag === "Reject")
         return yield* new PeerFailed({ message: `the receiver declined: ${reply.reason}` })
       if (reply._tag === "Error")
@@ -101,9 +113,16 @@ export const send = Effect.fn("Sender.send")(function* (
     yield* sendFrame(channel, { _tag: "ManifestPart", total: manifestBytes.length, offset, bytes })
   }
   const nextFrame = frameReader(channel)
-  const offsets = yield* acceptance(channel, nextFrame, sources.manifest)
+  const { offsets, codecs } = yield* acceptance(channel, nextFrame, sources.manifest)
+  const compress = options.compress ?? { mode: "auto", level: Compression.DefaultLevel }
+  // Sealed chunks (--encrypt) go as they are: a Zstd frame carries no authentication tag.
+  const codec =
+    compress.mode !== "none" && payloadKey === undefined && codecs.includes("zstd") ? yield* zstd : undefined
 
-  const { progress } = options
+  const { progress, limit } = options
+  progress.compressing = codec !== undefined
+  progress.limit = limit?.bytesPerSecond
+  const speeds = new Compression.Speeds()
   const hasher = yield* Hasher
   const verified = yield* Deferred.make<void, PeerFailed>()
   const held = [...offsets.values()].reduce((sum, offset) => sum + offset, 0)
@@ -150,16 +169,32 @@ export const send = Effect.fn("Sender.send")(function* (
       unconfirmed.set(index, { start: progress.sent, from, size: entry.size })
       const hash = hasher.start(entry.size)
       const reader = yield* BlockReader.open({ ...file, hash }, prepared)
+      const packer = Compression.packer(compress, codec, speeds, index, entry.path, (why) =>
+        progress.raw.set(index, why),
+      )
+      let lastSent = yield* Clock.currentTimeNanos
       while (true) {
         const block = yield* reader.next
         if (block === undefined) break
-        const { frames, payloads, start, end } = block
+        const { payloads, start, end } = block
+        const packing = yield* Clock.currentTimeNanos
+        const frames =
+          payloadKey === undefined
+            ? packer.pack(block)
+            : payloads.map((p, i) => Payload.sealChunk(payloadKey, index, start + i * chunkSize, p))
+        const packed = yield* Clock.currentTimeNanos
+        if (payloadKey === undefined && frames !== block.frames)
+          speeds.compressed(end - start, seconds(packed - packing))
+        const wire = frames.reduce((sum, frame) => sum + frame.length, 0)
         yield* window.room(end - start)
-        yield* channel.send(
-          ...(payloadKey === undefined
-            ? frames
-            : payloads.map((p, i) => Payload.sealChunk(payloadKey, index, start + i * chunkSize, p))),
-        )
+        if (limit !== undefined) yield* limit.take(wire)
+        yield* channel.send(...frames)
+        const sent = yield* Clock.currentTimeNanos
+        // The sender waited for the link (or the cap): it was busy all the while since the last send.
+        if (sent - packed >= LinkWaitNanos) speeds.linkBound(wire, seconds(sent - lastSent))
+        lastSent = sent
+        progress.wire += wire
+        progress.original += end - start
         progress.sent += end - start
         progress.fileBytes += end - start
         // node-datachannel copied each frame on send, so the bytes can move to the hashing thread now.

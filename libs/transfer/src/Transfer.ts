@@ -5,9 +5,11 @@ import { SignalClient } from "@p2pal/infra/SignalClient"
 import { Clock, Context, Deferred, Duration, Effect, Exit } from "effect"
 import { randomInt } from "node:crypto"
 import { Checkpoints } from "./Checkpoints.js"
+import type { CompressOptions } from "./Compression.js"
 import { overConnections, type PeerOptions } from "./Connection.js"
 import { Hasher } from "./Hasher.js"
 import { Progress } from "./Progress.js"
+import * as RateLimit from "./RateLimit.js"
 import * as Receiver from "./Receiver.js"
 import * as SendCheckpoint from "./SendCheckpoint.js"
 import * as Sender from "./Sender.js"
@@ -16,6 +18,10 @@ import type { Sources } from "./Sources.js"
 import { type Sink, TransferEvent } from "./TransferEvent.js"
 
 export type { PeerOptions } from "./Connection.js"
+
+/** One bucket for the whole transfer, so the cap holds across reconnects. */
+const limitOf = (limitRate: number | undefined) =>
+  limitRate === undefined ? Effect.succeed(undefined) : RateLimit.make(limitRate)
 
 /** After Done, how long the receiver waits for the sender to hang up, so Done is not lost in a close. */
 const HangUpGrace = Duration.seconds(5)
@@ -32,9 +38,15 @@ export interface SendOptions extends PeerOptions {
   readonly checkpointTtl: Duration.Duration
   /** `send --resume`: the transfer the checkpoint belongs to and when it began; `sources` come from it. */
   readonly resume?: { readonly transferId: Ids.TransferId; readonly createdAt: number } | undefined
+  /** `--compress` and `--compress-level`. */
+  readonly compress?: CompressOptions | undefined
+  /** `--limit-rate`, bytes per second on the wire. */
+  readonly limitRate?: number | undefined
 }
 
 export interface Sent {
+  /** The transfer's counters at the end: file bytes and wire bytes, files auto sent raw. */
+  readonly progress: Progress
   /** The id the checkpoint was kept under (gone now the receiver has verified every file). */
   readonly transferId: Ids.TransferId
   /** The last connection's path, read while it was up. */
@@ -49,6 +61,8 @@ export interface ReceiveOptions extends PeerOptions {
   readonly overwrite: boolean
   /** How long the checkpoint stays resumable after its last save. */
   readonly checkpointTtl: Duration.Duration
+  /** `--limit-rate`, bytes per second written. */
+  readonly limitRate?: number | undefined
 }
 
 export interface Received {
@@ -76,13 +90,22 @@ const send = Effect.fn("Transfer.send")(function* (options: SendOptions, events:
   yield* checkpoint.save
   yield* events.offer(TransferEvent.CheckpointSaved({ transferId }))
   const progress = new Progress(Manifest.totalBytes(options.sources.manifest))
-  const path = yield* sendSession(options, events, created, transferId, checkpoint.acked, progress).pipe(
+  const limit = yield* limitOf(options.limitRate)
+  const path = yield* sendSession(
+    options,
+    events,
+    created,
+    transferId,
+    checkpoint.acked,
+    progress,
+    limit,
+  ).pipe(
     Effect.scoped,
     // Whatever stopped it, the latest acknowledgements are worth keeping.
     Effect.onExit((exit) => (Exit.isFailure(exit) ? Effect.ignore(checkpoint.save) : Effect.void)),
   )
   yield* checkpoint.remove
-  return { transferId, path, resent: progress.resent } satisfies Sent
+  return { transferId, path, resent: progress.resent, progress } satisfies Sent
 })
 
 /** One session: the code, the PAKE, the peer connection, and the files, offered under `transferId`. */
@@ -93,6 +116,7 @@ const sendSession = (
   transferId: Ids.TransferId,
   acked: Sender.AckedFiles,
   progress: Progress,
+  limit: RateLimit.RateLimit | undefined,
 ) =>
   Effect.gen(function* () {
     const client = yield* SignalClient
@@ -125,6 +149,8 @@ const sendSession = (
                 ? (file) => events.offer(TransferEvent.Skipped({ file }))
                 : undefined,
               acked,
+              compress: options.compress,
+              limit,
             },
           )
           return channel.path()
@@ -153,6 +179,7 @@ const receive = Effect.fn("Transfer.receive")(function* (options: ReceiveOptions
   const store = yield* Checkpoints
   const joined = yield* client.join(options.server, { nameplate: options.code.nameplate })
   const session = yield* client.open(options.server, joined.token)
+  const limit = yield* limitOf(options.limitRate)
   /** What the user accepted, and the counters on screen: a connection after a drop carries them on. */
   let accepted: { readonly manifest: Uint8Array; readonly progress: Progress } | undefined
   const path = yield* overConnections(
@@ -177,6 +204,7 @@ const receive = Effect.fn("Transfer.receive")(function* (options: ReceiveOptions
             onSkipped: (file) => events.offer(TransferEvent.Skipped({ file })),
             checkpoints: { store, ttl: options.checkpointTtl },
             payloadKey,
+            limit,
             // After a drop the sender must offer what the user accepted, and nothing else.
             confirm: (manifest) =>
               before === undefined

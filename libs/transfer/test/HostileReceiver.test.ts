@@ -103,7 +103,7 @@ layer(Layer.merge(PeerLink.Default, Hasher.Default), { excludeTestServices: true
           const [sent, heard] = yield* Effect.all(
             [
               Effect.exit(Sender.send(offerer, offered, { chunkSize: 1024, progress: new Progress(0) })),
-              rogueReceiver(answerer, [...row.replies, { _tag: "Accept" }]),
+              rogueReceiver(answerer, [...row.replies, { _tag: "Accept", codecs: [] }]),
             ],
             { concurrency: 2 },
           )
@@ -125,7 +125,7 @@ layer(Layer.merge(PeerLink.Default, Hasher.Default), { excludeTestServices: true
               rogueReceiver(answerer, [
                 { _tag: "ResumeFrom", file: 1, offset: 10 },
                 { _tag: "ResumeFrom", file: 2, offset: 15 },
-                { _tag: "Accept" },
+                { _tag: "Accept", codecs: [] },
               ]),
             ],
             { concurrency: 2 },

@@ -1,7 +1,7 @@
 import { layer } from "@effect/vitest"
 import { Manifest, PeerSignal } from "@p2pal/domain"
 import type { SkippedFile } from "@p2pal/domain/Errors"
-import { HeaderBytes, MaxChunkBytes, MaxFrameBytes, MaxManifestBytes } from "@p2pal/domain/Frames"
+import { encode, HeaderBytes, MaxChunkBytes, MaxFrameBytes, MaxManifestBytes } from "@p2pal/domain/Frames"
 import { MaxEntries } from "@p2pal/domain/ManifestPolicy"
 import { PeerLink, type SignalPort } from "@p2pal/infra/PeerLink"
 import { Hasher } from "@p2pal/transfer/Hasher"
@@ -126,6 +126,39 @@ const header = (type: number, a: number, b: number, len: number): Uint8Array => 
   return out
 }
 
+/** This process's peak resident memory so far, in bytes. */
+const peakRss = () => process.resourceUsage().maxRSS * 1024
+/** What a bomb may add to the peak: a 1 GiB expansion, or even one of 64 MiB, would go far past it. */
+const MaxBombGrowth = 32 * 1024 * 1024
+
+/** A zstd block header (RFC 8878 3.1.1.2): 3 bytes, little-endian. */
+const blockHeader = (last: boolean, type: "raw" | "rle", size: number) => {
+  const value = (last ? 1 : 0) | ((type === "raw" ? 0 : 1) << 1) | (size << 3)
+  return [value & 0xff, (value >> 8) & 0xff, value >> 16]
+}
+const zstdMagic = [0x28, 0xb5, 0x2f, 0xfd]
+/** A zstd frame holding `bytes` in one raw block, its content size declared (single segment, 1-byte size). */
+const storedZstd = (bytes: Uint8Array) =>
+  new Uint8Array([...zstdMagic, 0x20, bytes.length, ...blockHeader(true, "raw", bytes.length), ...bytes])
+/**
+ * A zstd bomb: `blocks` RLE blocks of 128 KiB of zeros at 4 bytes each, no content size declared
+ * (window 128 KiB): 8192 blocks make 32 KiB that expand to 1 GiB.
+ */
+const bombZstd = (blocks: number) =>
+  new Uint8Array([
+    ...zstdMagic,
+    0x00,
+    0x38,
+    ...Array.from({ length: blocks }, (_, i) => [
+      ...blockHeader(i === blocks - 1, "rle", 128 * 1024),
+      0,
+    ]).flat(),
+  ])
+/** The Zstd frame for file 0 at `offset`, standing for `size` bytes, as the rogue sends it. */
+const zstdStep = (offset: number, size: number, bytes: Uint8Array): Step => ({
+  raw: base64(encode({ _tag: "Zstd", file: 0, offset, size, bytes })),
+})
+
 interface Row {
   readonly name: string
   readonly script: (root: string) => ReadonlyArray<Step>
@@ -141,6 +174,10 @@ interface Row {
   readonly accepted?: boolean
   /** Files the rogue sent whole before it misbehaved: kept, as from any sender. */
   readonly saved?: ReadonlyArray<string>
+  /** A frame that would expand far past its size: the receiver's peak memory must stay where it was. */
+  readonly bomb?: boolean
+  /** The codecs the receiver offers (all it has if not given). */
+  readonly codecs?: ReadonlyArray<"zstd">
 }
 
 /** Refused while the file list is read: the receiver's error and the sender's Reject carry the same words. */
@@ -277,6 +314,80 @@ const rows: ReadonlyArray<Row> = [
     accepted: true,
     saved: ["out/a.txt"],
   },
+  {
+    name: "a zstd bomb: 32 KiB declared as 1000 bytes that would expand to 1 GiB",
+    script: () => [
+      manifestOf(file("x.bin", 1100)),
+      { await: "Accept" },
+      { chunk: { file: 0, offset: 0, bytes: base64(new Uint8Array(100).fill(7)) } },
+      zstdStep(100, 1000, bombZstd(8192)),
+    ],
+    error: "PeerFailed",
+    says: "compressed data for x.bin at 100 does not decode to the 1000 bytes it declares",
+    reply: "Error",
+    hears: "does not decode to the 1000 bytes it declares",
+    accepted: true,
+    bomb: true,
+  },
+  {
+    name: "a zstd frame whose header declares more than its frame does",
+    script: () => {
+      const bomb = bombZstd(8)
+      // Single segment, 4-byte content size: 1 GiB, where the frame says 1000.
+      const header = [...zstdMagic, 0xa0, 0, 0, 0, 0x40]
+      return [
+        manifestOf(file("x.bin", 1000)),
+        { await: "Accept" },
+        zstdStep(0, 1000, new Uint8Array([...header, ...bomb.subarray(6)])),
+      ]
+    },
+    error: "PeerFailed",
+    says: "does not decode to the 1000 bytes it declares",
+    reply: "Error",
+    hears: "does not decode to the 1000 bytes it declares",
+    accepted: true,
+    bomb: true,
+  },
+  {
+    name: "a zstd frame that runs past the file's size",
+    script: () => [
+      manifestOf(file("x.bin", 10)),
+      { await: "Accept" },
+      zstdStep(0, 20, storedZstd(new Uint8Array(20).fill(7))),
+    ],
+    error: "PeerFailed",
+    says: "the sender sent more bytes than declared for x.bin",
+    reply: "Error",
+    hears: "the sender sent more bytes than declared for x.bin",
+    accepted: true,
+  },
+  {
+    name: "a corrupt zstd frame",
+    script: () => {
+      const frame = storedZstd(new Uint8Array(20).fill(7))
+      frame[6] = 0xff // the block header: a reserved block type
+      return [manifestOf(file("x.bin", 20)), { await: "Accept" }, zstdStep(0, 20, frame)]
+    },
+    error: "PeerFailed",
+    says: "compressed data for x.bin at 0 does not decode to the 20 bytes it declares",
+    reply: "Error",
+    hears: "does not decode",
+    accepted: true,
+  },
+  {
+    name: "a zstd frame to a receiver that offered no codec",
+    script: () => [
+      manifestOf(file("x.bin", 20)),
+      { await: "Accept" },
+      zstdStep(0, 20, storedZstd(new Uint8Array(20).fill(7))),
+    ],
+    error: "PeerFailed",
+    says: "the sender sent zstd-compressed data, which this receiver did not offer",
+    reply: "Error",
+    hears: "which this receiver did not offer",
+    accepted: true,
+    codecs: [],
+  },
   refused(
     "a manifest declared over MaxManifestBytes (refused before allocating it)",
     [{ raw: base64(header(1, MaxManifestBytes + 1, 0, 1)) }],
@@ -314,18 +425,23 @@ layer(Layer.merge(PeerLink.Default, Hasher.Default), { excludeTestServices: true
           const out = path.join(root, "out")
           if (row.setup) yield* Effect.promise(() => row.setup!(root, out))
           const before = yield* scan(root)
+          const peakBefore = peakRss()
           const { channel, nextReply } = yield* connect(row.script(root))
           let confirmed = false
           const received = yield* Effect.exit(
             Receiver.receive(
               channel,
-              receiveOptions(out, { confirm: () => Effect.sync(() => (confirmed = true)) }),
+              receiveOptions(out, {
+                confirm: () => Effect.sync(() => (confirmed = true)),
+                codecs: row.codecs,
+              }),
             ).pipe(
               // A receiver that lets the rogue through would wait for its data forever: fail in good time.
               Effect.timeout("15 seconds"),
             ),
           )
-          if (row.accepted) expect(yield* nextReply).toEqual({ _tag: "Accept" })
+          if (row.accepted)
+            expect(yield* nextReply).toEqual({ _tag: "Accept", codecs: row.codecs ?? ["zstd"] })
           const reply = yield* nextReply
           expect(received).toMatchObject({
             cause: { error: { _tag: row.error, message: expect.stringContaining(row.says) } },
@@ -341,6 +457,8 @@ layer(Layer.merge(PeerLink.Default, Hasher.Default), { excludeTestServices: true
             ...(row.saved ?? []),
           ])
           expect(yield* scan(root)).toEqual(expect.arrayContaining(before))
+          // The receiver runs in this process: its peak (a high-water mark) must not move by a bomb's worth.
+          if (row.bomb) expect(peakRss() - peakBefore).toBeLessThan(MaxBombGrowth)
         }),
       )
 
@@ -355,7 +473,7 @@ layer(Layer.merge(PeerLink.Default, Hasher.Default), { excludeTestServices: true
         ])
         const received = yield* Effect.exit(Receiver.receive(channel, receiveOptions(out)))
         expect(Exit.isSuccess(received)).toBe(true)
-        expect(yield* nextReply).toEqual({ _tag: "Accept" })
+        expect(yield* nextReply).toEqual({ _tag: "Accept", codecs: ["zstd"] })
         expect(yield* nextReply).toEqual({ _tag: "Done" })
         const target = path.join(out, "hello.txt")
         expect(yield* Effect.promise(() => fs.readFile(target))).toEqual(Buffer.from(data))
@@ -390,7 +508,7 @@ layer(Layer.merge(PeerLink.Default, Hasher.Default), { excludeTestServices: true
           ),
         )
         expect(Exit.isSuccess(received)).toBe(true)
-        expect(yield* nextReply).toEqual({ _tag: "Accept" })
+        expect(yield* nextReply).toEqual({ _tag: "Accept", codecs: ["zstd"] })
         expect(yield* nextReply).toEqual({ _tag: "Done" })
         expect(skipped).toEqual([{ path: "skipped.bin", reason: "it changed while being sent" }])
         expect(yield* scan(out)).toEqual(["next.txt"])

@@ -238,5 +238,44 @@ layer(Layer.merge(PeerLink.Default, Hasher.Default), { excludeTestServices: true
         expect(yield* scan(out)).toEqual([])
       }),
     )
+
+    /** Sends `text` (compressible) as log.txt to a receiver offering `codecs`; the sender's counters. */
+    const sendText = (codecs: ReadonlyArray<"zstd"> | undefined) =>
+      Effect.gen(function* () {
+        const root = yield* tempDir
+        const src = path.join(root, "log.txt")
+        const out = path.join(root, "out")
+        const text = Buffer.from("GET /index.html 200 0.004s\n".repeat(200_000))
+        yield* Effect.promise(() => fs.writeFile(src, text))
+        const sources = yield* Sources.collect([src], false)
+        const { offerer, answerer } = yield* connectPair
+        const progress = new Progress(0)
+        yield* Effect.all(
+          [
+            Sender.send(offerer, sources, { chunkSize: 63 * 1024, progress }),
+            Receiver.receive(answerer, receiveOptions(out, { codecs })),
+          ],
+          { concurrency: 2 },
+        )
+        expect((yield* Effect.promise(() => fs.readFile(path.join(out, "log.txt")))).equals(text)).toBe(true)
+        return progress
+      })
+
+    it.scoped("compresses file bytes for a receiver that offers zstd, and the file arrives whole", () =>
+      Effect.gen(function* () {
+        const progress = yield* sendText(undefined)
+        expect(progress.compressing).toBe(true)
+        expect(progress.original).toBe(5_400_000)
+        expect(progress.wire).toBeLessThan(progress.original / 20)
+      }),
+    )
+
+    it.scoped("sends raw frames to a receiver that offers no codec", () =>
+      Effect.gen(function* () {
+        const progress = yield* sendText([])
+        expect(progress.compressing).toBe(false)
+        expect(progress.wire).toBeGreaterThan(progress.original)
+      }),
+    )
   },
 )

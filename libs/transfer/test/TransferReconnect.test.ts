@@ -106,9 +106,18 @@ const setup = (size: number) =>
     const sources = yield* Sources.collect([source], false)
 
     /** Starts the sender, then the receiver with the code the sender shows; neither is waited for. */
-    const start = (reconnect: { readonly maxRetries: number; readonly retryBackoff: Duration.Duration }) =>
+    const start = (
+      reconnect: { readonly maxRetries: number; readonly retryBackoff: Duration.Duration },
+      limitRate?: number,
+    ) =>
       Effect.gen(function* () {
-        const peer = { server: "http://signal.test", iceServers: [], relayOnly: false, ...reconnect }
+        const peer = {
+          server: "http://signal.test",
+          iceServers: [],
+          relayOnly: false,
+          limitRate,
+          ...reconnect,
+        }
         const ttl = { checkpointTtl: Duration.hours(1) }
         const sender = yield* recorder
         const receiver = yield* recorder
@@ -124,6 +133,7 @@ const setup = (size: number) =>
               encrypt: false,
               sources,
               skipUnreadable: false,
+              limitRate,
             },
             sender.sink,
           )
@@ -322,5 +332,32 @@ describe("Transfer over a link that drops (in-process, on the test clock)", () =
         // Followed, not reconnected: it never counted an attempt of its own.
         expect(run.receiver.tags()).toEqual(["Verified", "Confirm", "Started"])
       }),
+  )
+
+  // On the real clock: the test clock, moved in steps while the disk and the hashing thread work in real
+  // time, outran the reconnect rounds.
+  it.live(
+    "--limit-rate holds across a reconnect: the new link's bytes go at the cap, after one second's burst",
+    () =>
+      Effect.gen(function* () {
+        const t = yield* setup(Size)
+        yield* t.peers.dropWhen(chunkFrom(2 * MiB), Silence)
+        const run = yield* t.start({ maxRetries: 3, retryBackoff: Duration.millis(200) }, MiB)
+        yield* run.sender.next("Reconnected")
+        const reconnected = yield* Clock.currentTimeMillis
+        yield* Fiber.join(run.sending)
+        yield* Fiber.join(run.receiving)
+        const elapsed = (yield* Clock.currentTimeMillis) - reconnected
+        expect((yield* t.received).equals(t.bytes)).toBe(true)
+        expect(t.peers.attempts("offerer")).toBe(2)
+        const wire = t.peers.sent
+          .filter((s) => s.link === 1 && s.from === "offerer" && chunkFrom(0)(s))
+          .reduce((sum, s) => sum + s.message.length, 0)
+        expect(wire).toBeGreaterThan(MiB)
+        // The bucket filled while the link was down, but holds one second's worth at most.
+        expect(elapsed).toBeGreaterThanOrEqual(((wire - MiB) / MiB) * 1000 * 0.97)
+        // The rest: the resume itself (hashing what the receiver held) and the final verification.
+        expect(elapsed).toBeLessThan((wire / MiB) * 1000 + 1500)
+      }).pipe(Effect.scoped),
   )
 })
