@@ -2,15 +2,17 @@
 import { Command, ValidationError } from "@effect/cli"
 import * as NodeContext from "@effect/platform-node/NodeContext"
 import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
-import { isTransferError } from "@p2pal/domain/Errors"
+import { isTransferError, UsageError } from "@p2pal/domain/Errors"
 import { PeerLink } from "@p2pal/infra/PeerLink"
 import { SignalClient } from "@p2pal/infra/SignalClient"
 import { Checkpoints } from "@p2pal/transfer/Checkpoints"
 import { Hasher } from "@p2pal/transfer/Hasher"
 import { Transfer } from "@p2pal/transfer/Transfer"
-import { Cause, Console, Effect, Exit, Layer } from "effect"
+import { Cause, Console, Effect, Exit, Layer, Option } from "effect"
 import { checkpoint } from "./Checkpoint.js"
+import { unknownOption } from "./CommandLine.js"
 import { describe, ExitCode } from "./Failure.js"
+import { cliConsole } from "./Output.js"
 import { recv } from "./Recv.js"
 import { send } from "./Send.js"
 
@@ -51,7 +53,13 @@ const report = (exit: Exit.Exit<void, unknown>): Effect.Effect<number> => {
   )
 }
 
-const program = cli(process.argv).pipe(
+// An unknown flag stops here, before @effect/cli would take it for a file name or the code.
+const checked = Option.match(unknownOption(p2pal, process.argv.slice(2)), {
+  onNone: () => cli(process.argv),
+  onSome: (message) => new UsageError({ message }),
+})
+
+const program = Effect.consoleWith((console) => Effect.withConsole(checked, cliConsole(console))).pipe(
   Effect.provide(MainLive),
   Effect.exit,
   Effect.flatMap(report),

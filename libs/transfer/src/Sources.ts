@@ -6,7 +6,7 @@ import { Effect, Either, Option } from "effect"
 import { constants as fsConstants } from "node:fs"
 import * as fs from "node:fs/promises"
 import * as path from "node:path"
-import { ioError, readFailure } from "./Io.js"
+import { errnoText, readFailure } from "./Io.js"
 
 /** Where a file entry comes from, and its modification time when listed: a later one means it changed. */
 export interface Source {
@@ -58,9 +58,9 @@ export const collect = (
     const seen = new Set<string>()
     let unreadable = 0
 
-    /** What `read` gives, or None for a path left out because it cannot be read. */
-    const readOrSkip = <A>(abs: string, read: () => Promise<A>) =>
-      Effect.tryPromise({ try: read, catch: readFailure }).pipe(
+    /** What `read` gives, or None for a path left out because it cannot be read (`why` says why). */
+    const readOrSkip = <A>(abs: string, read: () => Promise<A>, why: (e: unknown) => string = readFailure) =>
+      Effect.tryPromise({ try: read, catch: why }).pipe(
         Effect.map(Option.some),
         Effect.catchAll((reason) => {
           if (skipUnreadable === undefined)
@@ -114,7 +114,10 @@ export const collect = (
 
     for (const input of paths) {
       const abs = path.resolve(input)
-      const stat = yield* Effect.tryPromise({ try: () => fs.lstat(abs), catch: ioError(input) })
+      // A named path that is missing is as unreadable as one that cannot be opened.
+      const found = yield* readOrSkip(abs, () => fs.lstat(abs), errnoText)
+      if (Option.isNone(found)) continue
+      const stat = found.value
       const name = path.basename(abs)
       if (stat.isDirectory()) {
         if (!recursive) return yield* new UsageError({ message: `${input} is a directory; send it with -r` })

@@ -1,0 +1,95 @@
+import { Command, CommandDescriptor, type Usage } from "@effect/cli"
+import { HashMap, Option } from "effect"
+
+/** A flag as the command line spells it, and whether the next word is its value. */
+interface Flag {
+  readonly name: string
+  readonly takesValue: boolean
+}
+
+/** The ones @effect/cli adds to every command. */
+const BuiltIn: ReadonlyArray<Flag> = [
+  { name: "--help", takesValue: false },
+  { name: "-h", takesValue: false },
+  { name: "--version", takesValue: false },
+  { name: "--wizard", takesValue: false },
+  { name: "--completions", takesValue: true },
+  { name: "--log-level", takesValue: true },
+]
+
+const flagsOf = (usage: Usage.Usage): Array<Flag> => {
+  switch (usage._tag) {
+    case "Named":
+      return usage.names
+        .filter((name) => name.startsWith("-"))
+        .map((name) => ({ name, takesValue: Option.isSome(usage.acceptedValues) }))
+    case "Optional":
+    case "Repeated":
+      return flagsOf(usage.usage)
+    case "Alternation":
+    case "Concat":
+      return [...flagsOf(usage.left), ...flagsOf(usage.right)]
+    default:
+      return []
+  }
+}
+
+/** Edit distance, for suggesting the flag a typo was meant to be. */
+const distance = (a: string, b: string) => {
+  let row = Array.from({ length: b.length + 1 }, (_, j) => j)
+  for (let i = 1; i <= a.length; i++) {
+    const next = [i]
+    for (let j = 1; j <= b.length; j++)
+      next[j] = Math.min(row[j]! + 1, next[j - 1]! + 1, row[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1))
+    row = next
+  }
+  return row[b.length]!
+}
+
+const suggestion = (word: string, flags: ReadonlyArray<Flag>, command: string) => {
+  // `-server` is the Go spelling of `--server`: the same word with one dash less.
+  const bare = word.replace(/^-+/, "")
+  const nearest = flags
+    .filter((flag) => flag.name.startsWith("--"))
+    .map((flag) => ({ name: flag.name, far: distance(bare, flag.name.slice(2)) }))
+    .sort((a, b) => a.far - b.far)[0]
+  return nearest !== undefined && nearest.far <= Math.max(2, Math.floor(bare.length / 3))
+    ? `did you mean ${nearest.name}?`
+    : `\`${command} --help\` lists the options`
+}
+
+/**
+ * Why `args` (the words after the program's name) cannot be what the user meant, if a word that looks
+ * like a flag is none of the command's: @effect/cli would take it for a file name or the code. Words
+ * after `--` are never flags, so a file whose name starts with `-` goes there.
+ */
+export const unknownOption = <Name extends string, R, E, A>(
+  root: Command.Command<Name, R, E, A>,
+  args: ReadonlyArray<string>,
+): Option.Option<string> => {
+  const subcommands = Command.getSubcommands(root)
+  const words = args.slice(0, args.includes("--") ? args.indexOf("--") : args.length)
+  const named = words.find((word) => HashMap.has(subcommands, word))
+  const command = named === undefined ? root.descriptor : HashMap.unsafeGet(subcommands, named)
+  const flags = [...BuiltIn, ...flagsOf(CommandDescriptor.getUsage(command))]
+  const known = new Map(flags.map((flag) => [flag.name, flag]))
+  const commandName = named === undefined ? "p2pal" : `p2pal ${named}`
+  for (let i = 0; i < words.length; i++) {
+    const word = words[i]!
+    // "-" alone is a word (standard input), and so is a negative number.
+    if (!word.startsWith("-") || word === "-" || /^-\d/.test(word)) continue
+    const flag = known.get(word.split("=")[0]!)
+    if (flag !== undefined) {
+      if (flag.takesValue && !word.includes("=")) i++
+      continue
+    }
+    // @effect/cli does not take a cluster of short flags (`-yq`) reliably: ask for them apart.
+    const cluster = /^-[a-zA-Z]{2,}$/.test(word) ? [...word.slice(1)].map((c) => `-${c}`) : []
+    if (cluster.length > 0 && cluster.every((f) => known.has(f)))
+      return Option.some(`unknown option ${word}; write short flags apart: ${cluster.join(" ")}`)
+    const literal =
+      named === "send" ? ` (a file whose name starts with - goes after --: p2pal send -- ${word})` : ""
+    return Option.some(`unknown option ${word}; ${suggestion(word, flags, commandName)}${literal}`)
+  }
+  return Option.none()
+}
