@@ -7,6 +7,14 @@ interface Flag {
   readonly takesValue: boolean
 }
 
+/** One option of a command: its long name (without dashes), every spelling, and the values it takes. */
+export interface OptionInfo {
+  readonly long: string
+  readonly names: ReadonlyArray<string>
+  readonly takesValue: boolean
+  readonly repeated: boolean
+}
+
 /** The ones @effect/cli adds to every command. */
 const BuiltIn: ReadonlyArray<Flag> = [
   { name: "--help", takesValue: false },
@@ -15,23 +23,52 @@ const BuiltIn: ReadonlyArray<Flag> = [
   { name: "--wizard", takesValue: false },
   { name: "--completions", takesValue: true },
   { name: "--log-level", takesValue: true },
+  // Read before @effect/cli sees the command line (ConfigFile.ts).
+  { name: "--config", takesValue: true },
 ]
 
-const flagsOf = (usage: Usage.Usage): Array<Flag> => {
+const optionsIn = (usage: Usage.Usage, repeated = false): Array<OptionInfo> => {
   switch (usage._tag) {
-    case "Named":
-      return usage.names
-        .filter((name) => name.startsWith("-"))
-        .map((name) => ({ name, takesValue: Option.isSome(usage.acceptedValues) }))
+    case "Named": {
+      const long = usage.names.find((name) => name.startsWith("--"))
+      return long === undefined
+        ? []
+        : [
+            {
+              long: long.slice(2),
+              names: usage.names,
+              takesValue: Option.isSome(usage.acceptedValues),
+              repeated,
+            },
+          ]
+    }
     case "Optional":
+      return optionsIn(usage.usage, repeated)
     case "Repeated":
-      return flagsOf(usage.usage)
+      return optionsIn(usage.usage, true)
     case "Alternation":
     case "Concat":
-      return [...flagsOf(usage.left), ...flagsOf(usage.right)]
+      return [...optionsIn(usage.left, repeated), ...optionsIn(usage.right, repeated)]
     default:
       return []
   }
+}
+
+/** The options of `command` (not its arguments), as its usage line lists them. */
+export const optionsOf = (command: CommandDescriptor.Command<unknown>): ReadonlyArray<OptionInfo> =>
+  optionsIn(CommandDescriptor.getUsage(command))
+
+/** The subcommand `args` name, if any (before `--`), with its descriptor. */
+export const subcommandIn = <Name extends string, R, E, A>(
+  root: Command.Command<Name, R, E, A>,
+  args: ReadonlyArray<string>,
+) => {
+  const subcommands = Command.getSubcommands(root)
+  const words = args.slice(0, args.includes("--") ? args.indexOf("--") : args.length)
+  const index = words.findIndex((word) => HashMap.has(subcommands, word))
+  return index < 0
+    ? undefined
+    : { name: words[index]!, index, descriptor: HashMap.unsafeGet(subcommands, words[index]!) }
 }
 
 /** Edit distance, for suggesting the flag a typo was meant to be. */
@@ -67,11 +104,15 @@ export const unknownOption = <Name extends string, R, E, A>(
   root: Command.Command<Name, R, E, A>,
   args: ReadonlyArray<string>,
 ): Option.Option<string> => {
-  const subcommands = Command.getSubcommands(root)
   const words = args.slice(0, args.includes("--") ? args.indexOf("--") : args.length)
-  const named = words.find((word) => HashMap.has(subcommands, word))
-  const command = named === undefined ? root.descriptor : HashMap.unsafeGet(subcommands, named)
-  const flags = [...BuiltIn, ...flagsOf(CommandDescriptor.getUsage(command))]
+  const sub = subcommandIn(root, args)
+  const named = sub?.name
+  const flags = [
+    ...BuiltIn,
+    ...optionsOf(sub?.descriptor ?? root.descriptor).flatMap((option) =>
+      option.names.map((name) => ({ name, takesValue: option.takesValue })),
+    ),
+  ]
   const known = new Map(flags.map((flag) => [flag.name, flag]))
   const commandName = named === undefined ? "p2pal" : `p2pal ${named}`
   for (let i = 0; i < words.length; i++) {

@@ -46,16 +46,22 @@ const turn = Options.text("turn").pipe(
   // Shown as optional in the usage line: none is the default.
   Options.withDefault([]),
 )
+/** The environment variables options fall back to, by long flag name: they beat the config file. */
+export const EnvFallback: Readonly<Record<string, string>> = {
+  "turn-user": "TURN_USER",
+  "turn-pass": "TURN_PASS",
+}
+
 const turnUser = Options.text("turn-user").pipe(
   Options.withPseudoName("NAME"),
   Options.withDescription("username for --turn; default $TURN_USER"),
-  Options.withFallbackConfig(Config.string("TURN_USER")),
+  Options.withFallbackConfig(Config.string(EnvFallback["turn-user"]!)),
   Options.optional,
 )
 const turnPass = Options.redacted("turn-pass").pipe(
   Options.withPseudoName("PASS"),
   Options.withDescription("password for --turn; default $TURN_PASS"),
-  Options.withFallbackConfig(Config.redacted("TURN_PASS")),
+  Options.withFallbackConfig(Config.redacted(EnvFallback["turn-pass"]!)),
   Options.optional,
 )
 const relayOnly = Options.boolean("relay-only").pipe(

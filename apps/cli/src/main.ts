@@ -10,15 +10,25 @@ import { Hasher } from "@p2pal/transfer/Hasher"
 import { Transfer } from "@p2pal/transfer/Transfer"
 import { Cause, Console, Effect, Exit, Layer, Option } from "effect"
 import { checkpoint } from "./Checkpoint.js"
-import { unknownOption } from "./CommandLine.js"
+import { optionsOf, subcommandIn, unknownOption } from "./CommandLine.js"
+import { load, locate } from "./ConfigFile.js"
 import { describe, ExitCode } from "./Failure.js"
 import { cliConsole } from "./Output.js"
 import { recv } from "./Recv.js"
 import { send } from "./Send.js"
+import { configCommand, LoadedConfig, withFileSettings } from "./Settings.js"
+
+const configurable = [
+  { name: "send", descriptor: send.descriptor },
+  { name: "recv", descriptor: recv.descriptor },
+] as const
 
 const p2pal = Command.make("p2pal").pipe(
-  Command.withDescription("send files and directories straight to another machine over WebRTC"),
-  Command.withSubcommands([send, recv, checkpoint]),
+  Command.withDescription(
+    "send files and directories straight to another machine over WebRTC; " +
+      "settings come from flags, then environment variables, then the config file (--config FILE, $P2PAL_CONFIG, ~/.p2pal/config.toml)",
+  ),
+  Command.withSubcommands([send, recv, checkpoint, configCommand(configurable)]),
 )
 
 const cli = Command.run(p2pal, { name: "p2pal", version: "0.1.0" })
@@ -53,10 +63,28 @@ const report = (exit: Exit.Exit<void, unknown>): Effect.Effect<number> => {
   )
 }
 
-// An unknown flag stops here, before @effect/cli would take it for a file name or the code.
-const checked = Option.match(unknownOption(p2pal, process.argv.slice(2)), {
-  onNone: () => cli(process.argv),
-  onSome: (message) => new UsageError({ message }),
+/**
+ * Before @effect/cli sees the command line: the config file is read and checked (a broken one stops every
+ * command), an unknown flag stops here (@effect/cli would take it for a file name or the code), and the
+ * file's settings join the command line where no flag or environment variable sets them.
+ */
+const checked = Effect.gen(function* () {
+  const where = locate(process.argv.slice(2), process.env)
+  const loaded = yield* load(
+    where,
+    { send: optionsOf(send.descriptor), recv: optionsOf(recv.descriptor) },
+    (line) => Console.error(line),
+  )
+  const unknown = unknownOption(p2pal, where.args)
+  if (Option.isSome(unknown)) return yield* new UsageError({ message: unknown.value })
+  const sub = subcommandIn(p2pal, where.args)
+  const args =
+    sub === undefined
+      ? where.args
+      : withFileSettings(where.args, { ...sub, options: optionsOf(sub.descriptor) }, loaded, process.env)
+  return yield* cli([...process.argv.slice(0, 2), ...args]).pipe(
+    Effect.provideService(LoadedConfig, { loaded, env: process.env }),
+  )
 })
 
 const program = Effect.consoleWith((console) => Effect.withConsole(checked, cliConsole(console))).pipe(
