@@ -8,9 +8,10 @@ import { SignalClient } from "@p2pal/infra/SignalClient"
 import { Checkpoints } from "@p2pal/transfer/Checkpoints"
 import { Hasher } from "@p2pal/transfer/Hasher"
 import { Transfer } from "@p2pal/transfer/Transfer"
-import { Cause, Console, Effect, Exit, Layer, Option } from "effect"
+import { Cause, Console, Effect, Exit, Layer, Option, Schema } from "effect"
 import { checkpoint } from "./Checkpoint.js"
 import { optionsOf, subcommandIn, unknownOption } from "./CommandLine.js"
+import { script, Shells } from "./Completions.js"
 import { load, locate } from "./ConfigFile.js"
 import { describe, ExitCode } from "./Failure.js"
 import { cliConsole } from "./Output.js"
@@ -63,12 +64,23 @@ const report = (exit: Exit.Exit<void, unknown>): Effect.Effect<number> => {
   )
 }
 
+/** The shell `--completions SHELL` asks a script for, if it does. */
+const completionsFor = (args: ReadonlyArray<string>) => {
+  const at = args.findIndex((word) => word === "--completions" || word.startsWith("--completions="))
+  return at < 0 ? undefined : args[at]!.includes("=") ? args[at]!.slice(14) : (args[at + 1] ?? "")
+}
+
 /**
  * Before @effect/cli sees the command line: the config file is read and checked (a broken one stops every
  * command), an unknown flag stops here (@effect/cli would take it for a file name or the code), and the
  * file's settings join the command line where no flag or environment variable sets them.
  */
 const checked = Effect.gen(function* () {
+  const shell = completionsFor(process.argv.slice(2))
+  if (shell !== undefined)
+    return Schema.is(Schema.Literal(...Shells))(shell)
+      ? yield* Console.log(script(p2pal, shell))
+      : yield* new UsageError({ message: `--completions takes ${Shells.join(", ")}, not ${shell}` })
   const where = locate(process.argv.slice(2), process.env)
   const loaded = yield* load(
     where,
