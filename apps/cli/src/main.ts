@@ -67,7 +67,9 @@ const report = (exit: Exit.Exit<void, unknown>): Effect.Effect<number> => {
 /** The shell `--completions SHELL` asks a script for, if it does. */
 const completionsFor = (args: ReadonlyArray<string>) => {
   const at = args.findIndex((word) => word === "--completions" || word.startsWith("--completions="))
-  return at < 0 ? undefined : args[at]!.includes("=") ? args[at]!.slice(14) : (args[at + 1] ?? "")
+  const shell = at < 0 ? undefined : args[at]!.includes("=") ? args[at]!.slice(14) : (args[at + 1] ?? "")
+  // @effect/cli's help offers `sh` too, for bash.
+  return shell === "sh" ? "bash" : shell
 }
 
 /**
