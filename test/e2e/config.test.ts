@@ -66,7 +66,11 @@ describe("config.toml", () => {
 
   it.each([
     ["a syntax error", 'server = "http://x"\nttl = \n', ":2: not valid TOML"],
-    ["an unknown key", "[send]\nyes = true\nsever = 1\n", ":3: unknown key 'sever' in [send]"],
+    [
+      "an unknown key",
+      "[send]\nyes = true\nsever = 1\n",
+      ":3: unknown key 'sever' in [send]; did you mean 'server'?",
+    ],
     ["a wrong type", '[recv]\n\nyes = "sure"\n', ":3: 'yes' in [recv] must be true or false"],
     ["a key of the other command", '[recv]\nttl = "1m"\n', ":2: unknown key 'ttl' in [recv]"],
   ])(

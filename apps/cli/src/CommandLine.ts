@@ -23,8 +23,6 @@ const BuiltIn: ReadonlyArray<Flag> = [
   { name: "--wizard", takesValue: false },
   { name: "--completions", takesValue: true },
   { name: "--log-level", takesValue: true },
-  // Read before @effect/cli sees the command line (ConfigFile.ts).
-  { name: "--config", takesValue: true },
 ]
 
 const optionsIn = (usage: Usage.Usage, repeated = false): Array<OptionInfo> => {
@@ -83,16 +81,23 @@ const distance = (a: string, b: string) => {
   return row[b.length]!
 }
 
+/** The one of `candidates` nearest to `word`, if it is near enough to be what was meant. */
+export const nearest = (word: string, candidates: ReadonlyArray<string>): string | undefined => {
+  const best = candidates
+    .map((candidate) => ({ candidate, far: distance(word, candidate) }))
+    .sort((a, b) => a.far - b.far)[0]
+  return best !== undefined && best.far <= Math.max(2, Math.floor(word.length / 3))
+    ? best.candidate
+    : undefined
+}
+
 const suggestion = (word: string, flags: ReadonlyArray<Flag>, command: string) => {
   // `-server` is the Go spelling of `--server`: the same word with one dash less.
-  const bare = word.replace(/^-+/, "")
-  const nearest = flags
-    .filter((flag) => flag.name.startsWith("--"))
-    .map((flag) => ({ name: flag.name, far: distance(bare, flag.name.slice(2)) }))
-    .sort((a, b) => a.far - b.far)[0]
-  return nearest !== undefined && nearest.far <= Math.max(2, Math.floor(bare.length / 3))
-    ? `did you mean ${nearest.name}?`
-    : `\`${command} --help\` lists the options`
+  const meant = nearest(
+    word.replace(/^-+/, ""),
+    flags.filter((flag) => flag.name.startsWith("--")).map((flag) => flag.name.slice(2)),
+  )
+  return meant !== undefined ? `did you mean --${meant}?` : `\`${command} --help\` lists the options`
 }
 
 /**

@@ -4,7 +4,7 @@ import * as fs from "node:fs/promises"
 import * as os from "node:os"
 import * as path from "node:path"
 import { parse, TomlError } from "smol-toml"
-import type { OptionInfo } from "./CommandLine.js"
+import { nearest, type OptionInfo } from "./CommandLine.js"
 
 /** The commands a config file can set flags for: each has a table of its own. */
 export const Commands = ["send", "recv"] as const
@@ -46,6 +46,16 @@ const kind = (option: OptionInfo) =>
 
 const table = (options: ReadonlyArray<OptionInfo>) =>
   Schema.Struct(Object.fromEntries(options.map((o) => [o.long, Schema.optional(valueSchema(o))])))
+
+const didYouMean = (key: string, options: ReadonlyArray<OptionInfo>) => {
+  const meant = nearest(
+    key,
+    options.map((o) => o.long),
+  )
+  return meant !== undefined
+    ? `did you mean '${meant}'?`
+    : "keys are the long flag names (see p2pal send --help, p2pal recv --help)"
+}
 
 /** The line of `key` in `table` (the top level when undefined), for messages; 0 if it cannot be told. */
 const lineOf = (text: string, key: string, inTable: string | undefined) => {
@@ -117,7 +127,7 @@ export const load = (
       return yield* fail(
         lineOf(text, key, inTable),
         option === undefined
-          ? `unknown key '${key}'${where}; keys are the long flag names (see p2pal send --help, p2pal recv --help)`
+          ? `unknown key '${key}'${where}; ${didYouMean(key, inTable === undefined ? shared : (options[inTable as CommandName] ?? []))}`
           : `'${key}'${where} must be ${kind(option)}`,
       )
     }
