@@ -65,7 +65,8 @@ const report = (exit: Exit.Exit<void, unknown>): Effect.Effect<number> => {
 }
 
 /** The shell `--completions SHELL` asks a script for, if it does. */
-const completionsFor = (args: ReadonlyArray<string>) => {
+const completionsFor = (all: ReadonlyArray<string>) => {
+  const args = all.includes("--") ? all.slice(0, all.indexOf("--")) : all
   const at = args.findIndex((word) => word === "--completions" || word.startsWith("--completions="))
   const shell = at < 0 ? undefined : args[at]!.includes("=") ? args[at]!.slice(14) : (args[at + 1] ?? "")
   // @effect/cli's help offers `sh` too, for bash.
@@ -73,7 +74,7 @@ const completionsFor = (args: ReadonlyArray<string>) => {
 }
 
 /**
- * Before @effect/cli sees the command line: the config file is read and checked (a broken one stops every
+ * Before @effect/cli sees the command line: `--completions` prints p2pal's own script, the config file is read and checked (a broken one stops every
  * command), an unknown flag stops here (@effect/cli would take it for a file name or the code), and the
  * file's settings join the command line where no flag or environment variable sets them.
  */
