@@ -32,6 +32,7 @@ const exclude = Options.text("exclude").pipe(
 )
 
 const resume = Options.text("resume").pipe(
+  Options.withPseudoName("ID"),
   Options.optional,
   Options.withDescription(
     "resume an interrupted transfer by its checkpoint id (`p2pal checkpoint list`); sends the same files under a new code",
