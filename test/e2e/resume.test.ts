@@ -117,7 +117,7 @@ const resume = async (round: Round, id: string) => {
 
 /** What the resumed receiver said it already had. */
 const alreadyHere = (stderr: string) => {
-  const [, here, total] = stderr.match(/Resuming: (\d+) of (\d+) bytes already here/) ?? []
+  const [, here, total] = stderr.match(/Resuming: .* already here \((\d+) of (\d+) bytes\)/) ?? []
   return { here: Number(here ?? 0), total: Number(total ?? 0) }
 }
 

@@ -277,7 +277,7 @@ describe("codes and servers that do not work", () => {
     const secondOut = path.join(root, "second")
     const second = await recv(sender.code, ["-y", "-q", "--out", secondOut])
     expect(second.code).toBe(3)
-    expect(second.stderr).toContain("already used by another receiver")
+    expect(second.stderr).toContain("already used by a receiver")
     await expect(fs.readdir(secondOut)).rejects.toThrow()
 
     first.child.stdin!.end("y\n")

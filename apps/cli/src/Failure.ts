@@ -19,6 +19,10 @@ export const ExitCode = {
   interrupted: 130,
 } as const
 
+/** An https:// URL whose server answered in plain HTTP: OpenSSL's own text would say so in its jargon. */
+const tlsMismatch = (error: { readonly server: string; readonly detail: string }) =>
+  error.server.startsWith("https:") && /EPROTO|wrong version number|SSL routines/.test(error.detail)
+
 /** The one place that turns a failure into what the user reads and the code the shell sees. */
 export const describe = (error: TransferError): { readonly message: string; readonly exitCode: number } => {
   switch (error._tag) {
@@ -29,13 +33,15 @@ export const describe = (error: TransferError): { readonly message: string; read
         message: {
           not_found: "no transfer has that code; check it for typos or ask the sender for a new one",
           expired: "the code has expired; ask the sender to start again (see --ttl)",
-          already_claimed: "that code was already used by another receiver; ask the sender for a new one",
+          already_claimed: "that code was already used by a receiver; ask the sender for a new one",
         }[error.reason],
         exitCode: ExitCode.codeRejected,
       }
     case "ServerUnreachable":
       return {
-        message: `cannot reach the signal server at ${escapeForDisplay(error.server)} (${escapeForDisplay(error.detail)}); check --server and your network`,
+        message: tlsMismatch(error)
+          ? `the signal server at ${escapeForDisplay(error.server)} does not speak TLS; if it serves plain HTTP, use --server ${escapeForDisplay(error.server.replace(/^https:/, "http:"))}`
+          : `cannot reach the signal server at ${escapeForDisplay(error.server)} (${escapeForDisplay(error.detail)}); check --server and your network`,
         exitCode: ExitCode.serverUnreachable,
       }
     case "ServerFailed":

@@ -4,7 +4,8 @@ import * as Rate from "@p2pal/domain/Rate"
 import * as Compression from "@p2pal/transfer/Compression"
 import * as Zstd from "@p2pal/transfer/Zstd"
 import { HelpDoc, Options, ValidationError } from "@effect/cli"
-import { Config, Duration, Either, Option, Redacted } from "effect"
+import { FileSystem } from "@effect/platform"
+import { Config, Duration, Effect, Either, Option, Redacted } from "effect"
 
 /**
  * A flag's value checked as @effect/cli parses the command line, so a bad one never reaches a command:
@@ -21,6 +22,7 @@ const duration = (flag: string, examples: string) => (value: string) =>
   Either.fromOption(DurationText.parse(value), () => `${flag} ${value} is not a duration like ${examples}`)
 
 export const server = Options.text("server").pipe(
+  Options.withPseudoName("URL"),
   Options.withDefault("http://localhost:8080"),
   Options.withDescription("signal server URL (http:// or https://); default http://localhost:8080"),
   checked((value) => {
@@ -31,24 +33,38 @@ export const server = Options.text("server").pipe(
   }),
 )
 const stun = Options.text("stun").pipe(
+  Options.withPseudoName("URL"),
   Options.withDefault("stun:stun.l.google.com:19302"),
-  Options.withDescription("STUN server URL; --stun '' uses none (LAN or loopback only)"),
+  Options.withDescription(
+    "STUN server (stun:host[:port]); --stun '' uses none (LAN or loopback only); default stun:stun.l.google.com:19302",
+  ),
 )
 const turn = Options.text("turn").pipe(
+  Options.withPseudoName("URL"),
   Options.withDescription(
     "TURN server (turn:host[:port][?transport=udp]) to relay through when no direct path exists; " +
-      "repeatable, at most 2 used; TURN over TCP or TLS (turns:) is not supported",
+      "repeatable, at most 2 used; none by default; TURN over TCP or TLS (turns:) is not supported",
   ),
   Options.repeated,
+  // Shown as optional in the usage line: none is the default.
+  Options.withDefault([]),
 )
+/** The environment variables options fall back to, by long flag name: they beat the config file. */
+export const EnvFallback: Readonly<Record<string, string>> = {
+  "turn-user": "TURN_USER",
+  "turn-pass": "TURN_PASS",
+}
+
 const turnUser = Options.text("turn-user").pipe(
-  Options.withDescription("username for --turn; env TURN_USER"),
-  Options.withFallbackConfig(Config.string("TURN_USER")),
+  Options.withPseudoName("NAME"),
+  Options.withDescription("username for --turn; default $TURN_USER"),
+  Options.withFallbackConfig(Config.string(EnvFallback["turn-user"]!)),
   Options.optional,
 )
 const turnPass = Options.redacted("turn-pass").pipe(
-  Options.withDescription("password for --turn; env TURN_PASS"),
-  Options.withFallbackConfig(Config.redacted("TURN_PASS")),
+  Options.withPseudoName("PASS"),
+  Options.withDescription("password for --turn; default $TURN_PASS"),
+  Options.withFallbackConfig(Config.redacted(EnvFallback["turn-pass"]!)),
   Options.optional,
 )
 const relayOnly = Options.boolean("relay-only").pipe(
@@ -88,7 +104,7 @@ export const ice = Options.all({ stun, turn, turnUser, turnPass, relayOnly }).pi
 )
 export const yes = Options.boolean("yes").pipe(
   Options.withAlias("y"),
-  Options.withDescription("skip confirmation prompts"),
+  Options.withDescription("skip confirmation prompts; off by default"),
 )
 export const listAll = Options.boolean("list-all").pipe(
   Options.withDescription(
@@ -103,6 +119,7 @@ export const quiet = Options.boolean("quiet").pipe(
 const ttlRange = `between ${SignalApi.MinTtlSeconds}s and ${SignalApi.MaxTtlSeconds / 3600}h`
 /** Whole seconds, as the signal app counts them, so both sides wait for the same TTL. */
 export const ttl = Options.text("ttl").pipe(
+  Options.withPseudoName("DURATION"),
   Options.withDefault("5m"),
   Options.withDescription(`how long the join code stays valid (e.g. 10m, 1h), ${ttlRange}; default 5m`),
   checked((value) =>
@@ -116,12 +133,15 @@ export const ttl = Options.text("ttl").pipe(
 )
 export const recursive = Options.boolean("recursive").pipe(
   Options.withAlias("r"),
-  Options.withDescription("send directories with everything in them"),
+  Options.withDescription(
+    "send directories with everything in them (kept under the directory's name); off by default",
+  ),
 )
 
 const MaxChunkKiB = Frames.MaxChunkBytes / 1024
 /** In bytes. */
 export const chunkSize = Options.integer("chunk-size").pipe(
+  Options.withPseudoName("KiB"),
   Options.withDefault(MaxChunkKiB),
   Options.withDescription(`chunk size in KiB, 1 to ${MaxChunkKiB}; default ${MaxChunkKiB}`),
   checked((kib) =>
@@ -130,11 +150,33 @@ export const chunkSize = Options.integer("chunk-size").pipe(
       : Either.left(`--chunk-size must be between 1 and ${MaxChunkKiB} KiB (got ${kib})`),
   ),
 )
-export const out = Options.directory("out").pipe(
+export const out = Options.text("out").pipe(
+  Options.withPseudoName("DIR"),
   Options.withDefault("."),
-  Options.withDescription("directory to receive into (created if missing)"),
+  Options.withDescription("directory to receive into (created if missing); default the current directory"),
+  // Checked here so that a file named by mistake stops the command before it joins.
+  Options.mapEffect((dir) =>
+    Effect.flatMap(FileSystem.FileSystem, (fs) => fs.stat(dir)).pipe(
+      Effect.option,
+      Effect.flatMap((info) =>
+        Option.isSome(info) && info.value.type !== "Directory"
+          ? Effect.fail(
+              ValidationError.invalidValue(
+                HelpDoc.p(
+                  `p2pal: --out ${dir} is not a directory; name a directory (it is created if missing)`,
+                ),
+              ),
+            )
+          : Effect.succeed(dir),
+      ),
+    ),
+  ),
 )
-export const overwrite = Options.boolean("overwrite").pipe(Options.withDescription("replace existing files"))
+export const overwrite = Options.boolean("overwrite").pipe(
+  Options.withDescription(
+    "replace existing files; off by default (an existing file stops the transfer before anything is written)",
+  ),
+)
 export const skipErrors = Options.boolean("skip-errors").pipe(
   Options.withDescription(
     "skip files that cannot be read (or change while being sent) instead of aborting; exits 10 if any were skipped",
@@ -143,6 +185,7 @@ export const skipErrors = Options.boolean("skip-errors").pipe(
 
 const defaultCheckpointTtl = DurationText.format(Checkpoint.DefaultTtl)
 export const checkpointTtl = Options.text("checkpoint-ttl").pipe(
+  Options.withPseudoName("DURATION"),
   Options.withDefault(defaultCheckpointTtl),
   Options.withDescription(
     `how long the checkpoint of an interrupted transfer stays resumable (e.g. 24h); default ${defaultCheckpointTtl}`,
@@ -153,6 +196,7 @@ export const checkpointTtl = Options.text("checkpoint-ttl").pipe(
 /** The most attempts per drop: with the backoff doubling, more would wait for days. */
 const MaxRetries = 20
 const maxRetries = Options.integer("max-retries").pipe(
+  Options.withPseudoName("N"),
   Options.withDefault(3),
   Options.withDescription(
     `attempts to reconnect when the connection drops mid-transfer, 0 (stop at once) to ${MaxRetries}; ` +
@@ -165,6 +209,7 @@ const maxRetries = Options.integer("max-retries").pipe(
   ),
 )
 const retryBackoff = Options.text("retry-backoff").pipe(
+  Options.withPseudoName("DURATION"),
   Options.withDefault("1s"),
   Options.withDescription(
     "wait before the first reconnect attempt (e.g. 500ms, 2s); it doubles, with jitter, for each next one; default 1s",

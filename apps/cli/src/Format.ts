@@ -16,7 +16,8 @@ export const bytes = (n: number): string => {
   return unit === 0 ? `${n} B` : `${value.toFixed(1)} ${Units[unit]}`
 }
 
-export const count = (n: number, noun: string) => `${n} ${noun}${n === 1 ? "" : "s"}`
+export const count = (n: number, noun: string) =>
+  `${n} ${n === 1 ? noun : noun.endsWith("y") ? `${noun.slice(0, -1)}ies` : `${noun}s`}`
 
 export const seconds = (s: number): string => {
   if (!Number.isFinite(s)) return "--"

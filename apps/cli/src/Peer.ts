@@ -70,10 +70,10 @@ export const watching = <A, E, R>(
       // Not a child of this fiber: Ctrl+C interrupts this one, and the events must still all be shown.
       Effect.forkIn(display),
     )
-    const finished = Effect.zipRight(events.end, Fiber.join(shown)).pipe(
-      Effect.ensuring(Scope.close(display, Exit.void)),
-    )
+    // The display hears how the transfer ended: the bars stay on screen unless it succeeded.
+    const finished = (exit: Exit.Exit<A, E>) =>
+      Effect.zipRight(events.end, Fiber.join(shown)).pipe(Effect.ensuring(Scope.close(display, exit)))
     return yield* transfer(events).pipe(
-      Effect.onExit((exit) => Effect.flatMap(finished, (seen) => ended(exit, seen))),
+      Effect.onExit((exit) => Effect.flatMap(finished(exit), (seen) => ended(exit, seen))),
     )
   })

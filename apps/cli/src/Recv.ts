@@ -94,7 +94,9 @@ export const recv = Command.make(
               case "Started": {
                 const { progress, manifest, already } = event
                 if (already > 0)
-                  yield* ui.info(`Resuming: ${already} of ${progress.totalBytes} bytes already here`)
+                  yield* ui.info(
+                    `Resuming: ${Format.bytes(already)} of ${Format.bytes(progress.totalBytes)} already here (${already} of ${progress.totalBytes} bytes)`,
+                  )
                 // The progress bars close with the display, before the verified line is printed below them.
                 yield* ui.showProgress(progress, manifest)
                 // The checkpoint is kept under the transfer's id once it is accepted.

@@ -15,10 +15,24 @@ import { Ui } from "./Ui.js"
 
 const files = Args.text({ name: "file" }).pipe(
   Args.repeated,
-  Args.withDescription("files (or, with -r, directories) to send; none with --resume"),
+  Args.withDescription(
+    "files (or, with -r, directories) to send, or quoted patterns p2pal expands ('*.pdf', 'docs/**/*.md'); " +
+      "none with --resume; a name starting with - goes after --",
+  ),
+)
+
+const exclude = Options.text("exclude").pipe(
+  Options.withPseudoName("GLOB"),
+  Options.withDescription(
+    "leave out what matches GLOB, in directories (-r) and pattern matches: matched against the path " +
+      "from what was named and against the base name (e.g. '*.log', node_modules); repeatable; none by default",
+  ),
+  Options.repeated,
+  Options.withDefault([]),
 )
 
 const resume = Options.text("resume").pipe(
+  Options.withPseudoName("ID"),
   Options.optional,
   Options.withDescription(
     "resume an interrupted transfer by its checkpoint id (`p2pal checkpoint list`); sends the same files under a new code",
@@ -53,7 +67,8 @@ const summary = (sources: Sources.Sources, ttl: string) => {
     top.length === 1
       ? `${top[0]!._tag === "dir" ? "directory" : "file"}: ${escapeForDisplay(top[0]!.path)}`
       : `${top.length} items: ${top.map((e) => escapeForDisplay(e.path)).join(", ")}`
-  return `Sending ${what} (${Format.count(fileCount, "file")}, ${Format.bytes(Manifest.totalBytes(sources.manifest))}) — TTL: ${ttl}`
+  const excluded = sources.excluded > 0 ? `, ${Format.count(sources.excluded, "entry")} excluded` : ""
+  return `Sending ${what} (${Format.count(fileCount, "file")}, ${Format.bytes(Manifest.totalBytes(sources.manifest))}${excluded}) — TTL: ${ttl}`
 }
 
 export const send = Command.make(
@@ -66,6 +81,7 @@ export const send = Command.make(
     compress: Flags.compress,
     compressLevel: Flags.compressLevel,
     skipErrors: Flags.skipErrors,
+    exclude,
     resume,
     ...Flags.shared,
     files,
@@ -81,10 +97,13 @@ export const send = Command.make(
         onNone: () =>
           flags.files.length === 0
             ? new UsageError({ message: "nothing to send: name files, or a checkpoint with --resume <id>" })
-            : Effect.map(Sources.collect(flags.files, flags.recursive, skipUnreadable), (sources) => ({
-                sources,
-                resume: undefined,
-              })),
+            : Effect.map(
+                Sources.collect(flags.files, flags.recursive, skipUnreadable, flags.exclude),
+                (sources) => ({
+                  sources,
+                  resume: undefined,
+                }),
+              ),
         onSome: (id) =>
           flags.files.length > 0
             ? new UsageError({

@@ -2,13 +2,16 @@ import type { Manifest } from "@p2pal/domain"
 import { escapeForDisplay } from "@p2pal/domain/ManifestPolicy"
 import * as Rate from "@p2pal/domain/Rate"
 import type { Progress } from "@p2pal/transfer/Progress"
-import { Clock, Context, Effect, Layer, Schedule, type Scope } from "effect"
+import { Clock, Context, Effect, Exit, Layer, Schedule, type Scope } from "effect"
 import * as readline from "node:readline/promises"
 import * as Format from "./Format.js"
 
 const BarWidth = 20
 
-/** One line of stdin ("" at end of input); the prompt, if any, goes to stderr. */
+/**
+ * One line of stdin ("" at end of input); the prompt, if any, goes to stderr. Interrupted (Ctrl+C), it
+ * ends the prompt's line, or the shell's prompt would follow it on the same line.
+ */
 const readLine = (prompt: string | undefined) =>
   Effect.promise(async () => {
     const rl = readline.createInterface({ input: process.stdin, output: process.stderr, terminal: false })
@@ -18,7 +21,7 @@ const readLine = (prompt: string | undefined) =>
     })
     rl.close()
     return answer
-  })
+  }).pipe(Effect.onInterrupt(() => Effect.sync(() => prompt !== undefined && process.stderr.write("\n"))))
 
 const bar = (done: number, total: number) => {
   const ratio = total === 0 ? 1 : Math.min(1, done / total)
@@ -157,7 +160,10 @@ export class Ui extends Context.Tag("@p2pal/cli/Ui")<
             process.stderr.write(`${barsDrawn ? "\x1b[2A" : ""}${lines.map((l) => `\x1b[2K${l}\n`).join("")}`)
             barsDrawn = true
           })
-          yield* Effect.addFinalizer(() => Effect.sync(eraseBars))
+          // The verified line takes the bars' place; after Ctrl+C or a failure they stay to show how far it got.
+          yield* Effect.addFinalizer((exit) =>
+            Effect.sync(() => (Exit.isSuccess(exit) ? eraseBars() : (barsDrawn = false))),
+          )
           yield* draw.pipe(Effect.repeat(Schedule.spaced("200 millis")), Effect.forkScoped)
         })
       },

@@ -60,10 +60,16 @@ const toApiFailure = (e: ServiceError): ApiFailure => {
         message: "this code has expired: ask the sender for a new one",
       })
     case "TransferEnded":
-      return new ApiFailure({
-        error: "expired",
-        message: `this transfer is ${e.status}: ask the sender for a new code`,
-      })
+      // A completed transfer's code was used: saying "expired" would send the user looking at --ttl.
+      return e.status === "completed"
+        ? new ApiFailure({
+            error: "already_claimed",
+            message: "this code was already used: ask the sender for a new one",
+          })
+        : new ApiFailure({
+            error: "expired",
+            message: `this transfer is ${e.status}: ask the sender for a new code`,
+          })
     case "AlreadyClaimed":
       return new ApiFailure({
         error: "already_claimed",

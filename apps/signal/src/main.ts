@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 import { createServer } from "node:http"
-import { Command, Options } from "@effect/cli"
+import { Command, Options, ValidationError } from "@effect/cli"
 import { NodeContext, NodeHttpServer, NodeRuntime } from "@effect/platform-node"
 import { layer as MemoryRateLimiter } from "@p2pal/infra/MemoryRateLimiter"
 import { layer as MemoryTransferStore } from "@p2pal/infra/MemoryTransferStore"
@@ -22,7 +22,11 @@ const DrainMs = 3_000
 const ExitDeadlineMs = 10_000
 
 const port = Options.integer("port").pipe(
-  Options.withDescription("TCP port to listen on (0 picks a free one); env PORT"),
+  Options.withDescription("TCP port to listen on, 0 (picks a free one) to 65535; env PORT; default 8080"),
+  Options.filterMap(
+    (n) => (n >= 0 && n <= 65535 ? Option.some(n) : Option.none()),
+    "p2pal-signal: --port must be between 0 and 65535",
+  ),
   Options.withDefault(8080),
   Options.withFallbackConfig(Config.integer("PORT")),
 )
@@ -72,6 +76,16 @@ const signal = Command.make(
             }),
           ),
         ),
+      ).pipe(
+        // One sentence instead of the stack of a port already taken or not ours to bind.
+        Effect.catchTag("ServeError", ({ cause }) => {
+          const code = (cause as NodeJS.ErrnoException | undefined)?.code
+          const why = code === "EADDRINUSE" ? "the address is already in use" : String(cause)
+          return Effect.zipRight(
+            Effect.logError(`cannot listen on ${host}:${port}: ${why}; pick another --port or --host`),
+            Effect.sync(() => process.exit(1)),
+          )
+        }),
       )
     }),
 )
@@ -82,6 +96,8 @@ process.once("SIGTERM", () => setTimeout(() => process.exit(1), ExitDeadlineMs).
 
 // Logs and errors go to stderr: stdout carries only the listening line.
 cli(process.argv).pipe(
+  // @effect/cli has printed what is wrong with the command line: a usage error, exit 2.
+  Effect.catchIf(ValidationError.isValidationError, () => Effect.sync(() => process.exit(2))),
   Effect.tapErrorCause((cause) => (Cause.isInterruptedOnly(cause) ? Effect.void : Effect.logError(cause))),
   Effect.provide(Log.layer),
   Effect.provide(NodeContext.layer),

@@ -3,9 +3,32 @@ import { Cause, Effect, Exit } from "effect"
 import type { Stats } from "node:fs"
 import * as fs from "node:fs/promises"
 
+/** Words for what a file-system call met; Node's own text repeats the syscall and the path. */
+const ErrnoTexts: Record<string, string> = {
+  ENOENT: "no such file or directory",
+  ENOTDIR: "a part of the path is not a directory",
+  EACCES: "permission denied",
+  EPERM: "operation not permitted",
+  ENOSPC: "no space left on the device",
+  EDQUOT: "disk quota exceeded",
+  EROFS: "read-only file system",
+  EISDIR: "it is a directory",
+  EEXIST: "it already exists",
+  EMFILE: "too many open files",
+  ENAMETOOLONG: "the name is too long",
+  EIO: "input/output error",
+}
+
+/** What a failed file-system call met, in words with its code (for searching); other errors as they say. */
+export const errnoText = (e: unknown): string => {
+  const code = (e as NodeJS.ErrnoException | undefined)?.code
+  const text = typeof code === "string" ? ErrnoTexts[code] : undefined
+  if (text !== undefined) return `${text} (${code})`
+  return e instanceof Error ? e.message : String(e)
+}
+
 /** A failed file-system call on `path`, as the user will read it. */
-export const ioError = (path: string) => (e: unknown) =>
-  new LocalIoFailed({ path, message: e instanceof Error ? e.message : String(e) })
+export const ioError = (path: string) => (e: unknown) => new LocalIoFailed({ path, message: errnoText(e) })
 
 /** Nothing is there: no such entry, or a component of the path on the way to it is not a directory. */
 export const isAbsent = (e: unknown) => {

@@ -6,7 +6,8 @@ import { Effect, Either, Option } from "effect"
 import { constants as fsConstants } from "node:fs"
 import * as fs from "node:fs/promises"
 import * as path from "node:path"
-import { ioError, readFailure } from "./Io.js"
+import { errnoText, lstat, readFailure } from "./Io.js"
+import * as Patterns from "./Patterns.js"
 
 /** Where a file entry comes from, and its modification time when listed: a later one means it changed. */
 export interface Source {
@@ -20,6 +21,8 @@ export interface Sources {
   readonly files: ReadonlyMap<number, Source>
   /** Entries left out because they are neither regular files nor directories (symlinks, devices, sockets). */
   readonly skipped: ReadonlyArray<string>
+  /** Entries `--exclude` left out (a directory counts once, with all it holds). */
+  readonly excluded: number
 }
 
 type Entry = Manifest["entries"][number]
@@ -41,7 +44,9 @@ const statFile = async (abs: string) => {
 /**
  * Builds the manifest for `send`: plain files go in by base name; with `recursive`, a directory goes in
  * under its own name with its whole tree. Symlinks are not followed, so nothing outside what the user
- * named can leak into a transfer.
+ * named can leak into a transfer. A word with wildcards that names nothing on disk is a pattern: each
+ * match goes in under its path from the pattern's static base (Patterns.ts). `exclude` globs leave out
+ * entries of directories and pattern matches, by their path from what was named or their base name.
  *
  * A file or directory inside that cannot be read ends it, naming the path; with `skipUnreadable`
  * (`--skip-errors`) it is left out and handed to that instead.
@@ -50,17 +55,20 @@ export const collect = (
   paths: ReadonlyArray<string>,
   recursive: boolean,
   skipUnreadable?: (file: SkippedFile) => Effect.Effect<void>,
+  exclude: ReadonlyArray<string> = [],
 ) =>
   Effect.gen(function* () {
     const entries: Array<Entry> = []
     const files = new Map<number, Source>()
     const skipped: Array<string> = []
     const seen = new Set<string>()
+    const excludes = Patterns.excluder(exclude)
     let unreadable = 0
+    let excluded = 0
 
-    /** What `read` gives, or None for a path left out because it cannot be read. */
-    const readOrSkip = <A>(abs: string, read: () => Promise<A>) =>
-      Effect.tryPromise({ try: read, catch: readFailure }).pipe(
+    /** What `read` gives, or None for a path left out because it cannot be read (`why` says why). */
+    const readOrSkip = <A>(abs: string, read: () => Promise<A>, why: (e: unknown) => string = readFailure) =>
+      Effect.tryPromise({ try: read, catch: why }).pipe(
         Effect.map(Option.some),
         Effect.catchAll((reason) => {
           if (skipUnreadable === undefined)
@@ -86,7 +94,19 @@ export const collect = (
         entries.push(entry)
       })
 
-    const walk = (dir: string, rel: string): Effect.Effect<void, LocalIoFailed | UsageError> =>
+    /** The folders above a pattern's match, each listed once, as a walk lists them. */
+    const addParents = (rel: string) =>
+      Effect.forEach(
+        rel
+          .split("/")
+          .slice(0, -1)
+          .map((_, i, parts) => parts.slice(0, i + 1).join("/")),
+        (dir) => (seen.has(dir) ? Effect.void : add({ _tag: "dir", path: dir })),
+        { discard: true },
+      )
+
+    /** `inside` is the path from what the user named, which `--exclude` is matched against. */
+    const walk = (dir: string, rel: string, inside = ""): Effect.Effect<void, LocalIoFailed | UsageError> =>
       Effect.gen(function* () {
         const listed = yield* readOrSkip(dir, () => fs.readdir(dir, { withFileTypes: true }))
         if (Option.isNone(listed)) return
@@ -96,7 +116,9 @@ export const collect = (
         for (const child of children) {
           const abs = path.join(dir, child.name)
           const childRel = `${rel}/${child.name}`
-          if (child.isDirectory()) yield* walk(abs, childRel)
+          const childInside = inside === "" ? child.name : `${inside}/${child.name}`
+          if (excludes(childInside)) excluded++
+          else if (child.isDirectory()) yield* walk(abs, childRel, childInside)
           else if (child.isFile()) yield* addFile(abs, childRel)
           else skipped.push(abs)
         }
@@ -112,9 +134,34 @@ export const collect = (
           )
       })
 
+    const addMatches = ({ base, matches }: Patterns.Expanded) =>
+      Effect.forEach(
+        matches,
+        (rel) =>
+          Effect.gen(function* () {
+            const abs = path.join(base, rel)
+            if (excludes(rel)) return void excluded++
+            const stat = yield* readOrSkip(abs, () => fs.lstat(abs), errnoText)
+            if (Option.isNone(stat)) return
+            yield* addParents(rel)
+            if (stat.value.isDirectory()) yield* walk(abs, rel, rel)
+            else if (stat.value.isFile()) yield* addFile(abs, rel)
+            else skipped.push(abs)
+          }),
+        { discard: true },
+      )
+
     for (const input of paths) {
       const abs = path.resolve(input)
-      const stat = yield* Effect.tryPromise({ try: () => fs.lstat(abs), catch: ioError(input) })
+      // A file whose name looks like a pattern is taken as it is.
+      if (Patterns.isPattern(input) && (yield* lstat(abs)) === undefined) {
+        yield* addMatches(yield* Patterns.expand(input, recursive))
+        continue
+      }
+      // A named path that is missing is as unreadable as one that cannot be opened.
+      const found = yield* readOrSkip(abs, () => fs.lstat(abs), errnoText)
+      if (Option.isNone(found)) continue
+      const stat = found.value
       const name = path.basename(abs)
       if (stat.isDirectory()) {
         if (!recursive) return yield* new UsageError({ message: `${input} is a directory; send it with -r` })
@@ -136,7 +183,7 @@ export const collect = (
       Either.flatMap(ManifestPolicy.check(manifest), checkSize),
       (e) => new UsageError({ message: `cannot send ${e.message}` }),
     )
-    return { manifest, files, skipped } satisfies Sources
+    return { manifest, files, skipped, excluded } satisfies Sources
   })
 
 /**
@@ -171,5 +218,5 @@ export const fromCheckpoint = (
       checkSize(manifest),
       (e) => new UsageError({ message: `cannot resume with ${e.message}` }),
     )
-    return { manifest, files, skipped: [] } satisfies Sources
+    return { manifest, files, skipped: [], excluded: 0 } satisfies Sources
   })
