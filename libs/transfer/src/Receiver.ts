@@ -1,5 +1,5 @@
 // Over 250 lines on purpose: every check on what a hostile sender sends (DESIGN.md section 4) reads here, in one file.
-import { Frames, Manifest } from "@p2pal/domain"
+import { Frames, Manifest, NameRules } from "@p2pal/domain"
 import {
   type CheckpointIo,
   Declined,
@@ -18,7 +18,7 @@ import { ioError, withCleanup } from "./Io.js"
 import * as Payload from "./Payload.js"
 import * as Placer from "./Placer.js"
 import * as RecvCheckpoint from "./RecvCheckpoint.js"
-import { findConflict, freeBytes, targetOf } from "./Targets.js"
+import { findConflict, freeBytes, probeFolding, targetOf } from "./Targets.js"
 import { frameReader, sendFrame, unexpected, WriteBatchBytes } from "./Wire.js"
 
 export interface ReceiveOptions {
@@ -26,6 +26,10 @@ export interface ReceiveOptions {
   readonly payloadKey?: Buffer | undefined
   readonly out: string
   readonly overwrite: boolean
+  /** Refuse what Windows cannot hold too, whatever the platform (a Windows receiver, or the tests). */
+  readonly windowsNames: boolean
+  /** `--rename-unsafe`: save a name this platform refuses under an escaped one, rather than refuse it. */
+  readonly renameUnsafe: boolean
   /** Counters of an earlier connection of this transfer, carried on after a drop (the user sees them). */
   readonly progress?: Progress | undefined
   /** Shows the manifest to the user; false declines the transfer, a failure refuses it (the sender hears why). */
@@ -60,6 +64,21 @@ const receiveManifest = (nextFrame: Effect.Effect<Frames.Frame, PeerFailed>) =>
     } while (received < buffer.length)
     return Manifest.decodeManifest(buffer)
   })
+
+/** This platform's name rules over a manifest every receiver accepts (see NameRules). */
+const placeNames = (manifest: Manifest.Manifest, options: ReceiveOptions) =>
+  Effect.map(
+    Effect.promise(() => probeFolding(options.out)),
+    (folds) => {
+      const rules = {
+        windows: options.windowsNames,
+        ...(options.windowsNames ? { foldsCase: true, foldsUnicode: true } : folds),
+      }
+      return options.renameUnsafe
+        ? NameRules.rename(manifest, rules)
+        : Either.map(NameRules.check(manifest, rules), (checked) => ({ manifest: checked, renamed: [] }))
+    },
+  )
 
 const byteCount = (n: number | bigint) => `${n.toLocaleString("en-US")} bytes`
 
@@ -164,13 +183,17 @@ export const receive = Effect.fn("Receiver.receive")(function* (channel: Channel
     // A sender that breaks the protocol before its file list is complete hears why, as a refused one does;
     // if it is gone already, the local reason is the one worth reporting.
     Effect.tapError((e) => Effect.ignore(refuse(e.message))),
+    Effect.flatMap(
+      Either.match({ onLeft: (e) => Effect.succeed(Either.left(e)), onRight: (m) => placeNames(m, options) }),
+    ),
   )
   if (Either.isLeft(decoded)) {
     const message = `refused the sender's file list: ${decoded.left.message}`
     yield* refuse(message)
     return yield* new PeerFailed({ message })
   }
-  const manifest = decoded.right
+  // Paths as saved here: indices, and so the protocol, are the sender's.
+  const { manifest, renamed } = decoded.right
   const { checkpoints } = options
   const tracker =
     checkpoints === undefined || manifest.transfer === undefined
@@ -233,6 +256,7 @@ export const receive = Effect.fn("Receiver.receive")(function* (channel: Channel
   )
   if (tracker !== undefined) yield* tracker.remove
   yield* sendFrame(channel, { _tag: "Done" })
+  return { renamed }
 })
 
 /**

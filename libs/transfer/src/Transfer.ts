@@ -1,4 +1,4 @@
-import { type Ids, JoinCode, Manifest, type SignalApi } from "@p2pal/domain"
+import { type Ids, JoinCode, Manifest, type NameRules, type SignalApi } from "@p2pal/domain"
 import { PeerFailed } from "@p2pal/domain/Errors"
 import { type ConnectedPath, PeerLink } from "@p2pal/infra/PeerLink"
 import { SignalClient } from "@p2pal/infra/SignalClient"
@@ -47,6 +47,9 @@ export interface ReceiveOptions extends PeerOptions {
   readonly code: JoinCode.JoinCode
   readonly out: string
   readonly overwrite: boolean
+  /** See Receiver.ReceiveOptions. */
+  readonly windowsNames: boolean
+  readonly renameUnsafe: boolean
   /** How long the checkpoint stays resumable after its last save. */
   readonly checkpointTtl: Duration.Duration
 }
@@ -54,6 +57,8 @@ export interface ReceiveOptions extends PeerOptions {
 export interface Received {
   /** The last connection's path, read while it was up. */
   readonly path: ConnectedPath | undefined
+  /** Names saved under escaped ones (`--rename-unsafe`). */
+  readonly renamed: ReadonlyArray<NameRules.Renamed>
 }
 
 /**
@@ -147,7 +152,7 @@ const receive = Effect.fn("Transfer.receive")(function* (options: ReceiveOptions
   const session = yield* client.open(options.server, joined.token)
   /** What the user accepted, and the counters on screen: a connection after a drop carries them on. */
   let accepted: { readonly manifest: Uint8Array; readonly progress: Progress } | undefined
-  const path = yield* overConnections(
+  const { path, renamed } = yield* overConnections(
     session,
     {
       ...options,
@@ -162,10 +167,12 @@ const receive = Effect.fn("Transfer.receive")(function* (options: ReceiveOptions
         const before = resumed ? accepted : undefined
         // The sender may hang up the moment it has Done, taking the selected pair with it.
         const atStart = channel.path()
-        yield* following(
+        const { renamed } = yield* following(
           Receiver.receive(channel, {
             out: options.out,
             overwrite: options.overwrite,
+            windowsNames: options.windowsNames,
+            renameUnsafe: options.renameUnsafe,
             onSkipped: (file) => events.offer(TransferEvent.Skipped({ file })),
             checkpoints: { store, ttl: options.checkpointTtl },
             payloadKey,
@@ -188,10 +195,10 @@ const receive = Effect.fn("Transfer.receive")(function* (options: ReceiveOptions
         // Read while the connection is up, if it still is: the sender hangs up next.
         const path = channel.path() ?? atStart
         yield* channel.closed.pipe(Effect.timeout(HangUpGrace), Effect.ignore)
-        return path
+        return { path, renamed }
       }),
   )
-  return { path } satisfies Received
+  return { path, renamed } satisfies Received
 }, Effect.scoped)
 
 /**

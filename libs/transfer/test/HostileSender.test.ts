@@ -141,6 +141,8 @@ interface Row {
   readonly accepted?: boolean
   /** Files the rogue sent whole before it misbehaved: kept, as from any sender. */
   readonly saved?: ReadonlyArray<string>
+  /** The receiver applies Windows' name rules (NameRules), as on Windows or with P2PAL_NAME_RULES=windows. */
+  readonly windows?: boolean
 }
 
 /** Refused while the file list is read: the receiver's error and the sender's Reject carry the same words. */
@@ -153,6 +155,9 @@ const refused = (name: string, steps: ReadonlyArray<Step>, says: string): Row =>
   hears: says,
 })
 
+/** What only a receiver with Windows' name rules refuses: a Linux one keeps such names. */
+const onWindows = (row: Row): Row => ({ ...row, name: `${row.name} (Windows rules)`, windows: true })
+
 const rows: ReadonlyArray<Row> = [
   refused("traversal ../x", [manifestOf(file("../x"))], '"../x": ".." components are not allowed'),
   {
@@ -160,9 +165,9 @@ const rows: ReadonlyArray<Row> = [
     ...refused("an absolute <root>/etc/x", [], "absolute paths are not allowed"),
     script: (root) => [manifestOf(file(`${root}/etc/x`))],
   },
-  refused("drive letter C:x", [manifestOf(file("C:x"))], "drive letters are not allowed"),
-  refused("UNC \\\\server\\share\\x", [manifestOf(file("\\\\server\\share\\x"))], "backslashes"),
-  refused("backslash traversal ..\\x", [manifestOf(file("..\\x"))], "backslashes"),
+  onWindows(refused("drive letter C:x", [manifestOf(file("C:x"))], "drive letters are not allowed")),
+  onWindows(refused("UNC \\\\server\\share\\x", [manifestOf(file("\\\\server\\share\\x"))], "backslashes")),
+  onWindows(refused("backslash traversal ..\\x", [manifestOf(file("..\\x"))], "backslashes")),
   refused(
     "a symlink entry",
     [rawManifest('{"version":1,"entries":[{"_tag":"symlink","path":"link","target":"/etc/passwd"}]}')],
@@ -195,9 +200,9 @@ const rows: ReadonlyArray<Row> = [
     ],
     "the manifest is not valid UTF-8",
   ),
-  refused("Windows reserved name CON", [manifestOf(file("CON"))], "Windows reserved names"),
-  refused("trailing dot a.", [manifestOf(file("a."))], "names ending in a dot or a space"),
-  refused("case-fold collision A / a", [manifestOf(file("A"), file("a"))], "differ only in case"),
+  onWindows(refused("Windows reserved name CON", [manifestOf(file("CON"))], "Windows reserved names")),
+  onWindows(refused("trailing dot a.", [manifestOf(file("a."))], "names ending in a dot or a space")),
+  onWindows(refused("case-fold collision A / a", [manifestOf(file("A"), file("a"))], "differ only in case")),
   refused(
     "file-vs-dir clash a / a/b",
     [manifestOf(file("a"), file("a/b"))],
@@ -319,7 +324,10 @@ layer(Layer.merge(PeerLink.Default, Hasher.Default), { excludeTestServices: true
           const received = yield* Effect.exit(
             Receiver.receive(
               channel,
-              receiveOptions(out, { confirm: () => Effect.sync(() => (confirmed = true)) }),
+              receiveOptions(out, {
+                confirm: () => Effect.sync(() => (confirmed = true)),
+                windowsNames: row.windows ?? false,
+              }),
             ).pipe(
               // A receiver that lets the rogue through would wait for its data forever: fail in good time.
               Effect.timeout("15 seconds"),
