@@ -46,6 +46,25 @@ const readCode = (given: Option.Option<string>) =>
     onNone: () => Effect.flatMap(Ui, (ui) => ui.ask("Join code: ")),
   })
 
+/** Control and invisible characters but newline and tab, as escapeForDisplay writes them. */
+const unprintable = /[\p{Cc}\p{Cf}\p{Zl}\p{Zp}]/gu
+
+/**
+ * A received text on stdout: as sent when stdout is a pipe or a file; on a terminal decoded, with
+ * control characters (which could move the cursor, retitle the window, or hide a line) escaped.
+ */
+const printText = (bytes: Uint8Array) =>
+  Effect.async<void>((resume) => {
+    const shown = process.stdout.isTTY
+      ? new TextDecoder()
+          .decode(bytes)
+          .replace(unprintable, (c) =>
+            c === "\n" || c === "\t" ? c : `\\u{${c.codePointAt(0)!.toString(16).padStart(4, "0")}}`,
+          )
+      : bytes
+    process.stdout.write(shown, () => resume(Effect.void))
+  })
+
 export const recv = Command.make(
   "recv",
   {
@@ -64,7 +83,9 @@ export const recv = Command.make(
         JoinCode.parse(yield* readCode(flags.code)),
         (e) => new UsageError({ message: e.message }),
       )
-      const out = path.resolve(flags.out)
+      // `--out -`: the one file goes to stdout; the probes and checks for a directory are not made.
+      const toStdout = flags.out === "-"
+      const out = path.resolve(toStdout ? "." : flags.out)
       const { checkpointTtl } = flags
       const skipped = yield* Skipped.tracker("receiver")
       const names = yield* windowsNames
@@ -80,6 +101,7 @@ export const recv = Command.make(
               overwrite: flags.overwrite,
               windowsNames: names,
               renameUnsafe: flags.renameUnsafe,
+              stdout: toStdout ? process.stdout : undefined,
               checkpointTtl,
             },
             events,
@@ -95,7 +117,10 @@ export const recv = Command.make(
                 const described = describeManifest(manifest, flags.listAll)
                 const answer = flags.yes
                   ? Effect.as(Effect.forEach(described, ui.info), true)
-                  : ui.confirm(described, `Save into ${escapeForDisplay(out)}?`)
+                  : ui.confirm(
+                      described,
+                      toStdout ? "Write it to stdout?" : `Save into ${escapeForDisplay(out)}?`,
+                    )
                 // A transfer that stops meanwhile takes its question back.
                 yield* Effect.raceFirst(
                   Effect.flatMap(answer, (yes) => Deferred.succeed(reply, yes)),
@@ -127,6 +152,7 @@ export const recv = Command.make(
               ),
       )
       yield* ui.verified()
+      if (received.text !== undefined) yield* printText(received.text)
       if (received.renamed.length > 0)
         yield* Effect.forEach(
           [

@@ -6,17 +6,20 @@ import {
   IntegrityFailed,
   LocalIoFailed,
   PeerFailed,
+  UsageError,
   type SkippedFile,
 } from "@p2pal/domain/Errors"
 import type { Channel } from "@p2pal/infra/PeerLink"
 import { Effect, Either, Exit, type Scope } from "effect"
 import * as fs from "node:fs/promises"
 import * as path from "node:path"
+import type { Writable } from "node:stream"
 import * as DurableFile from "./DurableFile.js"
 import { Progress } from "./Progress.js"
 import { ioError, withCleanup } from "./Io.js"
 import * as Payload from "./Payload.js"
 import * as Placer from "./Placer.js"
+import * as Sinks from "./Sinks.js"
 import * as RecvCheckpoint from "./RecvCheckpoint.js"
 import { findConflict, freeBytes, probeFolding, targetOf } from "./Targets.js"
 import { frameReader, sendFrame, unexpected, WriteBatchBytes } from "./Wire.js"
@@ -30,6 +33,8 @@ export interface ReceiveOptions {
   readonly windowsNames: boolean
   /** `--rename-unsafe`: save a name this platform refuses under an escaped one, rather than refuse it. */
   readonly renameUnsafe: boolean
+  /** `recv --out -`: the transfer's one file goes here rather than under `out`; several files are refused. */
+  readonly stdout?: Writable | undefined
   /** Counters of an earlier connection of this transfer, carried on after a drop (the user sees them). */
   readonly progress?: Progress | undefined
   /** Shows the manifest to the user; false declines the transfer, a failure refuses it (the sender hears why). */
@@ -67,7 +72,10 @@ const receiveManifest = (nextFrame: Effect.Effect<Frames.Frame, PeerFailed>) =>
 
 /** This platform's name rules over a manifest every receiver accepts (see NameRules). */
 const placeNames = (manifest: Manifest.Manifest, options: ReceiveOptions) =>
-  Effect.map(
+  // A text or stdout takes no name from the sender to disk.
+  manifest.stream === "text" || options.stdout !== undefined
+    ? Effect.succeed(Either.right({ manifest, renamed: [] }))
+    : Effect.map(
     Effect.promise(() => probeFolding(options.out)),
     (folds) => {
       const rules = {
@@ -102,20 +110,18 @@ const receiveFile = (
   nextFrame: Effect.Effect<Frames.Frame, PeerFailed>,
   index: number,
   entry: Manifest.Entry & { _tag: "file" },
-  target: string,
-  overwrite: boolean,
+  open: Sinks.Opener,
+  /** The size the sender declared, or for a pipe undefined and the most this receiver takes of it. */
+  size: { readonly declared: number | undefined; readonly max: number },
   progress: Progress,
   /** A chunk's file bytes: its payload, or with --encrypt the opened payload (undefined if forged). */
   plaintextOf: (chunk: Frames.Frame & { _tag: "Chunk" }) => Uint8Array | undefined,
   files: Files,
 ) =>
   Effect.suspend(() => {
-    const { tracker, save, placer } = files
-    const state = tracker?.files.get(index)
     progress.file = index
-    progress.fileBytes = state?.durable ?? 0
-    const checkpoint = state === undefined || save === undefined ? undefined : { state, save }
-    return DurableFile.use({ target, size: entry.size, overwrite, checkpoint, placer }, (file) =>
+    progress.fileBytes = files.tracker?.files.get(index)?.durable ?? 0
+    return open((file) =>
       Effect.gen(function* () {
         // Told once a write batch's worth is written, however many files it spans: a small file costs no frame.
         // What stays untold is under one batch, far inside the sender's window, so the sender never waits on it.
@@ -139,13 +145,20 @@ const receiveFile = (
               return yield* new PeerFailed({
                 message: `an encrypted chunk of ${entry.path} failed authentication: it was altered on the way`,
               })
-            if (file.received + bytes.length > entry.size)
+            if (file.received + bytes.length > size.max)
               return yield* new PeerFailed({
-                message: `the sender sent more bytes than declared for ${entry.path}`,
+                message:
+                  size.declared === undefined
+                    ? `the sender sent more of ${entry.path} than the ${byteCount(size.max)} this receiver takes of a pipe`
+                    : `the sender sent more bytes than declared for ${entry.path}`,
               })
             if (yield* file.append(bytes)) yield* acknowledge
           } else if (frame._tag === "FileEnd") {
-            if (frame.file !== index || frame.size !== entry.size || file.received !== entry.size)
+            if (
+              frame.file !== index ||
+              frame.size !== (size.declared ?? file.received) ||
+              file.received !== frame.size
+            )
               return yield* new PeerFailed({ message: `the sender ended ${entry.path} at the wrong size` })
             yield* write
             if (!Buffer.from(yield* file.digest).equals(frame.sha256)) {
@@ -173,6 +186,74 @@ const receiveFile = (
   })
 
 /**
+ * What stops a transfer into `out` before anything is written: a target in the way, not enough free disk
+ * space. Opens the checkpoint of a transfer that has one. A pipe, of unknown size, may fill the free space.
+ */
+const checkDisk = (
+  manifest: Manifest.Manifest,
+  options: ReceiveOptions,
+  refuse: (reason: string) => Effect.Effect<void, PeerFailed>,
+) =>
+  Effect.gen(function* () {
+    const { checkpoints } = options
+    const tracker =
+      checkpoints === undefined || manifest.transfer === undefined
+        ? undefined
+        : yield* RecvCheckpoint.open(checkpoints, manifest.transfer, manifest, options.out, (entry) =>
+            targetOf(options.out, entry),
+          ).pipe(
+            Effect.tapError(() => Effect.ignore(refuse("the receiver could not read what it already has"))),
+          )
+    const placedBefore = tracker?.placedBefore ?? new Set<number>()
+    const conflict = yield* findConflict(options.out, manifest, options.overwrite, placedBefore).pipe(
+      Effect.tapError(() => Effect.ignore(refuse("the receiver could not check what it already has"))),
+    )
+    if (conflict !== undefined) {
+      yield* refuse(`the receiver already has ${path.relative(options.out, conflict.path)}`)
+      return yield* conflict
+    }
+    // Refused up front, rather than failing on a full disk partway through the transfer.
+    const total = Manifest.totalBytes(manifest)
+    const here = tracker?.bytesHere ?? 0
+    const free = yield* Effect.tryPromise({
+      try: () => freeBytes(options.out),
+      catch: ioError(options.out),
+    }).pipe(Effect.tapError(() => Effect.ignore(refuse("the receiver could not check its free disk space"))))
+    if (BigInt(total - here) > free) {
+      yield* Effect.ignore(refuse(`the receiver does not have ${byteCount(total - here)} of free disk space`))
+      return yield* new LocalIoFailed({
+        path: options.out,
+        message: `not enough free disk space: the files need ${byteCount(total - here)} but only ${byteCount(free)} are free; nothing was written`,
+      })
+    }
+    return { tracker, max: Math.min(Manifest.MaxPipeBytes, Number(free)) }
+  })
+
+/**
+ * Where a text (kept in memory, handed back once verified) or, with `recv --out -`, the one file goes
+ * (stdout, checked to be one file before anything is accepted); undefined: files under `out`.
+ */
+const sinkFor = (
+  manifest: Manifest.Manifest,
+  options: ReceiveOptions,
+  refuse: (reason: string) => Effect.Effect<void, PeerFailed>,
+) =>
+  Effect.gen(function* () {
+    let text: Uint8Array | undefined
+    const [first] = manifest.entries
+    if (manifest.stream === "text")
+      return { sink: Sinks.toMemory((bytes) => (text = bytes)), text: () => text }
+    if (options.stdout === undefined) return { sink: undefined, text: () => text }
+    if (manifest.entries.length !== 1 || first?._tag !== "file") {
+      yield* Effect.ignore(refuse("the receiver takes one file only (recv --out -)"))
+      return yield* new UsageError({
+        message: `recv --out - writes one file to stdout, but the sender offers ${manifest.entries.length} entries; receive them into a directory instead`,
+      })
+    }
+    return { sink: Sinks.toWritable(options.stdout, first.path), text: () => text }
+  })
+
+/**
  * The receiving side of one transfer: takes the manifest, refuses it if it is hostile or would
  * overwrite something, asks the user, then writes and verifies every file under `out`.
  */
@@ -194,38 +275,14 @@ export const receive = Effect.fn("Receiver.receive")(function* (channel: Channel
   }
   // Paths as saved here: indices, and so the protocol, are the sender's.
   const { manifest, renamed } = decoded.right
-  const { checkpoints } = options
-  const tracker =
-    checkpoints === undefined || manifest.transfer === undefined
-      ? undefined
-      : yield* RecvCheckpoint.open(checkpoints, manifest.transfer, manifest, options.out, (entry) =>
-          targetOf(options.out, entry),
-        ).pipe(
-          Effect.tapError(() => Effect.ignore(refuse("the receiver could not read what it already has"))),
-        )
-  const placedBefore = tracker?.placedBefore ?? new Set<number>()
-  const conflict = yield* findConflict(options.out, manifest, options.overwrite, placedBefore).pipe(
-    Effect.tapError(() => Effect.ignore(refuse("the receiver could not check what it already has"))),
-  )
-  if (conflict !== undefined) {
-    yield* refuse(`the receiver already has ${path.relative(options.out, conflict.path)}`)
-    return yield* conflict
-  }
-  // Refused up front, rather than failing on a full disk partway through the transfer.
-  const total = Manifest.totalBytes(manifest)
+  const { sink, text } = yield* sinkFor(manifest, options, refuse)
+  const { tracker, max } =
+    sink === undefined
+      ? yield* checkDisk(manifest, options, refuse)
+      : { tracker: undefined, max: Manifest.MaxPipeBytes }
   const here = tracker?.bytesHere ?? 0
-  const free = yield* Effect.tryPromise({
-    try: () => freeBytes(options.out),
-    catch: ioError(options.out),
-  }).pipe(Effect.tapError(() => Effect.ignore(refuse("the receiver could not check its free disk space"))))
-  if (BigInt(total - here) > free) {
-    yield* Effect.ignore(refuse(`the receiver does not have ${byteCount(total - here)} of free disk space`))
-    return yield* new LocalIoFailed({
-      path: options.out,
-      message: `not enough free disk space: the files need ${byteCount(total - here)} but only ${byteCount(free)} are free; nothing was written`,
-    })
-  }
-  if (!(yield* options.confirm(manifest).pipe(Effect.tapError((e) => Effect.ignore(refuse(e.message)))))) {
+  const asked = manifest.stream === "text" ? Effect.succeed(true) : options.confirm(manifest)
+  if (!(yield* asked.pipe(Effect.tapError((e) => Effect.ignore(refuse(e.message)))))) {
     yield* refuse("the receiver said no")
     return yield* new Declined()
   }
@@ -243,11 +300,11 @@ export const receive = Effect.fn("Receiver.receive")(function* (channel: Channel
     yield* sendFrame(channel, { _tag: "ResumeFrom", file, offset })
   yield* sendFrame(channel, { _tag: "Accept" })
   if (tracker !== undefined) yield* Effect.zipRight(tracker.discardStale, tracker.save)
-  const progress = options.progress ?? new Progress(total)
+  const progress = options.progress ?? new Progress(Manifest.totalBytes(manifest))
   progress.bytes = here
   yield* options.onStart(progress, manifest)
   yield* withCleanup(
-    receiveFiles(channel, nextFrame, manifest, options, progress, plaintextOf, tracker),
+    receiveFiles(channel, nextFrame, manifest, options, progress, plaintextOf, tracker, { sink, max }),
     // Kept for a resume only when one can build on it; a peer that broke the protocol leaves nothing.
     (exit) =>
       tracker !== undefined && Exit.isFailure(exit) && !RecvCheckpoint.resumable(exit)
@@ -256,7 +313,7 @@ export const receive = Effect.fn("Receiver.receive")(function* (channel: Channel
   )
   if (tracker !== undefined) yield* tracker.remove
   yield* sendFrame(channel, { _tag: "Done" })
-  return { renamed }
+  return { renamed, text: text() }
 })
 
 /**
@@ -271,6 +328,8 @@ const receiveFiles = (
   progress: Progress,
   plaintextOf: (chunk: Frames.Frame & { _tag: "Chunk" }) => Uint8Array | undefined,
   tracker: RecvCheckpoint.Tracker | undefined,
+  /** Where the bytes go when not to files under `out` (see sinkFor), and the most a pipe may carry here. */
+  stream: { readonly sink: Sinks.Opener | undefined; readonly max: number },
 ) =>
   Effect.gen(function* () {
     const lock = yield* Effect.makeSemaphore(1)
@@ -284,7 +343,7 @@ const receiveFiles = (
         Effect.gen(function* () {
           const target = targetOf(options.out, entry)
           const dir = entry._tag === "dir" ? target : path.dirname(target)
-          if (!made.has(dir)) {
+          if (stream.sink === undefined && !made.has(dir)) {
             yield* Effect.tryPromise({ try: () => fs.mkdir(dir, { recursive: true }), catch: ioError(dir) })
             made.add(dir)
           }
@@ -294,8 +353,19 @@ const receiveFiles = (
             nextFrame,
             index,
             entry,
-            target,
-            options.overwrite || (tracker?.placedBefore.has(index) ?? false),
+            stream.sink ??
+              ((body) => {
+                const state = tracker?.files.get(index)
+                const checkpoint = state === undefined || save === undefined ? undefined : { state, save }
+                const overwrite = options.overwrite || (tracker?.placedBefore.has(index) ?? false)
+                return DurableFile.use(
+                  { target, size: entry.size, overwrite, checkpoint, placer: files.placer },
+                  body,
+                )
+              }),
+            manifest.stream === "pipe"
+              ? { declared: undefined, max: stream.max }
+              : { declared: entry.size, max: entry.size },
             progress,
             plaintextOf,
             files,

@@ -9,6 +9,7 @@ import type { Progress } from "./Progress.js"
 import { Hasher } from "./Hasher.js"
 import * as Payload from "./Payload.js"
 import type { Source, Sources } from "./Sources.js"
+import * as StreamReader from "./StreamReader.js"
 import { frameReader, sendFrame, unexpected } from "./Wire.js"
 
 export interface SendOptions {
@@ -149,7 +150,9 @@ export const send = Effect.fn("Sender.send")(function* (
       progress.fileBytes = from
       unconfirmed.set(index, { start: progress.sent, from, size: entry.size })
       const hash = hasher.start(entry.size)
-      const reader = yield* BlockReader.open({ ...file, hash }, prepared)
+      const { stream } = file.source
+      const streamed = stream === undefined ? undefined : yield* StreamReader.open(stream, index, chunkSize)
+      const reader = streamed ?? (yield* BlockReader.open({ ...file, hash }, prepared))
       while (true) {
         const block = yield* reader.next
         if (block === undefined) break
@@ -170,7 +173,7 @@ export const send = Effect.fn("Sender.send")(function* (
       yield* sendFrame(channel, {
         _tag: "FileEnd",
         file: index,
-        size: entry.size,
+        size: streamed?.size() ?? entry.size,
         sha256: yield* hash.digest,
       })
     }).pipe(Effect.scoped)

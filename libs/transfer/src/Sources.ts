@@ -1,5 +1,5 @@
 import type { SentFile } from "@p2pal/domain/Checkpoint"
-import { checkSize, type Manifest } from "@p2pal/domain/Manifest"
+import { checkSize, type Manifest, MaxPipeBytes, MaxTextMessageBytes } from "@p2pal/domain/Manifest"
 import * as ManifestPolicy from "@p2pal/domain/ManifestPolicy"
 import { LocalIoFailed, type SkippedFile, UsageError } from "@p2pal/domain/Errors"
 import { Effect, Either, Option } from "effect"
@@ -7,11 +7,14 @@ import { constants as fsConstants } from "node:fs"
 import * as fs from "node:fs/promises"
 import * as path from "node:path"
 import { ioError, readFailure } from "./Io.js"
+import type { StreamSource } from "./StreamReader.js"
 
 /** Where a file entry comes from, and its modification time when listed: a later one means it changed. */
 export interface Source {
   readonly path: string
   readonly mtimeMs: number
+  /** Not a file on disk: read once, front to back (`send --text`, `send -`); `path` only names it. */
+  readonly stream?: StreamSource | undefined
 }
 
 /** What the sender offers: the manifest, and where on disk each file entry comes from (by entry index). */
@@ -173,3 +176,38 @@ export const fromCheckpoint = (
     )
     return { manifest, files, skipped: [] } satisfies Sources
   })
+
+/** One entry read from `stream`, under `name`: what `send --text` and `send -` offer. */
+const streamed = (kind: "text" | "pipe", name: string, size: number, stream: StreamSource) =>
+  Effect.gen(function* () {
+    const manifest: Manifest = { version: 1, entries: [{ _tag: "file", path: name, size }], stream: kind }
+    yield* Either.mapLeft(
+      Either.flatMap(ManifestPolicy.check(manifest), checkSize),
+      (e) => new UsageError({ message: `cannot send ${e.message}` }),
+    )
+    const files = new Map([[0, { path: name, mtimeMs: 0, stream }]])
+    return { manifest, files, skipped: [] } satisfies Sources
+  })
+
+/** `send --text`: the text, as UTF-8, for the receiver's stdout. */
+export const fromText = (text: string) => {
+  const bytes = new TextEncoder().encode(text)
+  return bytes.length > MaxTextMessageBytes
+    ? Effect.fail(
+        new UsageError({
+          message: `--text takes at most ${MaxTextMessageBytes / 1024} KiB (${bytes.length} bytes given); send a longer text as a file, or pipe it: p2pal send - < file`,
+        }),
+      )
+    : streamed("text", "text", bytes.length, {
+        read: async function* () {
+          yield bytes
+        },
+        max: bytes.length,
+      })
+}
+
+/** `send -`: standard input as one file named `name`, of a size known only at its end. */
+export const fromPipe = (name: string, read: () => AsyncIterable<Uint8Array>) =>
+  name.includes("/")
+    ? Effect.fail(new UsageError({ message: `--name ${name} must be a file name, without "/"` }))
+    : streamed("pipe", name, 0, { read, max: MaxPipeBytes })

@@ -4,6 +4,7 @@ import { type ConnectedPath, PeerLink } from "@p2pal/infra/PeerLink"
 import { SignalClient } from "@p2pal/infra/SignalClient"
 import { Clock, Context, Deferred, Duration, Effect, Exit } from "effect"
 import { randomInt } from "node:crypto"
+import type { Writable } from "node:stream"
 import { Checkpoints } from "./Checkpoints.js"
 import { overConnections, type PeerOptions } from "./Connection.js"
 import { Hasher } from "./Hasher.js"
@@ -50,6 +51,7 @@ export interface ReceiveOptions extends PeerOptions {
   /** See Receiver.ReceiveOptions. */
   readonly windowsNames: boolean
   readonly renameUnsafe: boolean
+  readonly stdout?: Writable | undefined
   /** How long the checkpoint stays resumable after its last save. */
   readonly checkpointTtl: Duration.Duration
 }
@@ -59,6 +61,8 @@ export interface Received {
   readonly path: ConnectedPath | undefined
   /** Names saved under escaped ones (`--rename-unsafe`). */
   readonly renamed: ReadonlyArray<NameRules.Renamed>
+  /** What `send --text` sent, verified; nothing was written to disk. */
+  readonly text: Uint8Array | undefined
 }
 
 /**
@@ -66,6 +70,7 @@ export interface Received {
  * transfer's id (the first session's, for `send --resume`) until the receiver has verified every file.
  */
 const send = Effect.fn("Transfer.send")(function* (options: SendOptions, events: Sink) {
+  if (options.sources.manifest.stream !== undefined) return yield* sendStream(options, events)
   const client = yield* SignalClient
   const created = yield* client.create(options.server, { ttlSeconds: Duration.toSeconds(options.ttl) })
   // A resumed transfer keeps its first id: both sides' checkpoints are keyed by it.
@@ -90,12 +95,44 @@ const send = Effect.fn("Transfer.send")(function* (options: SendOptions, events:
   return { transferId, path, resent: progress.resent } satisfies Sent
 })
 
+/**
+ * A text or a pipe: read once, so nothing is kept to resume, and a drop ends it (no reconnect could
+ * send again what was read).
+ */
+const sendStream = (options: SendOptions, events: Sink) =>
+  Effect.gen(function* () {
+    const client = yield* SignalClient
+    const created = yield* client.create(options.server, { ttlSeconds: Duration.toSeconds(options.ttl) })
+    const progress = new Progress(Manifest.totalBytes(options.sources.manifest))
+    const acked = { bytes: new Map<number, number>(), onChange: Effect.void }
+    const path = yield* sendSession(
+      { ...options, maxRetries: 0 },
+      events,
+      created,
+      undefined,
+      acked,
+      progress,
+    ).pipe(Effect.scoped, Effect.mapError(cannotResume(options.sources.manifest)))
+    return { transferId: created.transferId, path, resent: 0 } satisfies Sent
+  })
+
+/** A lost connection is the end of a text or a pipe: says so, rather than suggest a resume. */
+const cannotResume =
+  (manifest: Manifest.Manifest) =>
+  <E>(e: E): E =>
+    e instanceof PeerFailed && e.lost === true && manifest.stream !== undefined
+      ? (new PeerFailed({
+          message: `${e.message}; ${manifest.stream === "pipe" ? "a pipe" : "a text"} is read once, so it cannot be resumed or reconnected: send it again`,
+        }) as E)
+      : e
+
 /** One session: the code, the PAKE, the peer connection, and the files, offered under `transferId`. */
 const sendSession = (
   options: SendOptions,
   events: Sink,
   created: SignalApi.CreateTransferResponse,
-  transferId: Ids.TransferId,
+  /** Undefined for a stream: nothing of it can be resumed, so the receiver keeps no checkpoint either. */
+  transferId: Ids.TransferId | undefined,
   acked: Sender.AckedFiles,
   progress: Progress,
 ) =>
@@ -118,7 +155,9 @@ const sendSession = (
             yield* events.offer(TransferEvent.Started({ progress, manifest: sources.manifest, already: 0 }))
           yield* Sender.send(
             channel,
-            { ...sources, manifest: { ...sources.manifest, transfer: transferId } },
+            transferId === undefined
+              ? sources
+              : { ...sources, manifest: { ...sources.manifest, transfer: transferId } },
             {
               chunkSize: options.chunkSize,
               progress,
@@ -152,7 +191,8 @@ const receive = Effect.fn("Transfer.receive")(function* (options: ReceiveOptions
   const session = yield* client.open(options.server, joined.token)
   /** What the user accepted, and the counters on screen: a connection after a drop carries them on. */
   let accepted: { readonly manifest: Uint8Array; readonly progress: Progress } | undefined
-  const { path, renamed } = yield* overConnections(
+  let offered: Manifest.Manifest | undefined
+  const { path, renamed, text } = yield* overConnections(
     session,
     {
       ...options,
@@ -167,12 +207,13 @@ const receive = Effect.fn("Transfer.receive")(function* (options: ReceiveOptions
         const before = resumed ? accepted : undefined
         // The sender may hang up the moment it has Done, taking the selected pair with it.
         const atStart = channel.path()
-        const { renamed } = yield* following(
+        const { renamed, text } = yield* following(
           Receiver.receive(channel, {
             out: options.out,
             overwrite: options.overwrite,
             windowsNames: options.windowsNames,
             renameUnsafe: options.renameUnsafe,
+            stdout: options.stdout,
             onSkipped: (file) => events.offer(TransferEvent.Skipped({ file })),
             checkpoints: { store, ttl: options.checkpointTtl },
             payloadKey,
@@ -185,6 +226,7 @@ const receive = Effect.fn("Transfer.receive")(function* (options: ReceiveOptions
                   : new PeerFailed({ message: "the sender offered other files after reconnecting" }),
             progress: before?.progress,
             onStart: (progress, manifest) => {
+              offered = manifest
               accepted = { manifest: Manifest.encodeManifest(manifest), progress }
               return before === undefined
                 ? events.offer(TransferEvent.Started({ progress, manifest, already: progress.bytes }))
@@ -195,10 +237,10 @@ const receive = Effect.fn("Transfer.receive")(function* (options: ReceiveOptions
         // Read while the connection is up, if it still is: the sender hangs up next.
         const path = channel.path() ?? atStart
         yield* channel.closed.pipe(Effect.timeout(HangUpGrace), Effect.ignore)
-        return { path, renamed }
+        return { path, renamed, text }
       }),
-  )
-  return { path, renamed } satisfies Received
+  ).pipe(Effect.mapError((e) => (offered === undefined ? e : cannotResume(offered)(e))))
+  return { path, renamed, text } satisfies Received
 }, Effect.scoped)
 
 /**
