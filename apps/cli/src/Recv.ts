@@ -55,14 +55,15 @@ const unprintable = /[\p{Cc}\p{Cf}\p{Zl}\p{Zp}]/gu
  */
 const printText = (bytes: Uint8Array) =>
   Effect.async<void>((resume) => {
-    const shown = process.stdout.isTTY
-      ? new TextDecoder()
-          .decode(bytes)
-          .replace(unprintable, (c) =>
-            c === "\n" || c === "\t" ? c : `\\u{${c.codePointAt(0)!.toString(16).padStart(4, "0")}}`,
-          )
-      : bytes
-    process.stdout.write(shown, () => resume(Effect.void))
+    const done = () => resume(Effect.void)
+    if (!process.stdout.isTTY) return void process.stdout.write(bytes, done)
+    const shown = new TextDecoder()
+      .decode(bytes)
+      .replace(unprintable, (c) =>
+        c === "\n" || c === "\t" ? c : `\\u{${c.codePointAt(0)!.toString(16).padStart(4, "0")}}`,
+      )
+    // The text ends its line, so the shell prompt does not start after it.
+    process.stdout.write(shown.endsWith("\n") ? shown : `${shown}\n`, done)
   })
 
 export const recv = Command.make(
