@@ -149,6 +149,34 @@ describe("pipes: send - and recv --out -", () => {
     expect(await cmp(source, file)).toBe(0)
   })
 
+  it("says a pipe cannot be resumed when the connection is lost: the sender killed, then the receiver", async () => {
+    const NotResumable = "a pipe is read once, so it cannot be resumed or reconnected: send it again"
+    for (const killed of ["sender", "receiver"] as const) {
+      // A pipe that never ends: the transfer is under way until one side goes.
+      const sender = start(p2pal, ["send", "-q", ...signalApp.cliFlags(), "-"], { keepStdinOpen: true })
+      sender.child.stdin!.write(randomBytes(MiB))
+      const [code] = await sender.line(/^[a-z]+-[a-z]+-\d+$/)
+      const receiver = start(p2pal, ["recv", "-y", ...signalApp.cliFlags(), "--out", "-", code!])
+      await receiver.line(/^Receiving: stdin \(a pipe: size unknown\)$/, "stderr")
+      // Bytes on the receiver's stdout: the pipe is flowing.
+      await waitFor("the first bytes on stdout", async () =>
+        receiver.output().stdout.length > 0 ? true : undefined,
+      )
+      const [victim, survivor] = killed === "sender" ? [sender, receiver] : [receiver, sender]
+      victim.child.kill("SIGKILL")
+      const ended = await finishedWithin(
+        survivor,
+        30_000,
+        `the ${killed === "sender" ? "receiver" : "sender"}`,
+      )
+      sender.child.stdin!.destroy()
+      expect(ended.code).toBe(5)
+      expect(ended.stderr).toContain(NotResumable)
+      expect(ended.stderr).not.toContain("reconnecting")
+      expect(ended.stderr).not.toContain("--resume")
+    }
+  })
+
   it("saves a pipe under --name into a directory", async () => {
     const root = await tempDir()
     const source = path.join(root, "source.bin")

@@ -169,6 +169,11 @@ describe("Manifest", () => {
     ["changed past the entries", json({ ...manifest(file("a")), changed: [1] }), "changed"],
     ["changed naming a file twice", json({ ...manifest(file("a"), file("b")), changed: [1, 1] }), "changed"],
     ["changed out of order", json({ ...manifest(file("a"), file("b")), changed: [1, 0] }), "changed"],
+    ["a pipe of two files", json({ ...manifest(file("a", 0), file("b", 0)), stream: "pipe" }), "stream"],
+    ["a pipe with a declared size", json({ ...manifest(file("a", 5)), stream: "pipe" }), "stream"],
+    ["a pipe that is a directory", json({ ...manifest(dir("a")), stream: "pipe" }), "stream"],
+    ["a text over 64 KiB", json({ ...manifest(file("text", 64 * 1024 + 1)), stream: "text" }), "stream"],
+    ["an unknown stream", json({ ...manifest(file("a", 0)), stream: "socket" }), "schema"],
   ]
   it.each(garbage)("rejects %s", (_, bytes, rule) => {
     expect(ruleOf(bytes)).toBe(rule)

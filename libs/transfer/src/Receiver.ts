@@ -76,17 +76,17 @@ const placeNames = (manifest: Manifest.Manifest, options: ReceiveOptions) =>
   manifest.stream === "text" || options.stdout !== undefined
     ? Effect.succeed(Either.right({ manifest, renamed: [] }))
     : Effect.map(
-    Effect.promise(() => probeFolding(options.out)),
-    (folds) => {
-      const rules = {
-        windows: options.windowsNames,
-        ...(options.windowsNames ? { foldsCase: true, foldsUnicode: true } : folds),
-      }
-      return options.renameUnsafe
-        ? NameRules.rename(manifest, rules)
-        : Either.map(NameRules.check(manifest, rules), (checked) => ({ manifest: checked, renamed: [] }))
-    },
-  )
+        Effect.promise(() => probeFolding(options.out)),
+        (folds) => {
+          const rules = {
+            windows: options.windowsNames,
+            ...(options.windowsNames ? { foldsCase: true, foldsUnicode: true } : folds),
+          }
+          return options.renameUnsafe
+            ? NameRules.rename(manifest, rules)
+            : Either.map(NameRules.check(manifest, rules), (checked) => ({ manifest: checked, renamed: [] }))
+        },
+      )
 
 const byteCount = (n: number | bigint) => `${n.toLocaleString("en-US")} bytes`
 
@@ -370,6 +370,11 @@ const receiveFiles = (
             plaintextOf,
             files,
           ).pipe(
+            Effect.mapError((e) =>
+              e._tag === "IntegrityFailed" && options.stdout !== undefined && manifest.stream !== "text"
+                ? new IntegrityFailed({ path: e.path, toStdout: true })
+                : e,
+            ),
             // The sender learns why its data was refused (bytes past the declared size, chunks out of order).
             Effect.tapErrorTag("PeerFailed", (e) =>
               Effect.ignore(sendFrame(channel, { _tag: "Error", message: e.message })),

@@ -153,8 +153,13 @@ export const send = Effect.fn("Sender.send")(function* (
       const { stream } = file.source
       const streamed = stream === undefined ? undefined : yield* StreamReader.open(stream, index, chunkSize)
       const reader = streamed ?? (yield* BlockReader.open({ ...file, hash }, prepared))
+      // A stream may wait for its next bytes for ever: a receiver gone meanwhile ends the wait.
+      const next =
+        streamed === undefined
+          ? reader.next
+          : Effect.raceFirst(reader.next, Effect.zipRight(Deferred.await(verified), Effect.never))
       while (true) {
-        const block = yield* reader.next
+        const block = yield* next
         if (block === undefined) break
         const { frames, payloads, start, end } = block
         yield* window.room(end - start)

@@ -87,8 +87,7 @@ export const open = (source: StreamSource, index: number, chunkSize: number) =>
       unchanged: Effect.void,
       size: () => at,
     }
-    yield* Effect.addFinalizer(() =>
-      Effect.tryPromise(async () => void (await pieces.return?.())).pipe(Effect.ignore),
-    )
+    // Not awaited: an iterator still waiting for its next piece would finish its return only after it.
+    yield* Effect.addFinalizer(() => Effect.sync(() => void pieces.return?.().catch(() => undefined)))
     return reader
   })

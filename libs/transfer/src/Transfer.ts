@@ -167,6 +167,9 @@ const sendSession = (
                 : undefined,
               acked,
             },
+          ).pipe(
+            // Not lost any more, so not reconnected: a text or a pipe cannot carry on.
+            Effect.mapError(cannotResume(sources.manifest)),
           )
           return channel.path()
         }),
@@ -232,14 +235,17 @@ const receive = Effect.fn("Transfer.receive")(function* (options: ReceiveOptions
                 ? events.offer(TransferEvent.Started({ progress, manifest, already: progress.bytes }))
                 : Effect.void
             },
-          }),
+          }).pipe(
+            // Not lost any more, so not reconnected: a text or a pipe cannot carry on.
+            Effect.mapError((e) => (offered === undefined ? e : cannotResume(offered)(e))),
+          ),
         )
         // Read while the connection is up, if it still is: the sender hangs up next.
         const path = channel.path() ?? atStart
         yield* channel.closed.pipe(Effect.timeout(HangUpGrace), Effect.ignore)
         return { path, renamed, text }
       }),
-  ).pipe(Effect.mapError((e) => (offered === undefined ? e : cannotResume(offered)(e))))
+  )
   return { path, renamed, text } satisfies Received
 }, Effect.scoped)
 

@@ -14,6 +14,7 @@ import * as fs from "node:fs/promises"
 import * as os from "node:os"
 import * as path from "node:path"
 import { createInterface } from "node:readline"
+import { Writable } from "node:stream"
 import { fileURLToPath } from "node:url"
 import { expect } from "vitest"
 import { receiveOptions } from "./ReceiveOptions.js"
@@ -370,6 +371,37 @@ layer(Layer.merge(PeerLink.Default, Hasher.Default), { excludeTestServices: true
         expect((yield* Effect.promise(() => fs.stat(target))).mode & 0o7000).toBe(0)
         expect(yield* scan(out)).toEqual(["hello.txt"])
       }),
+    )
+
+    it.scoped(
+      "recv --out -: a pipe whose SHA-256 does not match went to stdout, and is IntegrityFailed saying so",
+      () =>
+        Effect.gen(function* () {
+          const out = yield* tempDir
+          const data = encoder.encode("bytes that went out before the end said they were wrong\n")
+          const written: Array<Buffer> = []
+          const stdout = new Writable({
+            write: (chunk: Buffer, _, done) => {
+              written.push(chunk)
+              done()
+            },
+          })
+          const pipe = Manifest.encodeManifest({ version: 1, entries: [file("stdin", 0)], stream: "pipe" })
+          const { channel, nextReply } = yield* connect([
+            { manifest: base64(pipe) },
+            { await: "Accept" },
+            { chunk: { file: 0, offset: 0, bytes: base64(data) } },
+            { fileEnd: { file: 0, size: data.length, sha256: base64(new Uint8Array(32)) } },
+          ])
+          const received = yield* Effect.exit(Receiver.receive(channel, receiveOptions(out, { stdout })))
+          expect(received).toMatchObject({
+            cause: { error: { _tag: "IntegrityFailed", path: "stdin", toStdout: true } },
+          })
+          expect(yield* nextReply).toEqual({ _tag: "Accept" })
+          expect(yield* nextReply).toMatchObject({ _tag: "Error", message: "SHA-256 mismatch for stdin" })
+          expect(Buffer.concat(written)).toEqual(Buffer.from(data))
+          expect(yield* scan(out)).toEqual([])
+        }),
     )
 
     it.scoped("takes a skip of the file in progress: its temporary file goes, the next file arrives", () =>
