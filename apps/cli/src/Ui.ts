@@ -134,14 +134,19 @@ export class Ui extends Context.Tag("@p2pal/cli/Ui")<
             const entry = manifest.entries[progress.file]
             const size = entry?._tag === "file" ? entry.size : 0
             const name = entry === undefined ? "" : escapeForDisplay(entry.path)
-            const pace = progress.status ?? `${Format.bytes(rate)}/s  ETA ${Format.seconds(eta)}`
+            // A pipe's size is known only at its end: no bar, no ETA, only how far it got.
+            const pipe = manifest.stream === "pipe"
+            const pace =
+              progress.status ?? `${Format.bytes(rate)}/s${pipe ? "" : `  ETA ${Format.seconds(eta)}`}`
             // A single file's count would say nothing its own bar does not.
             const count = files > 1 ? `  ${before[progress.file]}/${files} files` : ""
             const lines = barLines(
               {
-                file: bar(progress.fileBytes, size),
+                file: pipe ? `${Format.bytes(progress.fileBytes)} so far` : bar(progress.fileBytes, size),
                 name,
-                total: `${bar(progress.bytes, progress.totalBytes)}  ${Format.bytes(progress.bytes)} / ${Format.bytes(progress.totalBytes)}`,
+                total: pipe
+                  ? `${Format.bytes(progress.bytes)} of a pipe (size unknown)`
+                  : `${bar(progress.bytes, progress.totalBytes)}  ${Format.bytes(progress.bytes)} / ${Format.bytes(progress.totalBytes)}`,
                 count,
                 pace,
               },
