@@ -74,13 +74,30 @@ describe("names Linux allows", () => {
       expect(listed).toContain(`names/${name}  (sent as names/${sent.replace(/\\/g, "\\\\")})`)
   })
 
-  it("still stop the sender when no receiver may take them: control characters", async () => {
-    const { root, tree } = await linuxTree()
-    await fs.writeFile(path.join(tree, "bell\u0007.txt"), "x")
-    const sent = await run(p2pal, ["send", ...signalApp.cliFlags(), "-r", tree])
-    expect(sent.code).toBe(2)
-    expect(sent.stderr).toContain('cannot send "names/bell\\u{0007}.txt": control characters are not allowed')
-    expect(sent.stdout).not.toMatch(/[a-z]+-[a-z]+-\d+/)
-    expect(await fs.readdir(root)).toEqual(["names"])
+  it("still stop the sender when no receiver may take them: control characters, invalid UTF-8", async () => {
+    const cases = [
+      {
+        make: (tree: string) => fs.writeFile(path.join(tree, "bell\u0007.txt"), "x"),
+        says: 'cannot send "names/bell\\u{0007}.txt": control characters are not allowed',
+      },
+      {
+        // caf\xe9.txt: Latin-1, as an old archive may hold it.
+        make: (tree: string) =>
+          fs.writeFile(
+            Buffer.concat([Buffer.from(`${tree}/caf`), Buffer.from([0xe9]), Buffer.from(".txt")]),
+            "x",
+          ),
+        says: 'cannot send "names/caf\ufffd.txt": the name is not valid UTF-8; rename it',
+      },
+    ]
+    for (const { make, says } of cases) {
+      const { root, tree } = await linuxTree()
+      await make(tree)
+      const sent = await run(p2pal, ["send", ...signalApp.cliFlags(), "-r", tree])
+      expect(sent.code).toBe(2)
+      expect(sent.stderr).toContain(says)
+      expect(sent.stdout).not.toMatch(/[a-z]+-[a-z]+-\d+/)
+      expect(await fs.readdir(root)).toEqual(["names"])
+    }
   })
 })

@@ -41,6 +41,18 @@ const statFile = async (abs: string) => {
   }
 }
 
+const utf8 = new TextDecoder("utf-8", { fatal: true })
+
+/** A name read from disk as text; one that is not UTF-8 no receiver may take (ManifestPolicy). */
+const utf8Name = (bytes: Buffer, parent: string) =>
+  Effect.try({
+    try: () => utf8.decode(bytes),
+    catch: () =>
+      new UsageError({
+        message: `cannot send "${ManifestPolicy.escapeForDisplay(`${parent}/${new TextDecoder().decode(bytes)}`)}": the name is not valid UTF-8; rename it`,
+      }),
+  })
+
 /**
  * Builds the manifest for `send`: plain files go in by base name; with `recursive`, a directory goes in
  * under its own name with its whole tree. Symlinks are not followed, so nothing outside what the user
@@ -91,14 +103,21 @@ export const collect = (
 
     const walk = (dir: string, rel: string): Effect.Effect<void, LocalIoFailed | UsageError> =>
       Effect.gen(function* () {
-        const listed = yield* readOrSkip(dir, () => fs.readdir(dir, { withFileTypes: true }))
+        // As bytes: a name that is not UTF-8 would otherwise come back altered, and name no file.
+        const listed = yield* readOrSkip(dir, () =>
+          fs.readdir(dir, { withFileTypes: true, encoding: "buffer" }),
+        )
         if (Option.isNone(listed)) return
         yield* add({ _tag: "dir", path: rel })
-        const children = listed.value
+        const children = []
+        for (const child of listed.value) {
+          const name = yield* utf8Name(child.name, rel)
+          children.push({ child, name })
+        }
         children.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0))
-        for (const child of children) {
-          const abs = path.join(dir, child.name)
-          const childRel = `${rel}/${child.name}`
+        for (const { child, name } of children) {
+          const abs = path.join(dir, name)
+          const childRel = `${rel}/${name}`
           if (child.isDirectory()) yield* walk(abs, childRel)
           else if (child.isFile()) yield* addFile(abs, childRel)
           else skipped.push(abs)
