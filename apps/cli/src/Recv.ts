@@ -139,7 +139,7 @@ export const recv = Command.make(
                 // The progress bars close with the display, before the verified line is printed below them.
                 yield* ui.showProgress(progress, manifest)
                 // The checkpoint is kept under the transfer's id once it is accepted.
-                return { checkpointId: manifest.transfer, progress }
+                return { checkpointId: toStdout ? undefined : manifest.transfer, progress }
               }
               default:
                 return yield* Peer.showLink(ui, seen, event)

@@ -116,15 +116,23 @@ const sendStream = (options: SendOptions, events: Sink) =>
     return { transferId: created.transferId, path, resent: 0 } satisfies Sent
   })
 
-/** A lost connection is the end of a text or a pipe: says so, rather than suggest a resume. */
+/** Why a lost connection ends this transfer for good, if it does: what went is gone. */
+const notResumable = (manifest: Manifest.Manifest | undefined, toStdout: boolean) =>
+  manifest?.stream !== undefined
+    ? `${manifest.stream === "pipe" ? "a pipe" : "a text"} is read once, so it cannot be resumed or reconnected: send it again`
+    : toStdout
+      ? "what went to stdout cannot be taken back, so recv --out - cannot be resumed or reconnected: receive it again"
+      : undefined
+
+/** A lost connection that cannot be carried on: says so, rather than suggest a resume, and is not reconnected. */
 const cannotResume =
-  (manifest: Manifest.Manifest) =>
-  <E>(e: E): E =>
-    e instanceof PeerFailed && e.lost === true && manifest.stream !== undefined
-      ? (new PeerFailed({
-          message: `${e.message}; ${manifest.stream === "pipe" ? "a pipe" : "a text"} is read once, so it cannot be resumed or reconnected: send it again`,
-        }) as E)
+  (manifest: Manifest.Manifest | undefined, toStdout = false) =>
+  <E>(e: E): E => {
+    const why = notResumable(manifest, toStdout)
+    return e instanceof PeerFailed && e.lost === true && why !== undefined
+      ? (new PeerFailed({ message: `${e.message}; ${why}` }) as E)
       : e
+  }
 
 /** One session: the code, the PAKE, the peer connection, and the files, offered under `transferId`. */
 const sendSession = (
@@ -237,7 +245,7 @@ const receive = Effect.fn("Transfer.receive")(function* (options: ReceiveOptions
             },
           }).pipe(
             // Not lost any more, so not reconnected: a text or a pipe cannot carry on.
-            Effect.mapError((e) => (offered === undefined ? e : cannotResume(offered)(e))),
+            Effect.mapError((e) => cannotResume(offered, options.stdout !== undefined)(e)),
           ),
         )
         // Read while the connection is up, if it still is: the sender hangs up next.
