@@ -54,7 +54,9 @@ export const describe = (error: TransferError): { readonly message: string; read
       return { message: escapeForDisplay(error.message), exitCode: ExitCode.peerFailed }
     case "IntegrityFailed":
       return {
-        message: `${escapeForDisplay(error.path)} did not arrive intact (SHA-256 mismatch); it was not saved — send it again`,
+        message: error.toStdout
+          ? `${escapeForDisplay(error.path)} did not arrive intact (SHA-256 mismatch), but its bytes already went to stdout: discard what was written there — send it again`
+          : `${escapeForDisplay(error.path)} did not arrive intact (SHA-256 mismatch); it was not saved — send it again`,
         exitCode: ExitCode.integrity,
       }
     case "LocalIoFailed":

@@ -177,6 +177,11 @@ export const overwrite = Options.boolean("overwrite").pipe(
     "replace existing files; off by default (an existing file stops the transfer before anything is written)",
   ),
 )
+export const renameUnsafe = Options.boolean("rename-unsafe").pipe(
+  Options.withDescription(
+    "save a name this system cannot hold (on Windows CON, a:b, name.; where names differ only in case or Unicode form, the second) under an escaped one (a%3Ab, README~2), listed at the end, instead of refusing the transfer",
+  ),
+)
 export const skipErrors = Options.boolean("skip-errors").pipe(
   Options.withDescription(
     "skip files that cannot be read (or change while being sent) instead of aborting; exits 10 if any were skipped",

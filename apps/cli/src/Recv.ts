@@ -18,6 +18,18 @@ const codeFromEnv = Config.option(Config.string("P2PAL_CODE")).pipe(
   Config.map(Option.filter((code) => code.trim() !== "")),
 )
 
+/**
+ * The name rules of Windows, on any platform: `P2PAL_NAME_RULES=windows` (or `posix`). Undocumented in
+ * --help; the README's Security section names it, for tests and for a tree bound for a Windows share.
+ */
+const windowsNames = Config.literal(
+  "windows",
+  "posix",
+)("P2PAL_NAME_RULES").pipe(
+  Config.map((rules) => rules === "windows"),
+  Config.withDefault(process.platform === "win32"),
+)
+
 const code = Args.text({ name: "code" }).pipe(
   Args.withDescription(
     "the join code the sender printed, e.g. zebra-luna-47; if left out, taken from $P2PAL_CODE or read from stdin (keeps it out of shell history and ps)",
@@ -34,11 +46,32 @@ const readCode = (given: Option.Option<string>) =>
     onNone: () => Effect.flatMap(Ui, (ui) => ui.ask("Join code: ")),
   })
 
+/** Control and invisible characters but newline and tab, as escapeForDisplay writes them. */
+const unprintable = /[\p{Cc}\p{Cf}\p{Zl}\p{Zp}]/gu
+
+/**
+ * A received text on stdout: as sent when stdout is a pipe or a file; on a terminal decoded, with
+ * control characters (which could move the cursor, retitle the window, or hide a line) escaped.
+ */
+const printText = (bytes: Uint8Array) =>
+  Effect.async<void>((resume) => {
+    const done = () => resume(Effect.void)
+    if (!process.stdout.isTTY) return void process.stdout.write(bytes, done)
+    const shown = new TextDecoder()
+      .decode(bytes)
+      .replace(unprintable, (c) =>
+        c === "\n" || c === "\t" ? c : `\\u{${c.codePointAt(0)!.toString(16).padStart(4, "0")}}`,
+      )
+    // The text ends its line, so the shell prompt does not start after it.
+    process.stdout.write(shown.endsWith("\n") ? shown : `${shown}\n`, done)
+  })
+
 export const recv = Command.make(
   "recv",
   {
     out: Flags.out,
     overwrite: Flags.overwrite,
+    renameUnsafe: Flags.renameUnsafe,
     listAll: Flags.listAll,
     ...Flags.shared,
     code,
@@ -51,9 +84,12 @@ export const recv = Command.make(
         JoinCode.parse(yield* readCode(flags.code)),
         (e) => new UsageError({ message: e.message }),
       )
-      const out = path.resolve(flags.out)
+      // `--out -`: the one file goes to stdout; the probes and checks for a directory are not made.
+      const toStdout = flags.out === "-"
+      const out = path.resolve(toStdout ? "." : flags.out)
       const { checkpointTtl } = flags
       const skipped = yield* Skipped.tracker("receiver")
+      const names = yield* windowsNames
       yield* ui.info("Joining transfer...")
       const transfer = yield* Transfer
       const received = yield* Peer.watching(
@@ -64,6 +100,9 @@ export const recv = Command.make(
               code: joinCode,
               out,
               overwrite: flags.overwrite,
+              windowsNames: names,
+              renameUnsafe: flags.renameUnsafe,
+              stdout: toStdout ? process.stdout : undefined,
               checkpointTtl,
               limitRate: Option.getOrUndefined(flags.limitRate),
             },
@@ -80,7 +119,10 @@ export const recv = Command.make(
                 const described = describeManifest(manifest, flags.listAll)
                 const answer = flags.yes
                   ? Effect.as(Effect.forEach(described, ui.info), true)
-                  : ui.confirm(described, `Save into ${escapeForDisplay(out)}?`)
+                  : ui.confirm(
+                      described,
+                      toStdout ? "Write it to stdout?" : `Save into ${escapeForDisplay(out)}?`,
+                    )
                 // A transfer that stops meanwhile takes its question back.
                 yield* Effect.raceFirst(
                   Effect.flatMap(answer, (yes) => Deferred.succeed(reply, yes)),
@@ -100,7 +142,7 @@ export const recv = Command.make(
                 // The progress bars close with the display, before the verified line is printed below them.
                 yield* ui.showProgress(progress, manifest)
                 // The checkpoint is kept under the transfer's id once it is accepted.
-                return { checkpointId: manifest.transfer, progress }
+                return { checkpointId: toStdout ? undefined : manifest.transfer, progress }
               }
               default:
                 return yield* Peer.showLink(ui, seen, event)
@@ -114,6 +156,17 @@ export const recv = Command.make(
               ),
       )
       yield* ui.verified()
+      if (received.text !== undefined) yield* printText(received.text)
+      if (received.renamed.length > 0)
+        yield* Effect.forEach(
+          [
+            `Saved under escaped names (this system cannot hold the sender's):`,
+            ...received.renamed.map(
+              ({ from, to }) => `  ${escapeForDisplay(to)}  (sent as ${escapeForDisplay(from)})`,
+            ),
+          ],
+          ui.notice,
+        )
       if (received.path !== undefined) yield* ui.info(Format.connection(received.path))
       yield* skipped.outcome
     }).pipe(Effect.scoped, Effect.provide(Ui.layer(flags.quiet))),

@@ -17,7 +17,7 @@ const files = Args.text({ name: "file" }).pipe(
   Args.repeated,
   Args.withDescription(
     "files (or, with -r, directories) to send, or quoted patterns p2pal expands ('*.pdf', 'docs/**/*.md'); " +
-      "none with --resume; a name starting with - goes after --",
+      "- sends standard input as one file; none with --resume or --text; a name starting with - goes after --",
   ),
 )
 
@@ -29,6 +29,18 @@ const exclude = Options.text("exclude").pipe(
   ),
   Options.repeated,
   Options.withDefault([]),
+)
+
+const text = Options.text("text").pipe(
+  Options.optional,
+  Options.withDescription(
+    `send this text (at most ${Manifest.MaxTextMessageBytes / 1024} KiB) instead of files: the receiver prints it and writes nothing`,
+  ),
+)
+
+const name = Options.text("name").pipe(
+  Options.optional,
+  Options.withDescription("with send -: the name standard input arrives under; default stdin"),
 )
 
 const resume = Options.text("resume").pipe(
@@ -60,7 +72,11 @@ const resumed = (id: string) =>
   })
 
 const summary = (sources: Sources.Sources, ttl: string) => {
-  const { entries } = sources.manifest
+  const { entries, stream } = sources.manifest
+  if (stream === "text")
+    return `Sending a text (${Format.bytes(Manifest.totalBytes(sources.manifest))}) — TTL: ${ttl}`
+  if (stream === "pipe")
+    return `Sending standard input as ${escapeForDisplay(entries[0]!.path)} (its size is known at its end) — TTL: ${ttl}`
   const fileCount = entries.filter((e) => e._tag === "file").length
   const top = entries.filter((e) => !e.path.includes("/"))
   const what =
@@ -69,6 +85,36 @@ const summary = (sources: Sources.Sources, ttl: string) => {
       : `${top.length} items: ${top.map((e) => escapeForDisplay(e.path)).join(", ")}`
   const excluded = sources.excluded > 0 ? `, ${Format.count(sources.excluded, "entry")} excluded` : ""
   return `Sending ${what} (${Format.count(fileCount, "file")}, ${Format.bytes(Manifest.totalBytes(sources.manifest))}${excluded}) — TTL: ${ttl}`
+}
+
+/** `send --text` or `send -`: one stream, and nothing else to send with it. */
+const streamed = (flags: {
+  readonly text: Option.Option<string>
+  readonly name: Option.Option<string>
+  readonly files: ReadonlyArray<string>
+  readonly resume: Option.Option<string>
+  readonly recursive: boolean
+}) => {
+  const alone =
+    flags.files.length === (Option.isSome(flags.text) ? 0 : 1) &&
+    Option.isNone(flags.resume) &&
+    !flags.recursive
+  if (Option.isSome(flags.text))
+    return alone && Option.isNone(flags.name)
+      ? Sources.fromText(flags.text.value)
+      : new UsageError({
+          message: "--text sends only the text: give no files, -r, --name or --resume with it",
+        })
+  if (!flags.files.includes("-"))
+    return new UsageError({ message: "--name names standard input: use it with p2pal send -" })
+  return alone
+    ? Sources.fromPipe(
+        Option.getOrElse(flags.name, () => "stdin"),
+        () => process.stdin,
+      )
+    : new UsageError({
+        message: "send - sends standard input alone: give no other files, -r or --resume with it",
+      })
 }
 
 export const send = Command.make(
@@ -83,6 +129,8 @@ export const send = Command.make(
     skipErrors: Flags.skipErrors,
     exclude,
     resume,
+    text,
+    name,
     ...Flags.shared,
     files,
   },
@@ -93,24 +141,30 @@ export const send = Command.make(
       const { ttl, chunkSize, checkpointTtl } = flags
       const skipped = yield* Skipped.tracker("sender")
       const skipUnreadable = flags.skipErrors ? skipped.skip : undefined
-      const { sources, resume } = yield* Option.match(flags.resume, {
-        onNone: () =>
-          flags.files.length === 0
-            ? new UsageError({ message: "nothing to send: name files, or a checkpoint with --resume <id>" })
-            : Effect.map(
-                Sources.collect(flags.files, flags.recursive, skipUnreadable, flags.exclude),
-                (sources) => ({
-                  sources,
-                  resume: undefined,
-                }),
-              ),
-        onSome: (id) =>
-          flags.files.length > 0
-            ? new UsageError({
-                message: "--resume sends the files its checkpoint names: give no files with it",
-              })
-            : resumed(id),
-      })
+      const { sources, resume } = yield* Option.isSome(flags.text) ||
+      flags.files.includes("-") ||
+      Option.isSome(flags.name)
+        ? Effect.map(streamed(flags), (sources) => ({ sources, resume: undefined }))
+        : Option.match(flags.resume, {
+            onNone: () =>
+              flags.files.length === 0
+                ? new UsageError({
+                    message: "nothing to send: name files, or a checkpoint with --resume <id>",
+                  })
+                : Effect.map(
+                    Sources.collect(flags.files, flags.recursive, skipUnreadable, flags.exclude),
+                    (sources) => ({
+                      sources,
+                      resume: undefined,
+                    }),
+                  ),
+            onSome: (id) =>
+              flags.files.length > 0
+                ? new UsageError({
+                    message: "--resume sends the files its checkpoint names: give no files with it",
+                  })
+                : resumed(id),
+          })
       yield* ui.info(summary(sources, DurationText.format(ttl)))
       for (const special of sources.skipped)
         yield* ui.info(`skipping ${escapeForDisplay(special)}: not a regular file or directory`)

@@ -44,7 +44,9 @@ const groupLine = (top: string, { files, bytes }: Group) =>
 export const describeManifest = (manifest: Manifest.Manifest, all: boolean): ReadonlyArray<string> => {
   const { entries } = manifest
   const files = entries.filter((e) => e._tag === "file")
-  const total = Format.bytes(Manifest.totalBytes(manifest))
+  // A pipe's size is known only at its end.
+  const total =
+    manifest.stream === "pipe" ? "a pipe: size unknown" : Format.bytes(Manifest.totalBytes(manifest))
   const sealed =
     manifest.encryption === undefined ? [] : ["Chunks are sealed with AES-256-GCM on top of DTLS."]
   if (entries.length === 1 && files.length === 1)

@@ -143,15 +143,20 @@ export class Ui extends Context.Tag("@p2pal/cli/Ui")<
                 ? `  wire ${Format.bytes(progress.wire / elapsed)}/s, ratio ${(progress.original / progress.wire).toFixed(1)}`
                 : ""
             const limited = progress.limit === undefined ? "" : ` (limited to ${Rate.format(progress.limit)})`
+            // A pipe's size is known only at its end: no bar, no ETA, only how far it got.
+            const pipe = manifest.stream === "pipe"
             const pace =
-              progress.status ?? `${Format.bytes(rate)}/s${limited}${wire}  ETA ${Format.seconds(eta)}`
+              progress.status ??
+              `${Format.bytes(rate)}/s${limited}${wire}${pipe ? "" : `  ETA ${Format.seconds(eta)}`}`
             // A single file's count would say nothing its own bar does not.
             const count = files > 1 ? `  ${before[progress.file]}/${files} files` : ""
             const lines = barLines(
               {
-                file: bar(progress.fileBytes, size),
+                file: pipe ? `${Format.bytes(progress.fileBytes)} so far` : bar(progress.fileBytes, size),
                 name,
-                total: `${bar(progress.bytes, progress.totalBytes)}  ${Format.bytes(progress.bytes)} / ${Format.bytes(progress.totalBytes)}`,
+                total: pipe
+                  ? `${Format.bytes(progress.bytes)} of a pipe (size unknown)`
+                  : `${bar(progress.bytes, progress.totalBytes)}  ${Format.bytes(progress.bytes)} / ${Format.bytes(progress.totalBytes)}`,
                 count,
                 pace,
               },

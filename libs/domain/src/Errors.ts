@@ -32,6 +32,8 @@ export class PeerFailed extends Schema.TaggedError<PeerFailed>()("PeerFailed", {
 
 export class IntegrityFailed extends Schema.TaggedError<IntegrityFailed>()("IntegrityFailed", {
   path: Schema.String,
+  /** Its bytes went to stdout as they came (`recv --out -`): nothing could keep them back. */
+  toStdout: Schema.optional(Schema.Boolean),
 }) {}
 
 export class LocalIoFailed extends Schema.TaggedError<LocalIoFailed>()("LocalIoFailed", {

@@ -32,6 +32,11 @@ export const Manifest = Schema.Struct({
    * come again from the first byte, whatever the receiver kept of them.
    */
   changed: Schema.optional(Schema.Array(Schema.NonNegativeInt)),
+  /**
+   * The one file entry is not a file on disk: `text` (`send --text`), at most MaxTextMessageBytes, for the
+   * receiver's stdout; `pipe` (`send -`), whose size is unknown until its FileEnd, so its entry says 0.
+   */
+  stream: Schema.optional(Schema.Literal("text", "pipe")),
 })
 export type Manifest = typeof Manifest.Type
 
@@ -76,6 +81,7 @@ export const decodeManifest = (bytes: Uint8Array): Either.Either<Manifest, Manif
         Either.flatMap((json) => Either.mapLeft(decodeSchema(json), (e) => failure("schema", describe(e)))),
         Either.flatMap(check),
         Either.flatMap(checkChanged),
+        Either.flatMap(checkStream),
       )
 
 /** What a session adds to a collected manifest: the transfer id (at most 64 characters) and the encryption mark. */
@@ -109,6 +115,35 @@ const checkChanged = (m: Manifest): Either.Either<Manifest, ManifestError> => {
         failure(
           "changed",
           `the manifest marks entry ${bad} as changed, which is not a file listed once in order`,
+        ),
+      )
+}
+
+/** `send --text`: at most this many bytes of UTF-8. */
+export const MaxTextMessageBytes = 64 * 1024
+/**
+ * `send -`: the most any receiver takes of a pipe, whose size nobody knows in advance (one saved to disk
+ * is held to the free space there too). A sender past it is stopped, as one past a declared size is.
+ */
+export const MaxPipeBytes = 2 ** 40
+
+/** A stream is one file, of a size it can have: anything else is a confused or hostile sender. */
+const checkStream = (m: Manifest): Either.Either<Manifest, ManifestError> => {
+  if (m.stream === undefined) return Either.right(m)
+  const [entry, ...more] = m.entries
+  const fits =
+    entry?._tag === "file" &&
+    more.length === 0 &&
+    m.changed === undefined &&
+    (m.stream === "text" ? entry.size <= MaxTextMessageBytes : entry.size === 0)
+  return fits
+    ? Either.right(m)
+    : Either.left(
+        failure(
+          "stream",
+          m.stream === "text"
+            ? `a text must be one entry of at most ${MaxTextMessageBytes} bytes`
+            : "a pipe must be one file entry of size 0",
         ),
       )
 }

@@ -2,10 +2,11 @@ import { Data, Either } from "effect"
 import type { Entry, Manifest } from "./Manifest.js"
 
 /**
- * The receiver's rules for a hostile manifest (DESIGN.md section 4) that need no disk: every path is
- * relative, "/"-separated, portable to Windows, macOS and Linux, printable without tricking a terminal,
- * and the tree it describes is unambiguous on a case-insensitive file system. Disk rules (symlinked
- * parents, free space, overwrite) belong to the receiver.
+ * The rules for a hostile manifest (DESIGN.md section 4) that no receiver may break, on any platform:
+ * every path is relative, "/"-separated, stays inside the receiver's folder, prints without tricking a
+ * terminal, and names each entry once. The sender refuses only these. What a receiver's own platform
+ * refuses besides (Windows names, case and Unicode-form collisions) is NameRules.ts; disk rules
+ * (symlinked parents, free space, overwrite) belong to the receiver.
  */
 
 /** Re-exported by Manifest.ts; it lives here so that Manifest.ts -> ManifestPolicy.ts has no import cycle. */
@@ -47,9 +48,10 @@ const encoder = new TextEncoder()
  * Whether `s` takes more than `max` bytes in UTF-8. A UTF-16 unit never takes more than 3 bytes, so
  * most names are settled without encoding them: that keeps a 100,000-entry manifest cheap to check.
  */
-const longerThan = (s: string, max: number): boolean => s.length * 3 > max && encoder.encode(s).length > max
+export const longerThan = (s: string, max: number): boolean =>
+  s.length * 3 > max && encoder.encode(s).length > max
 
-interface Rule {
+export interface Rule {
   readonly rule: string
   readonly test: (s: string) => boolean
   readonly message: string
@@ -58,13 +60,7 @@ interface Rule {
 /** Rules on a whole path, in order: the first that matches is reported. */
 const pathRules: ReadonlyArray<Rule> = [
   { rule: "empty-path", test: (p) => p === "", message: "the path is empty" },
-  {
-    rule: "backslash",
-    test: (p) => p.includes("\\"),
-    message: "backslashes (and UNC paths) are not allowed",
-  },
   { rule: "absolute", test: (p) => p.startsWith("/"), message: "absolute paths are not allowed" },
-  { rule: "drive-letter", test: (p) => /^[a-z]:/i.test(p), message: "drive letters are not allowed" },
   { rule: "lone-surrogate", test: (p) => loneSurrogate.test(p), message: "the path is not valid Unicode" },
   { rule: "control-char", test: (p) => controlChars.test(p), message: "control characters are not allowed" },
   {
@@ -90,22 +86,6 @@ const componentRules: ReadonlyArray<Rule> = [
   { rule: "traversal", test: (c) => c === "..", message: '".." components are not allowed' },
   { rule: "dot-component", test: (c) => c === ".", message: '"." components are not allowed' },
   {
-    rule: "reserved-name",
-    // Windows device names, with or without an extension; superscript digits count as digits there.
-    test: (c) => /^(con|prn|aux|nul|conin\$|conout\$|(com|lpt)[1-9\u00b9\u00b2\u00b3])(\..*)?$/i.test(c),
-    message: "Windows reserved names (CON, PRN, AUX, NUL, COM1-9, LPT1-9) are not allowed",
-  },
-  {
-    rule: "trailing-dot-space",
-    test: (c) => /[. ]$/.test(c),
-    message: "names ending in a dot or a space are not allowed",
-  },
-  {
-    rule: "forbidden-char",
-    test: (c) => /[:<>"|?*]/.test(c),
-    message: 'the characters : < > " | ? * are not allowed',
-  },
-  {
     rule: "component-too-long",
     test: (c) => longerThan(c, MaxComponentBytes),
     message: `a name is longer than ${MaxComponentBytes} bytes`,
@@ -113,17 +93,18 @@ const componentRules: ReadonlyArray<Rule> = [
 ]
 
 /** Long hostile paths are cut before printing; the cut is marked. */
-const shown = (path: string): string =>
+export const shown = (path: string): string =>
   escapeForDisplay(path.length > 200 ? `${path.slice(0, 200)}...` : path)
 
-const reject = (path: string | undefined, rule: string, message: string): ManifestError =>
+export const reject = (path: string | undefined, rule: string, message: string): ManifestError =>
   new ManifestError({
     entry: path === undefined ? undefined : shown(path),
     rule,
     message: path === undefined ? message : `"${shown(path)}": ${message}`,
   })
 
-const firstBroken = (rules: ReadonlyArray<Rule>, s: string): Rule | undefined => rules.find((r) => r.test(s))
+export const firstBroken = (rules: ReadonlyArray<Rule>, s: string): Rule | undefined =>
+  rules.find((r) => r.test(s))
 
 const checkPath = (path: string): ManifestError | undefined => {
   const failed =
@@ -135,9 +116,6 @@ const checkPath = (path: string): ManifestError | undefined => {
   return failed && reject(path, failed.rule, failed.message)
 }
 
-/** How a path compares on a case-insensitive, normalising file system. */
-const fold = (path: string): string => path.normalize("NFC").toLowerCase()
-
 interface Node {
   readonly path: string
   readonly kind: Entry["_tag"]
@@ -146,11 +124,15 @@ interface Node {
 }
 
 /**
- * Duplicates, case/NFC collisions and file-vs-directory clashes, over the tree the entries describe:
- * every entry and every implied parent directory is a node keyed by its folded path, and one key must
- * have one spelling and one kind. Listing a directory that is also implied by a file is fine.
+ * Duplicates, file-vs-directory clashes and, where `fold` maps several spellings to one name as the
+ * receiving file system does, case/NFC collisions, over the tree the entries describe: every entry and
+ * every implied parent directory is a node keyed by its folded path, and one key must have one spelling
+ * and one kind. Listing a directory that is also implied by a file is fine.
  */
-const checkTree = (entries: ReadonlyArray<Entry>): ManifestError | undefined => {
+export const checkTree = (
+  entries: ReadonlyArray<Entry>,
+  fold: (name: string) => string = (name) => name,
+): ManifestError | undefined => {
   const nodes = new Map<string, Node>()
   const visit = (path: string, key: string, kind: Node["kind"], explicit: boolean, entry: string) => {
     const node = nodes.get(key)
@@ -192,7 +174,7 @@ const checkTree = (entries: ReadonlyArray<Entry>): ManifestError | undefined => 
   return undefined
 }
 
-/** Applies every rule that needs no disk; the first violation wins. */
+/** Applies every rule that holds on any platform; the first violation wins. */
 export const check = (m: Manifest): Either.Either<Manifest, ManifestError> => {
   if (m.entries.length > MaxEntries)
     return Either.left(

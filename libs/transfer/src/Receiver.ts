@@ -1,25 +1,28 @@
 // Over 250 lines on purpose: every check on what a hostile sender sends (DESIGN.md section 4) reads here, in one file.
-import { Frames, Manifest } from "@p2pal/domain"
+import { Frames, Manifest, NameRules } from "@p2pal/domain"
 import {
   type CheckpointIo,
   Declined,
   IntegrityFailed,
   LocalIoFailed,
   PeerFailed,
+  UsageError,
   type SkippedFile,
 } from "@p2pal/domain/Errors"
 import type { Channel } from "@p2pal/infra/PeerLink"
 import { Effect, Either, Exit, type Scope } from "effect"
 import * as fs from "node:fs/promises"
 import * as path from "node:path"
+import type { Writable } from "node:stream"
 import * as DurableFile from "./DurableFile.js"
 import { Progress } from "./Progress.js"
 import type { RateLimit } from "./RateLimit.js"
 import { ioError, withCleanup } from "./Io.js"
 import * as Payload from "./Payload.js"
 import * as Placer from "./Placer.js"
+import * as Sinks from "./Sinks.js"
 import * as RecvCheckpoint from "./RecvCheckpoint.js"
-import { findConflict, freeBytes, targetOf } from "./Targets.js"
+import { findConflict, freeBytes, probeFolding, targetOf } from "./Targets.js"
 import { frameReader, sendFrame, unexpected, WriteBatchBytes } from "./Wire.js"
 import { zstd } from "./Zstd.js"
 
@@ -28,6 +31,12 @@ export interface ReceiveOptions {
   readonly payloadKey?: Buffer | undefined
   readonly out: string
   readonly overwrite: boolean
+  /** Refuse what Windows cannot hold too, whatever the platform (a Windows receiver, or the tests). */
+  readonly windowsNames: boolean
+  /** `--rename-unsafe`: save a name this platform refuses under an escaped one, rather than refuse it. */
+  readonly renameUnsafe: boolean
+  /** `recv --out -`: the transfer's one file goes here rather than under `out`; several files are refused. */
+  readonly stdout?: Writable | undefined
   /** Counters of an earlier connection of this transfer, carried on after a drop (the user sees them). */
   readonly progress?: Progress | undefined
   /** Shows the manifest to the user; false declines the transfer, a failure refuses it (the sender hears why). */
@@ -69,6 +78,24 @@ const receiveManifest = (nextFrame: Effect.Effect<Frames.Frame, PeerFailed>) =>
     return Manifest.decodeManifest(buffer)
   })
 
+/** This platform's name rules over a manifest every receiver accepts (see NameRules). */
+const placeNames = (manifest: Manifest.Manifest, options: ReceiveOptions) =>
+  // A text or stdout takes no name from the sender to disk.
+  manifest.stream === "text" || options.stdout !== undefined
+    ? Effect.succeed(Either.right({ manifest, renamed: [] }))
+    : Effect.map(
+        Effect.promise(() => probeFolding(options.out)),
+        (folds) => {
+          const rules = {
+            windows: options.windowsNames,
+            ...(options.windowsNames ? { foldsCase: true, foldsUnicode: true } : folds),
+          }
+          return options.renameUnsafe
+            ? NameRules.rename(manifest, rules)
+            : Either.map(NameRules.check(manifest, rules), (checked) => ({ manifest: checked, renamed: [] }))
+        },
+      )
+
 const byteCount = (n: number | bigint) => `${n.toLocaleString("en-US")} bytes`
 
 /** Where the received files go once verified, and the checkpoint that records them. */
@@ -92,8 +119,9 @@ const receiveFile = (
   nextFrame: Effect.Effect<Frames.Frame, PeerFailed>,
   index: number,
   entry: Manifest.Entry & { _tag: "file" },
-  target: string,
-  overwrite: boolean,
+  open: Sinks.Opener,
+  /** The size the sender declared, or for a pipe undefined and the most this receiver takes of it. */
+  size: { readonly declared: number | undefined; readonly max: number },
   progress: Progress,
   /** A chunk's file bytes: its payload, or with --encrypt the opened payload (undefined if forged). */
   plaintextOf: (chunk: Frames.Frame & { _tag: "Chunk" }) => Uint8Array | undefined,
@@ -102,12 +130,9 @@ const receiveFile = (
   files: Files,
 ) =>
   Effect.suspend(() => {
-    const { tracker, save, placer } = files
-    const state = tracker?.files.get(index)
     progress.file = index
-    progress.fileBytes = state?.durable ?? 0
-    const checkpoint = state === undefined || save === undefined ? undefined : { state, save }
-    return DurableFile.use({ target, size: entry.size, overwrite, checkpoint, placer }, (file) =>
+    progress.fileBytes = files.tracker?.files.get(index)?.durable ?? 0
+    return open((file) =>
       Effect.gen(function* () {
         // Told once a write batch's worth is written, however many files it spans: a small file costs no frame.
         // What stays untold is under one batch, far inside the sender's window, so the sender never waits on it.
@@ -130,9 +155,14 @@ const receiveFile = (
                 message: `protocol error: chunk for file ${frame.file} at ${frame.offset} out of order`,
               })
         const fits = (length: number) =>
-          file.received + length <= entry.size
+          file.received + length <= size.max
             ? Effect.void
-            : new PeerFailed({ message: `the sender sent more bytes than declared for ${entry.path}` })
+            : new PeerFailed({
+                message:
+                  size.declared === undefined
+                    ? `the sender sent more of ${entry.path} than the ${byteCount(size.max)} this receiver takes of a pipe`
+                    : `the sender sent more bytes than declared for ${entry.path}`,
+              })
         while (true) {
           const frame = yield* nextFrame
           if (frame._tag === "Chunk") {
@@ -160,7 +190,11 @@ const receiveFile = (
               })
             if (yield* file.append(bytes)) yield* acknowledge
           } else if (frame._tag === "FileEnd") {
-            if (frame.file !== index || frame.size !== entry.size || file.received !== entry.size)
+            if (
+              frame.file !== index ||
+              frame.size !== (size.declared ?? file.received) ||
+              file.received !== frame.size
+            )
               return yield* new PeerFailed({ message: `the sender ended ${entry.path} at the wrong size` })
             yield* write
             if (!Buffer.from(yield* file.digest).equals(frame.sha256)) {
@@ -188,6 +222,74 @@ const receiveFile = (
   })
 
 /**
+ * What stops a transfer into `out` before anything is written: a target in the way, not enough free disk
+ * space. Opens the checkpoint of a transfer that has one. A pipe, of unknown size, may fill the free space.
+ */
+const checkDisk = (
+  manifest: Manifest.Manifest,
+  options: ReceiveOptions,
+  refuse: (reason: string) => Effect.Effect<void, PeerFailed>,
+) =>
+  Effect.gen(function* () {
+    const { checkpoints } = options
+    const tracker =
+      checkpoints === undefined || manifest.transfer === undefined
+        ? undefined
+        : yield* RecvCheckpoint.open(checkpoints, manifest.transfer, manifest, options.out, (entry) =>
+            targetOf(options.out, entry),
+          ).pipe(
+            Effect.tapError(() => Effect.ignore(refuse("the receiver could not read what it already has"))),
+          )
+    const placedBefore = tracker?.placedBefore ?? new Set<number>()
+    const conflict = yield* findConflict(options.out, manifest, options.overwrite, placedBefore).pipe(
+      Effect.tapError(() => Effect.ignore(refuse("the receiver could not check what it already has"))),
+    )
+    if (conflict !== undefined) {
+      yield* refuse(`the receiver already has ${path.relative(options.out, conflict.path)}`)
+      return yield* conflict
+    }
+    // Refused up front, rather than failing on a full disk partway through the transfer.
+    const total = Manifest.totalBytes(manifest)
+    const here = tracker?.bytesHere ?? 0
+    const free = yield* Effect.tryPromise({
+      try: () => freeBytes(options.out),
+      catch: ioError(options.out),
+    }).pipe(Effect.tapError(() => Effect.ignore(refuse("the receiver could not check its free disk space"))))
+    if (BigInt(total - here) > free) {
+      yield* Effect.ignore(refuse(`the receiver does not have ${byteCount(total - here)} of free disk space`))
+      return yield* new LocalIoFailed({
+        path: options.out,
+        message: `not enough free disk space: the files need ${byteCount(total - here)} but only ${byteCount(free)} are free; nothing was written`,
+      })
+    }
+    return { tracker, max: Math.min(Manifest.MaxPipeBytes, Number(free)) }
+  })
+
+/**
+ * Where a text (kept in memory, handed back once verified) or, with `recv --out -`, the one file goes
+ * (stdout, checked to be one file before anything is accepted); undefined: files under `out`.
+ */
+const sinkFor = (
+  manifest: Manifest.Manifest,
+  options: ReceiveOptions,
+  refuse: (reason: string) => Effect.Effect<void, PeerFailed>,
+) =>
+  Effect.gen(function* () {
+    let text: Uint8Array | undefined
+    const [first] = manifest.entries
+    if (manifest.stream === "text")
+      return { sink: Sinks.toMemory((bytes) => (text = bytes)), text: () => text }
+    if (options.stdout === undefined) return { sink: undefined, text: () => text }
+    if (manifest.entries.length !== 1 || first?._tag !== "file") {
+      yield* Effect.ignore(refuse("the receiver takes one file only (recv --out -)"))
+      return yield* new UsageError({
+        message: `recv --out - writes one file to stdout, but the sender offers ${manifest.entries.length} entries; receive them into a directory instead`,
+      })
+    }
+    return { sink: Sinks.toWritable(options.stdout, first.path), text: () => text }
+  })
+
+/**
  * The receiving side of one transfer: takes the manifest, refuses it if it is hostile or would
  * overwrite something, asks the user, then writes and verifies every file under `out`.
  */
@@ -198,45 +300,25 @@ export const receive = Effect.fn("Receiver.receive")(function* (channel: Channel
     // A sender that breaks the protocol before its file list is complete hears why, as a refused one does;
     // if it is gone already, the local reason is the one worth reporting.
     Effect.tapError((e) => Effect.ignore(refuse(e.message))),
+    Effect.flatMap(
+      Either.match({ onLeft: (e) => Effect.succeed(Either.left(e)), onRight: (m) => placeNames(m, options) }),
+    ),
   )
   if (Either.isLeft(decoded)) {
     const message = `refused the sender's file list: ${decoded.left.message}`
     yield* refuse(message)
     return yield* new PeerFailed({ message })
   }
-  const manifest = decoded.right
-  const { checkpoints } = options
-  const tracker =
-    checkpoints === undefined || manifest.transfer === undefined
-      ? undefined
-      : yield* RecvCheckpoint.open(checkpoints, manifest.transfer, manifest, options.out, (entry) =>
-          targetOf(options.out, entry),
-        ).pipe(
-          Effect.tapError(() => Effect.ignore(refuse("the receiver could not read what it already has"))),
-        )
-  const placedBefore = tracker?.placedBefore ?? new Set<number>()
-  const conflict = yield* findConflict(options.out, manifest, options.overwrite, placedBefore).pipe(
-    Effect.tapError(() => Effect.ignore(refuse("the receiver could not check what it already has"))),
-  )
-  if (conflict !== undefined) {
-    yield* refuse(`the receiver already has ${path.relative(options.out, conflict.path)}`)
-    return yield* conflict
-  }
-  // Refused up front, rather than failing on a full disk partway through the transfer.
-  const total = Manifest.totalBytes(manifest)
+  // Paths as saved here: indices, and so the protocol, are the sender's.
+  const { manifest, renamed } = decoded.right
+  const { sink, text } = yield* sinkFor(manifest, options, refuse)
+  const { tracker, max } =
+    sink === undefined
+      ? yield* checkDisk(manifest, options, refuse)
+      : { tracker: undefined, max: Manifest.MaxPipeBytes }
   const here = tracker?.bytesHere ?? 0
-  const free = yield* Effect.tryPromise({
-    try: () => freeBytes(options.out),
-    catch: ioError(options.out),
-  }).pipe(Effect.tapError(() => Effect.ignore(refuse("the receiver could not check its free disk space"))))
-  if (BigInt(total - here) > free) {
-    yield* Effect.ignore(refuse(`the receiver does not have ${byteCount(total - here)} of free disk space`))
-    return yield* new LocalIoFailed({
-      path: options.out,
-      message: `not enough free disk space: the files need ${byteCount(total - here)} but only ${byteCount(free)} are free; nothing was written`,
-    })
-  }
-  if (!(yield* options.confirm(manifest).pipe(Effect.tapError((e) => Effect.ignore(refuse(e.message)))))) {
+  const asked = manifest.stream === "text" ? Effect.succeed(true) : options.confirm(manifest)
+  if (!(yield* asked.pipe(Effect.tapError((e) => Effect.ignore(refuse(e.message)))))) {
     yield* refuse("the receiver said no")
     return yield* new Declined()
   }
@@ -258,12 +340,15 @@ export const receive = Effect.fn("Receiver.receive")(function* (channel: Channel
     yield* sendFrame(channel, { _tag: "ResumeFrom", file, offset })
   yield* sendFrame(channel, { _tag: "Accept", codecs })
   if (tracker !== undefined) yield* Effect.zipRight(tracker.discardStale, tracker.save)
-  const progress = options.progress ?? new Progress(total)
+  const progress = options.progress ?? new Progress(Manifest.totalBytes(manifest))
   progress.bytes = here
   progress.limit = options.limit?.bytesPerSecond
   yield* options.onStart(progress, manifest)
   yield* withCleanup(
-    receiveFiles(channel, nextFrame, manifest, options, progress, { plaintextOf, inflate }, tracker),
+    receiveFiles(channel, nextFrame, manifest, options, progress, { plaintextOf, inflate }, tracker, {
+      sink,
+      max,
+    }),
     // Kept for a resume only when one can build on it; a peer that broke the protocol leaves nothing.
     (exit) =>
       tracker !== undefined && Exit.isFailure(exit) && !RecvCheckpoint.resumable(exit)
@@ -272,6 +357,7 @@ export const receive = Effect.fn("Receiver.receive")(function* (channel: Channel
   )
   if (tracker !== undefined) yield* tracker.remove
   yield* sendFrame(channel, { _tag: "Done" })
+  return { renamed, text: text() }
 })
 
 /**
@@ -289,6 +375,8 @@ const receiveFiles = (
     readonly inflate: ((frame: ZstdFrame) => Uint8Array | undefined) | undefined
   },
   tracker: RecvCheckpoint.Tracker | undefined,
+  /** Where the bytes go when not to files under `out` (see sinkFor), and the most a pipe may carry here. */
+  stream: { readonly sink: Sinks.Opener | undefined; readonly max: number },
 ) =>
   Effect.gen(function* () {
     const lock = yield* Effect.makeSemaphore(1)
@@ -308,7 +396,7 @@ const receiveFiles = (
         Effect.gen(function* () {
           const target = targetOf(options.out, entry)
           const dir = entry._tag === "dir" ? target : path.dirname(target)
-          if (!made.has(dir)) {
+          if (stream.sink === undefined && !made.has(dir)) {
             yield* Effect.tryPromise({ try: () => fs.mkdir(dir, { recursive: true }), catch: ioError(dir) })
             made.add(dir)
           }
@@ -318,13 +406,29 @@ const receiveFiles = (
             nextFrame,
             index,
             entry,
-            target,
-            options.overwrite || (tracker?.placedBefore.has(index) ?? false),
+            stream.sink ??
+              ((body) => {
+                const state = tracker?.files.get(index)
+                const checkpoint = state === undefined || save === undefined ? undefined : { state, save }
+                const overwrite = options.overwrite || (tracker?.placedBefore.has(index) ?? false)
+                return DurableFile.use(
+                  { target, size: entry.size, overwrite, checkpoint, placer: files.placer },
+                  body,
+                )
+              }),
+            manifest.stream === "pipe"
+              ? { declared: undefined, max: stream.max }
+              : { declared: entry.size, max: entry.size },
             progress,
             data.plaintextOf,
             data.inflate,
             files,
           ).pipe(
+            Effect.mapError((e) =>
+              e._tag === "IntegrityFailed" && options.stdout !== undefined && manifest.stream !== "text"
+                ? new IntegrityFailed({ path: e.path, toStdout: true })
+                : e,
+            ),
             // The sender learns why its data was refused (bytes past the declared size, chunks out of order).
             Effect.tapErrorTag("PeerFailed", (e) =>
               Effect.ignore(sendFrame(channel, { _tag: "Error", message: e.message })),

@@ -63,13 +63,19 @@ export const resumable = (exit: Exit.Exit<unknown, unknown>) =>
 
 const TempSuffix = ".p2pal-part"
 
+/**
+ * The start of every temporary name for `target`. A backslash, a character of a Linux name (`a\b`),
+ * becomes `_`: the checkpoint keeps temporary names plain on every platform.
+ */
+const tempPrefix = (target: string) => `.${path.basename(target).replaceAll("\\", "_")}.`
+
 /** A fresh temporary name for `target`'s bytes, hidden, next to it. */
 export const tempName = (target: string) =>
-  `.${path.basename(target)}.${randomBytes(4).toString("hex")}${TempSuffix}`
+  `${tempPrefix(target)}${randomBytes(4).toString("hex")}${TempSuffix}`
 
 /** Whether `name` is one `tempName` gives `target`. */
 const isTempOf = (name: string, target: string) => {
-  const prefix = `.${path.basename(target)}.`
+  const prefix = tempPrefix(target)
   const middle = name.slice(prefix.length, name.length - TempSuffix.length)
   return name.startsWith(prefix) && name.endsWith(TempSuffix) && /^[0-9a-f]{8}$/.test(middle)
 }

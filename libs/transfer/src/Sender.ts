@@ -12,6 +12,7 @@ import type { RateLimit } from "./RateLimit.js"
 import { Hasher } from "./Hasher.js"
 import * as Payload from "./Payload.js"
 import type { Source, Sources } from "./Sources.js"
+import * as StreamReader from "./StreamReader.js"
 import { frameReader, sendFrame, unexpected } from "./Wire.js"
 import { zstd } from "./Zstd.js"
 
@@ -168,13 +169,20 @@ export const send = Effect.fn("Sender.send")(function* (
       progress.fileBytes = from
       unconfirmed.set(index, { start: progress.sent, from, size: entry.size })
       const hash = hasher.start(entry.size)
-      const reader = yield* BlockReader.open({ ...file, hash }, prepared)
+      const { stream } = file.source
+      const streamed = stream === undefined ? undefined : yield* StreamReader.open(stream, index, chunkSize)
+      const reader = streamed ?? (yield* BlockReader.open({ ...file, hash }, prepared))
+      // A stream may wait for its next bytes for ever: a receiver gone meanwhile ends the wait.
+      const next =
+        streamed === undefined
+          ? reader.next
+          : Effect.raceFirst(reader.next, Effect.zipRight(Deferred.await(verified), Effect.never))
       const packer = Compression.packer(compress, codec, speeds, index, entry.path, (why) =>
         progress.raw.set(index, why),
       )
       let lastSent = yield* Clock.currentTimeNanos
       while (true) {
-        const block = yield* reader.next
+        const block = yield* next
         if (block === undefined) break
         const { payloads, start, end } = block
         const packing = yield* Clock.currentTimeNanos
@@ -205,7 +213,7 @@ export const send = Effect.fn("Sender.send")(function* (
       yield* sendFrame(channel, {
         _tag: "FileEnd",
         file: index,
-        size: entry.size,
+        size: streamed?.size() ?? entry.size,
         sha256: yield* hash.digest,
       })
     }).pipe(Effect.scoped)

@@ -1,5 +1,5 @@
 import type { SentFile } from "@p2pal/domain/Checkpoint"
-import { checkSize, type Manifest } from "@p2pal/domain/Manifest"
+import { checkSize, type Manifest, MaxPipeBytes, MaxTextMessageBytes } from "@p2pal/domain/Manifest"
 import * as ManifestPolicy from "@p2pal/domain/ManifestPolicy"
 import { LocalIoFailed, type SkippedFile, UsageError } from "@p2pal/domain/Errors"
 import { Effect, Either, Option } from "effect"
@@ -8,11 +8,14 @@ import * as fs from "node:fs/promises"
 import * as path from "node:path"
 import { errnoText, lstat, readFailure } from "./Io.js"
 import * as Patterns from "./Patterns.js"
+import type { StreamSource } from "./StreamReader.js"
 
 /** Where a file entry comes from, and its modification time when listed: a later one means it changed. */
 export interface Source {
   readonly path: string
   readonly mtimeMs: number
+  /** Not a file on disk: read once, front to back (`send --text`, `send -`); `path` only names it. */
+  readonly stream?: StreamSource | undefined
 }
 
 /** What the sender offers: the manifest, and where on disk each file entry comes from (by entry index). */
@@ -40,6 +43,18 @@ const statFile = async (abs: string) => {
     await handle.close()
   }
 }
+
+const utf8 = new TextDecoder("utf-8", { fatal: true })
+
+/** A name read from disk as text; one that is not UTF-8 no receiver may take (ManifestPolicy). */
+const utf8Name = (bytes: Buffer, parent: string) =>
+  Effect.try({
+    try: () => utf8.decode(bytes),
+    catch: () =>
+      new UsageError({
+        message: `cannot send "${ManifestPolicy.escapeForDisplay(`${parent}/${new TextDecoder().decode(bytes)}`)}": the name is not valid UTF-8; rename it`,
+      }),
+  })
 
 /**
  * Builds the manifest for `send`: plain files go in by base name; with `recursive`, a directory goes in
@@ -108,15 +123,22 @@ export const collect = (
     /** `inside` is the path from what the user named, which `--exclude` is matched against. */
     const walk = (dir: string, rel: string, inside = ""): Effect.Effect<void, LocalIoFailed | UsageError> =>
       Effect.gen(function* () {
-        const listed = yield* readOrSkip(dir, () => fs.readdir(dir, { withFileTypes: true }))
+        // As bytes: a name that is not UTF-8 would otherwise come back altered, and name no file.
+        const listed = yield* readOrSkip(dir, () =>
+          fs.readdir(dir, { withFileTypes: true, encoding: "buffer" }),
+        )
         if (Option.isNone(listed)) return
         yield* add({ _tag: "dir", path: rel })
-        const children = listed.value
+        const children = []
+        for (const child of listed.value) {
+          const name = yield* utf8Name(child.name, rel)
+          children.push({ child, name })
+        }
         children.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0))
-        for (const child of children) {
-          const abs = path.join(dir, child.name)
-          const childRel = `${rel}/${child.name}`
-          const childInside = inside === "" ? child.name : `${inside}/${child.name}`
+        for (const { child, name } of children) {
+          const abs = path.join(dir, name)
+          const childRel = `${rel}/${name}`
+          const childInside = inside === "" ? name : `${inside}/${name}`
           if (excludes(childInside)) excluded++
           else if (child.isDirectory()) yield* walk(abs, childRel, childInside)
           else if (child.isFile()) yield* addFile(abs, childRel)
@@ -220,3 +242,38 @@ export const fromCheckpoint = (
     )
     return { manifest, files, skipped: [], excluded: 0 } satisfies Sources
   })
+
+/** One entry read from `stream`, under `name`: what `send --text` and `send -` offer. */
+const streamed = (kind: "text" | "pipe", name: string, size: number, stream: StreamSource) =>
+  Effect.gen(function* () {
+    const manifest: Manifest = { version: 1, entries: [{ _tag: "file", path: name, size }], stream: kind }
+    yield* Either.mapLeft(
+      Either.flatMap(ManifestPolicy.check(manifest), checkSize),
+      (e) => new UsageError({ message: `cannot send ${e.message}` }),
+    )
+    const files = new Map([[0, { path: name, mtimeMs: 0, stream }]])
+    return { manifest, files, skipped: [], excluded: 0 } satisfies Sources
+  })
+
+/** `send --text`: the text, as UTF-8, for the receiver's stdout. */
+export const fromText = (text: string) => {
+  const bytes = new TextEncoder().encode(text)
+  return bytes.length > MaxTextMessageBytes
+    ? Effect.fail(
+        new UsageError({
+          message: `--text takes at most ${MaxTextMessageBytes / 1024} KiB (${bytes.length} bytes given); send a longer text as a file, or pipe it: p2pal send - < file`,
+        }),
+      )
+    : streamed("text", "text", bytes.length, {
+        read: async function* () {
+          yield bytes
+        },
+        max: bytes.length,
+      })
+}
+
+/** `send -`: standard input as one file named `name`, of a size known only at its end. */
+export const fromPipe = (name: string, read: () => AsyncIterable<Uint8Array>) =>
+  name.includes("/")
+    ? Effect.fail(new UsageError({ message: `--name ${name} must be a file name, without "/"` }))
+    : streamed("pipe", name, 0, { read, max: MaxPipeBytes })

@@ -1,6 +1,7 @@
 import type { Manifest } from "@p2pal/domain"
 import { LocalIoFailed } from "@p2pal/domain/Errors"
 import { Effect } from "effect"
+import { randomBytes } from "node:crypto"
 import * as fs from "node:fs/promises"
 import * as path from "node:path"
 import { isAbsent, lstat } from "./Io.js"
@@ -58,18 +59,47 @@ export const findConflict = (
     return undefined
   })
 
-/** Free bytes an unprivileged user may fill on the file system that holds (or will hold) `dir`. */
-export const freeBytes = async (dir: string): Promise<bigint> => {
+/** `ask` of `dir`, or of its nearest ancestor that exists: the out dir is created only once the transfer is accepted. */
+const nearest = async <A>(dir: string, ask: (at: string) => Promise<A>): Promise<A> => {
   for (let at = path.resolve(dir); ; at = path.dirname(at)) {
     try {
-      const stats = await fs.statfs(at, { bigint: true })
-      return stats.bavail * stats.bsize
+      return await ask(at)
     } catch (e) {
-      // The out dir is created only once the transfer is accepted: ask the nearest ancestor that exists.
       if ((e as NodeJS.ErrnoException).code !== "ENOENT" || path.dirname(at) === at) throw e
     }
   }
 }
+
+/** Free bytes an unprivileged user may fill on the file system that holds (or will hold) `dir`. */
+export const freeBytes = (dir: string): Promise<bigint> =>
+  nearest(dir, async (at) => {
+    const stats = await fs.statfs(at, { bigint: true })
+    return stats.bavail * stats.bsize
+  })
+
+const foldsByDefault = process.platform === "darwin" || process.platform === "win32"
+
+/**
+ * Whether the file system that holds (or will hold) `dir` finds a name under another letter case or
+ * Unicode form: one empty file of its own there, looked up under the other spellings, then removed.
+ * Where it cannot be made, the platform's usual file system answers.
+ */
+export const probeFolding = (dir: string): Promise<{ foldsCase: boolean; foldsUnicode: boolean }> =>
+  nearest(dir, async (at) => {
+    const name = `.p2pal-probe-${randomBytes(6).toString("hex")}-e\u0301`
+    const probe = path.join(at, name)
+    await fs.writeFile(probe, "", { flag: "wx" })
+    try {
+      const found = (other: string) =>
+        fs.lstat(path.join(at, other)).then(
+          () => true,
+          (e) => (isAbsent(e) ? false : Promise.reject(e)),
+        )
+      return { foldsCase: await found(name.toUpperCase()), foldsUnicode: await found(name.normalize("NFC")) }
+    } finally {
+      await fs.rm(probe, { force: true })
+    }
+  }).catch(() => ({ foldsCase: foldsByDefault, foldsUnicode: foldsByDefault }))
 
 /** Moves a verified file into place; link() refuses an existing target, so a file that appeared meanwhile is never clobbered. */
 export const place = (temp: string, target: string, overwrite: boolean) =>

@@ -1,9 +1,10 @@
-import { type Ids, JoinCode, Manifest, type SignalApi } from "@p2pal/domain"
+import { type Ids, JoinCode, Manifest, type NameRules, type SignalApi } from "@p2pal/domain"
 import { PeerFailed } from "@p2pal/domain/Errors"
 import { type ConnectedPath, PeerLink } from "@p2pal/infra/PeerLink"
 import { SignalClient } from "@p2pal/infra/SignalClient"
 import { Clock, Context, Deferred, Duration, Effect, Exit } from "effect"
 import { randomInt } from "node:crypto"
+import type { Writable } from "node:stream"
 import { Checkpoints } from "./Checkpoints.js"
 import type { CompressOptions } from "./Compression.js"
 import { overConnections, type PeerOptions } from "./Connection.js"
@@ -59,6 +60,10 @@ export interface ReceiveOptions extends PeerOptions {
   readonly code: JoinCode.JoinCode
   readonly out: string
   readonly overwrite: boolean
+  /** See Receiver.ReceiveOptions. */
+  readonly windowsNames: boolean
+  readonly renameUnsafe: boolean
+  readonly stdout?: Writable | undefined
   /** How long the checkpoint stays resumable after its last save. */
   readonly checkpointTtl: Duration.Duration
   /** `--limit-rate`, bytes per second written. */
@@ -68,6 +73,10 @@ export interface ReceiveOptions extends PeerOptions {
 export interface Received {
   /** The last connection's path, read while it was up. */
   readonly path: ConnectedPath | undefined
+  /** Names saved under escaped ones (`--rename-unsafe`). */
+  readonly renamed: ReadonlyArray<NameRules.Renamed>
+  /** What `send --text` sent, verified; nothing was written to disk. */
+  readonly text: Uint8Array | undefined
 }
 
 /**
@@ -75,6 +84,7 @@ export interface Received {
  * transfer's id (the first session's, for `send --resume`) until the receiver has verified every file.
  */
 const send = Effect.fn("Transfer.send")(function* (options: SendOptions, events: Sink) {
+  if (options.sources.manifest.stream !== undefined) return yield* sendStream(options, events)
   const client = yield* SignalClient
   const created = yield* client.create(options.server, { ttlSeconds: Duration.toSeconds(options.ttl) })
   // A resumed transfer keeps its first id: both sides' checkpoints are keyed by it.
@@ -108,12 +118,54 @@ const send = Effect.fn("Transfer.send")(function* (options: SendOptions, events:
   return { transferId, path, resent: progress.resent, progress } satisfies Sent
 })
 
+/**
+ * A text or a pipe: read once, so nothing is kept to resume, and a drop ends it (no reconnect could
+ * send again what was read).
+ */
+const sendStream = (options: SendOptions, events: Sink) =>
+  Effect.gen(function* () {
+    const client = yield* SignalClient
+    const created = yield* client.create(options.server, { ttlSeconds: Duration.toSeconds(options.ttl) })
+    const progress = new Progress(Manifest.totalBytes(options.sources.manifest))
+    const acked = { bytes: new Map<number, number>(), onChange: Effect.void }
+    const limit = yield* limitOf(options.limitRate)
+    const path = yield* sendSession(
+      { ...options, maxRetries: 0 },
+      events,
+      created,
+      undefined,
+      acked,
+      progress,
+      limit,
+    ).pipe(Effect.scoped, Effect.mapError(cannotResume(options.sources.manifest)))
+    return { transferId: created.transferId, path, resent: 0, progress } satisfies Sent
+  })
+
+/** Why a lost connection ends this transfer for good, if it does: what went is gone. */
+const notResumable = (manifest: Manifest.Manifest | undefined, toStdout: boolean) =>
+  manifest?.stream !== undefined
+    ? `${manifest.stream === "pipe" ? "a pipe" : "a text"} is read once, so it cannot be resumed or reconnected: send it again`
+    : toStdout
+      ? "what went to stdout cannot be taken back, so recv --out - cannot be resumed or reconnected: receive it again"
+      : undefined
+
+/** A lost connection that cannot be carried on: says so, rather than suggest a resume, and is not reconnected. */
+const cannotResume =
+  (manifest: Manifest.Manifest | undefined, toStdout = false) =>
+  <E>(e: E): E => {
+    const why = notResumable(manifest, toStdout)
+    return e instanceof PeerFailed && e.lost === true && why !== undefined
+      ? (new PeerFailed({ message: `${e.message}; ${why}` }) as E)
+      : e
+  }
+
 /** One session: the code, the PAKE, the peer connection, and the files, offered under `transferId`. */
 const sendSession = (
   options: SendOptions,
   events: Sink,
   created: SignalApi.CreateTransferResponse,
-  transferId: Ids.TransferId,
+  /** Undefined for a stream: nothing of it can be resumed, so the receiver keeps no checkpoint either. */
+  transferId: Ids.TransferId | undefined,
   acked: Sender.AckedFiles,
   progress: Progress,
   limit: RateLimit.RateLimit | undefined,
@@ -140,7 +192,9 @@ const sendSession = (
             yield* events.offer(TransferEvent.Started({ progress, manifest: sources.manifest, already: 0 }))
           yield* Sender.send(
             channel,
-            { ...sources, manifest: { ...sources.manifest, transfer: transferId } },
+            transferId === undefined
+              ? sources
+              : { ...sources, manifest: { ...sources.manifest, transfer: transferId } },
             {
               chunkSize: options.chunkSize,
               progress,
@@ -152,6 +206,9 @@ const sendSession = (
               compress: options.compress,
               limit,
             },
+          ).pipe(
+            // Not lost any more, so not reconnected: a text or a pipe cannot carry on.
+            Effect.mapError(cannotResume(sources.manifest)),
           )
           return channel.path()
         }),
@@ -182,7 +239,8 @@ const receive = Effect.fn("Transfer.receive")(function* (options: ReceiveOptions
   const limit = yield* limitOf(options.limitRate)
   /** What the user accepted, and the counters on screen: a connection after a drop carries them on. */
   let accepted: { readonly manifest: Uint8Array; readonly progress: Progress } | undefined
-  const path = yield* overConnections(
+  let offered: Manifest.Manifest | undefined
+  const { path, renamed, text } = yield* overConnections(
     session,
     {
       ...options,
@@ -197,10 +255,13 @@ const receive = Effect.fn("Transfer.receive")(function* (options: ReceiveOptions
         const before = resumed ? accepted : undefined
         // The sender may hang up the moment it has Done, taking the selected pair with it.
         const atStart = channel.path()
-        yield* following(
+        const { renamed, text } = yield* following(
           Receiver.receive(channel, {
             out: options.out,
             overwrite: options.overwrite,
+            windowsNames: options.windowsNames,
+            renameUnsafe: options.renameUnsafe,
+            stdout: options.stdout,
             onSkipped: (file) => events.offer(TransferEvent.Skipped({ file })),
             checkpoints: { store, ttl: options.checkpointTtl },
             payloadKey,
@@ -214,21 +275,25 @@ const receive = Effect.fn("Transfer.receive")(function* (options: ReceiveOptions
                   : new PeerFailed({ message: "the sender offered other files after reconnecting" }),
             progress: before?.progress,
             onStart: (progress, manifest) => {
+              offered = manifest
               accepted = { manifest: Manifest.encodeManifest(manifest), progress }
               return before === undefined
                 ? events.offer(TransferEvent.Started({ progress, manifest, already: progress.bytes }))
                 : Effect.void
             },
-          }),
+          }).pipe(
+            // Not lost any more, so not reconnected: a text or a pipe cannot carry on.
+            Effect.mapError((e) => cannotResume(offered, options.stdout !== undefined)(e)),
+          ),
         )
         yield* tellVerified
         // Read while the connection is up, if it still is: the sender hangs up next.
         const path = channel.path() ?? atStart
         yield* channel.closed.pipe(Effect.timeout(HangUpGrace), Effect.ignore)
-        return path
+        return { path, renamed, text }
       }),
   )
-  return { path } satisfies Received
+  return { path, renamed, text } satisfies Received
 }, Effect.scoped)
 
 /**

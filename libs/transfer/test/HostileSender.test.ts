@@ -14,6 +14,7 @@ import * as fs from "node:fs/promises"
 import * as os from "node:os"
 import * as path from "node:path"
 import { createInterface } from "node:readline"
+import { Writable } from "node:stream"
 import { fileURLToPath } from "node:url"
 import { expect } from "vitest"
 import { receiveOptions } from "./ReceiveOptions.js"
@@ -178,6 +179,8 @@ interface Row {
   readonly bomb?: boolean
   /** The codecs the receiver offers (all it has if not given). */
   readonly codecs?: ReadonlyArray<"zstd">
+  /** The receiver applies Windows' name rules (NameRules), as on Windows or with P2PAL_NAME_RULES=windows. */
+  readonly windows?: boolean
 }
 
 /** Refused while the file list is read: the receiver's error and the sender's Reject carry the same words. */
@@ -190,6 +193,9 @@ const refused = (name: string, steps: ReadonlyArray<Step>, says: string): Row =>
   hears: says,
 })
 
+/** What only a receiver with Windows' name rules refuses: a Linux one keeps such names. */
+const onWindows = (row: Row): Row => ({ ...row, name: `${row.name} (Windows rules)`, windows: true })
+
 const rows: ReadonlyArray<Row> = [
   refused("traversal ../x", [manifestOf(file("../x"))], '"../x": ".." components are not allowed'),
   {
@@ -197,9 +203,9 @@ const rows: ReadonlyArray<Row> = [
     ...refused("an absolute <root>/etc/x", [], "absolute paths are not allowed"),
     script: (root) => [manifestOf(file(`${root}/etc/x`))],
   },
-  refused("drive letter C:x", [manifestOf(file("C:x"))], "drive letters are not allowed"),
-  refused("UNC \\\\server\\share\\x", [manifestOf(file("\\\\server\\share\\x"))], "backslashes"),
-  refused("backslash traversal ..\\x", [manifestOf(file("..\\x"))], "backslashes"),
+  onWindows(refused("drive letter C:x", [manifestOf(file("C:x"))], "drive letters are not allowed")),
+  onWindows(refused("UNC \\\\server\\share\\x", [manifestOf(file("\\\\server\\share\\x"))], "backslashes")),
+  onWindows(refused("backslash traversal ..\\x", [manifestOf(file("..\\x"))], "backslashes")),
   refused(
     "a symlink entry",
     [rawManifest('{"version":1,"entries":[{"_tag":"symlink","path":"link","target":"/etc/passwd"}]}')],
@@ -232,9 +238,9 @@ const rows: ReadonlyArray<Row> = [
     ],
     "the manifest is not valid UTF-8",
   ),
-  refused("Windows reserved name CON", [manifestOf(file("CON"))], "Windows reserved names"),
-  refused("trailing dot a.", [manifestOf(file("a."))], "names ending in a dot or a space"),
-  refused("case-fold collision A / a", [manifestOf(file("A"), file("a"))], "differ only in case"),
+  onWindows(refused("Windows reserved name CON", [manifestOf(file("CON"))], "Windows reserved names")),
+  onWindows(refused("trailing dot a.", [manifestOf(file("a."))], "names ending in a dot or a space")),
+  onWindows(refused("case-fold collision A / a", [manifestOf(file("A"), file("a"))], "differ only in case")),
   refused(
     "file-vs-dir clash a / a/b",
     [manifestOf(file("a"), file("a/b"))],
@@ -434,6 +440,7 @@ layer(Layer.merge(PeerLink.Default, Hasher.Default), { excludeTestServices: true
               receiveOptions(out, {
                 confirm: () => Effect.sync(() => (confirmed = true)),
                 codecs: row.codecs,
+                windowsNames: row.windows ?? false,
               }),
             ).pipe(
               // A receiver that lets the rogue through would wait for its data forever: fail in good time.
@@ -480,6 +487,37 @@ layer(Layer.merge(PeerLink.Default, Hasher.Default), { excludeTestServices: true
         expect((yield* Effect.promise(() => fs.stat(target))).mode & 0o7000).toBe(0)
         expect(yield* scan(out)).toEqual(["hello.txt"])
       }),
+    )
+
+    it.scoped(
+      "recv --out -: a pipe whose SHA-256 does not match went to stdout, and is IntegrityFailed saying so",
+      () =>
+        Effect.gen(function* () {
+          const out = yield* tempDir
+          const data = encoder.encode("bytes that went out before the end said they were wrong\n")
+          const written: Array<Buffer> = []
+          const stdout = new Writable({
+            write: (chunk: Buffer, _, done) => {
+              written.push(chunk)
+              done()
+            },
+          })
+          const pipe = Manifest.encodeManifest({ version: 1, entries: [file("stdin", 0)], stream: "pipe" })
+          const { channel, nextReply } = yield* connect([
+            { manifest: base64(pipe) },
+            { await: "Accept" },
+            { chunk: { file: 0, offset: 0, bytes: base64(data) } },
+            { fileEnd: { file: 0, size: data.length, sha256: base64(new Uint8Array(32)) } },
+          ])
+          const received = yield* Effect.exit(Receiver.receive(channel, receiveOptions(out, { stdout })))
+          expect(received).toMatchObject({
+            cause: { error: { _tag: "IntegrityFailed", path: "stdin", toStdout: true } },
+          })
+          expect(yield* nextReply).toEqual({ _tag: "Accept" })
+          expect(yield* nextReply).toMatchObject({ _tag: "Error", message: "SHA-256 mismatch for stdin" })
+          expect(Buffer.concat(written)).toEqual(Buffer.from(data))
+          expect(yield* scan(out)).toEqual([])
+        }),
     )
 
     it.scoped("takes a skip of the file in progress: its temporary file goes, the next file arrives", () =>

@@ -8,6 +8,8 @@ export const receiveOptions = (
 ): Receiver.ReceiveOptions => ({
   out,
   overwrite: false,
+  windowsNames: false,
+  renameUnsafe: false,
   confirm: () => Effect.succeed(true),
   onStart: () => Effect.void,
   onSkipped: (skipped) => Effect.die(`unexpected skip of ${skipped.path}`),

@@ -2,7 +2,7 @@ import * as fs from "node:fs/promises"
 import * as os from "node:os"
 import * as path from "node:path"
 import { afterAll, describe, expect, it } from "vitest"
-import { finishPlacing } from "../src/Targets.js"
+import { finishPlacing, probeFolding } from "../src/Targets.js"
 
 const dirs: Array<string> = []
 afterAll(() => Promise.all(dirs.map((dir) => fs.rm(dir, { recursive: true, force: true }))))
@@ -49,5 +49,24 @@ describe("finishPlacing: a verified file a stopped receiver may have left half m
   it("says no when neither name is left", async () => {
     const { temp, target } = await names()
     expect(await finishPlacing(temp, target)).toBe(false)
+  })
+})
+
+describe("probeFolding: whether the disk under --out takes a name for another (NameRules)", () => {
+  it("finds that Linux's own file systems keep every spelling apart, and leaves nothing behind", async () => {
+    const { target } = await names()
+    const dir = path.dirname(target)
+    // The temp directory here is ext4, tmpfs or overlayfs: none folds case or Unicode form.
+    if (process.platform === "linux")
+      expect(await probeFolding(dir)).toEqual({ foldsCase: false, foldsUnicode: false })
+    expect(await fs.readdir(dir)).toEqual([])
+  })
+
+  it("asks the nearest folder that exists when --out is not made yet", async () => {
+    const { target } = await names()
+    const dir = path.dirname(target)
+    const folds = await probeFolding(path.join(dir, "not", "yet"))
+    if (process.platform === "linux") expect(folds).toEqual({ foldsCase: false, foldsUnicode: false })
+    expect(await fs.readdir(dir)).toEqual([])
   })
 })

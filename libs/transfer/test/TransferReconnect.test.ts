@@ -141,7 +141,15 @@ const setup = (size: number) =>
         const { code } = yield* sender.next("CodeReady")
         const receiving = yield* transfer
           .receive(
-            { ...peer, ...ttl, code: Either.getOrThrow(JoinCode.parse(code)), out, overwrite: false },
+            {
+              ...peer,
+              ...ttl,
+              code: Either.getOrThrow(JoinCode.parse(code)),
+              out,
+              overwrite: false,
+              windowsNames: false,
+              renameUnsafe: false,
+            },
             receiver.sink,
           )
           .pipe(fixedJitter, Effect.fork)
