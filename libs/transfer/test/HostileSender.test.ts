@@ -513,7 +513,7 @@ layer(Layer.merge(PeerLink.Default, Hasher.Default), { excludeTestServices: true
           expect(received).toMatchObject({
             cause: { error: { _tag: "IntegrityFailed", path: "stdin", toStdout: true } },
           })
-          expect(yield* nextReply).toEqual({ _tag: "Accept" })
+          expect(yield* nextReply).toMatchObject({ _tag: "Accept" })
           expect(yield* nextReply).toMatchObject({ _tag: "Error", message: "SHA-256 mismatch for stdin" })
           expect(Buffer.concat(written)).toEqual(Buffer.from(data))
           expect(yield* scan(out)).toEqual([])
