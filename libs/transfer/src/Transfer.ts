@@ -1,7 +1,7 @@
 import { type Ids, JoinCode, Manifest, type SignalApi } from "@p2pal/domain"
 import { PeerFailed } from "@p2pal/domain/Errors"
 import { type ConnectedPath, PeerLink } from "@p2pal/infra/PeerLink"
-import { SignalClient } from "@p2pal/infra/SignalClient"
+import { SignalClient, type SocketChange } from "@p2pal/infra/SignalClient"
 import { Clock, Context, Deferred, Duration, Effect, Exit } from "effect"
 import { randomInt } from "node:crypto"
 import { Checkpoints } from "./Checkpoints.js"
@@ -71,19 +71,28 @@ const send = Effect.fn("Transfer.send")(function* (options: SendOptions, events:
     options.sources,
     options.checkpointTtl,
     options.resume?.createdAt ?? (yield* Clock.currentTimeMillis),
+    events.offer(TransferEvent.CheckpointSaved({ transferId })),
   )
-  // Saved before anyone joins, so that from here on even a crash leaves something to resume.
-  yield* checkpoint.save
-  yield* events.offer(TransferEvent.CheckpointSaved({ transferId }))
+  if (options.resume !== undefined) yield* checkpoint.keep
   const progress = new Progress(Manifest.totalBytes(options.sources.manifest))
   const path = yield* sendSession(options, events, created, transferId, checkpoint.acked, progress).pipe(
     Effect.scoped,
     // Whatever stopped it, the latest acknowledgements are worth keeping.
-    Effect.onExit((exit) => (Exit.isFailure(exit) ? Effect.ignore(checkpoint.save) : Effect.void)),
+    Effect.onExit((exit) => (Exit.isFailure(exit) ? checkpoint.update : Effect.void)),
   )
   yield* checkpoint.remove
   return { transferId, path, resent: progress.resent } satisfies Sent
 })
+
+/** Tells the user of a signal app that went away before the peers met, and of its return. */
+const signalChange = (events: Sink) => (change: SocketChange) =>
+  Effect.asVoid(
+    events.offer(
+      change._tag === "lost"
+        ? TransferEvent.SignalLost({ why: change.why, retryFor: change.retryFor })
+        : TransferEvent.SignalBack(),
+    ),
+  )
 
 /** One session: the code, the PAKE, the peer connection, and the files, offered under `transferId`. */
 const sendSession = (
@@ -97,10 +106,11 @@ const sendSession = (
   Effect.gen(function* () {
     const client = yield* SignalClient
     const words = JoinCode.pickWords((bound) => randomInt(bound))
+    // The code is shown once its socket is open: from then on a signal app that goes away is reported.
+    const session = yield* client.open(options.server, created.token, signalChange(events))
     yield* events.offer(
       TransferEvent.CodeReady({ code: JoinCode.format({ words, nameplate: created.nameplate }) }),
     )
-    const session = yield* client.open(options.server, created.token)
     yield* SignalRelay.awaitPeer(options.server, session, options.ttl)
     const { sources } = options
     const path = yield* overConnections(
@@ -144,7 +154,7 @@ const receive = Effect.fn("Transfer.receive")(function* (options: ReceiveOptions
   const client = yield* SignalClient
   const store = yield* Checkpoints
   const joined = yield* client.join(options.server, { nameplate: options.code.nameplate })
-  const session = yield* client.open(options.server, joined.token)
+  const session = yield* client.open(options.server, joined.token, signalChange(events))
   /** What the user accepted, and the counters on screen: a connection after a drop carries them on. */
   let accepted: { readonly manifest: Uint8Array; readonly progress: Progress } | undefined
   const path = yield* overConnections(
