@@ -46,6 +46,14 @@ const startSend = async (
   return { code: code!, sender }
 }
 
+/** `p2pal recv ...args` into `out` through the test's signal app, `stdin` as its input. */
+const startRecv = (env: { P2PAL_HOME: string }, out: string, args: ReadonlyArray<string>, stdin?: string) =>
+  start(
+    p2pal,
+    ["recv", "--server", signalApp.url(), "--stun", "", "--out", out, ...args],
+    stdin === undefined ? { env } : { env, stdin },
+  )
+
 /** The sender ended as `exitCode` without a resume hint, and left no checkpoint behind. */
 const endedWithNothingKept = async (
   sender: Running,
@@ -82,10 +90,7 @@ describe("a code read from stdin is bounded", () => {
     const { code, sender } = await startSend(env, file)
     const out = path.join(root, "out")
     const received = await finishedWithin(
-      start(p2pal, ["recv", "--server", signalApp.url(), "--stun", "", "--out", out], {
-        env,
-        stdin: `${code}\ny\n`,
-      }),
+      startRecv(env, out, [], `${code}\ny\n`),
       30_000,
       "recv with the code and the answer on stdin",
     )
@@ -107,14 +112,7 @@ describe("a failed attempt that moved nothing leaves no checkpoint and no resume
     const env = await home()
     const { code, sender } = await startSend(env, file)
     const received = await finishedWithin(
-      start(
-        p2pal,
-        ["recv", "--server", signalApp.url(), "--stun", "", "--out", path.join(root, "out"), code],
-        {
-          env,
-          stdin: "n\n",
-        },
-      ),
+      startRecv(env, path.join(root, "out"), [code], "n\n"),
       30_000,
       "recv answering no",
     )
@@ -129,13 +127,7 @@ describe("a failed attempt that moved nothing leaves no checkpoint and no resume
     const { code, sender } = await startSend(env, file)
     const wrong = code.replace(/^[a-z]+/, (word) => (word === "zebra" ? "apple" : "zebra"))
     const received = await finishedWithin(
-      start(
-        p2pal,
-        ["recv", "-y", "--server", signalApp.url(), "--stun", "", "--out", path.join(root, "out"), wrong],
-        {
-          env,
-        },
-      ),
+      startRecv(env, path.join(root, "out"), ["-y", wrong]),
       30_000,
       "recv with a wrong word",
     )
@@ -159,13 +151,7 @@ describe("a failed attempt that moved nothing leaves no checkpoint and no resume
     const env = await home()
     const { code, sender } = await startSend(env, file)
     const received = await finishedWithin(
-      start(
-        p2pal,
-        ["recv", "-y", "--server", signalApp.url(), "--stun", "", "--out", path.join(root, "out"), code],
-        {
-          env,
-        },
-      ),
+      startRecv(env, path.join(root, "out"), ["-y", code]),
       30_000,
       "recv without the space",
     )
@@ -182,11 +168,7 @@ describe("a failed attempt that moved nothing leaves no checkpoint and no resume
     await fs.truncate(file, 1024 ** 3)
     const env = await home()
     const { code, sender } = await startSend(env, file)
-    const receiver = start(
-      p2pal,
-      ["recv", "-y", "--server", signalApp.url(), "--stun", "", "--out", path.join(root, "out"), code],
-      { env },
-    )
+    const receiver = startRecv(env, path.join(root, "out"), ["-y", code])
     await midTransfer(path.join(root, "out"), "large.bin", [sender, receiver])
     sender.child.kill("SIGINT")
     const sent = await finishedWithin(sender, 20_000, "send interrupted mid-transfer")
