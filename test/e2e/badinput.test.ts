@@ -68,7 +68,7 @@ const endedWithNothingKept = async (
 }
 
 describe("a code read from stdin is bounded", () => {
-  it("recv < /dev/zero stops at once with a usage error (exit 2), without growing", async () => {
+  it("recv < /dev/zero stops at once with a usage error (exit 2) instead of reading without end", async () => {
     const zero = await fs.open("/dev/zero", "r")
     try {
       const child = spawn(p2pal, ["recv", "--server", signalApp.url()], {
