@@ -2,7 +2,7 @@ import { escapeForDisplay } from "@p2pal/domain/ManifestPolicy"
 import type { Progress } from "@p2pal/transfer/Progress"
 import type { PeerOptions } from "@p2pal/transfer/Transfer"
 import type { Sink, TransferEvent } from "@p2pal/transfer/TransferEvent"
-import { Effect, Exit, Fiber, Mailbox, Scope, Stream } from "effect"
+import { Duration, Effect, Exit, Fiber, Mailbox, Scope, Stream } from "effect"
 import * as Flags from "./Flags.js"
 import * as Format from "./Format.js"
 import type { Ui } from "./Ui.js"
@@ -40,6 +40,14 @@ export const showLink = (ui: Ui["Type"], seen: Seen, event: TransferEvent) =>
         )
         break
       }
+      case "SignalLost":
+        yield* ui.notice(
+          `the signal app went away (${escapeForDisplay(event.why)}); retrying for up to ${Format.seconds(Duration.toSeconds(event.retryFor))}...`,
+        )
+        break
+      case "SignalBack":
+        yield* ui.notice("the signal app is back")
+        break
       case "Reconnected":
         if (seen.progress !== undefined) seen.progress.status = undefined
         yield* ui.info(

@@ -11,7 +11,7 @@ import * as Format from "./Format.js"
 import * as Peer from "./Peer.js"
 import * as Skipped from "./Skipped.js"
 import { describeManifest } from "./Summary.js"
-import { Ui } from "./Ui.js"
+import { MaxLineBytes, Ui } from "./Ui.js"
 
 /** $P2PAL_CODE; set but blank counts as unset. */
 const codeFromEnv = Config.option(Config.string("P2PAL_CODE")).pipe(
@@ -43,7 +43,14 @@ const code = Args.text({ name: "code" }).pipe(
 const readCode = (given: Option.Option<string>) =>
   Option.match(given, {
     onSome: Effect.succeed,
-    onNone: () => Effect.flatMap(Ui, (ui) => ui.ask("Join code: ")),
+    onNone: () =>
+      Effect.flatMap(Ui, (ui) => ui.ask("Join code: ")).pipe(
+        Effect.flatten,
+        Effect.orElseFail(
+          () =>
+            new UsageError({ message: `no join code on stdin: no line end within ${MaxLineBytes} bytes` }),
+        ),
+      ),
   })
 
 /** Control and invisible characters but newline and tab, as escapeForDisplay writes them. */

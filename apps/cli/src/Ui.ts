@@ -2,26 +2,24 @@ import type { Manifest } from "@p2pal/domain"
 import { escapeForDisplay } from "@p2pal/domain/ManifestPolicy"
 import * as Rate from "@p2pal/domain/Rate"
 import type { Progress } from "@p2pal/transfer/Progress"
-import { Clock, Context, Effect, Exit, Layer, Schedule, type Scope } from "effect"
-import * as readline from "node:readline/promises"
+import { Clock, Context, Effect, Exit, Layer, Option, Schedule, type Scope } from "effect"
 import * as Format from "./Format.js"
+import * as StdinLine from "./StdinLine.js"
 
 const BarWidth = 20
 
+/** The longest line read from stdin: a join code or an answer is a few dozen bytes. */
+export const MaxLineBytes = 256
+
 /**
- * One line of stdin ("" at end of input); the prompt, if any, goes to stderr. Interrupted (Ctrl+C), it
- * ends the prompt's line, or the shell's prompt would follow it on the same line.
+ * One line of stdin ("" at end of input, None past MaxLineBytes); the prompt, if any, goes to stderr.
+ * Interrupted (Ctrl+C), it ends the prompt's line, or the shell's prompt would follow it on the same line.
  */
 const readLine = (prompt: string | undefined) =>
-  Effect.promise(async () => {
-    const rl = readline.createInterface({ input: process.stdin, output: process.stderr, terminal: false })
-    const answer = await new Promise<string>((resolve) => {
-      rl.once("close", () => resolve(""))
-      rl.question(prompt ?? "").then(resolve, () => resolve(""))
-    })
-    rl.close()
-    return answer
-  }).pipe(Effect.onInterrupt(() => Effect.sync(() => prompt !== undefined && process.stderr.write("\n"))))
+  Effect.zipRight(
+    Effect.sync(() => prompt === undefined || process.stderr.write(prompt)),
+    StdinLine.read(MaxLineBytes),
+  ).pipe(Effect.onInterrupt(() => Effect.sync(() => prompt !== undefined && process.stderr.write("\n"))))
 
 const bar = (done: number, total: number) => {
   const ratio = total === 0 ? 1 : Math.min(1, done / total)
@@ -86,8 +84,8 @@ export class Ui extends Context.Tag("@p2pal/cli/Ui")<
     readonly result: (line: string) => Effect.Effect<void>
     /** Shown even in quiet mode: a line the user asked for (--verify) or must not miss (a skipped file). */
     readonly notice: (line: string) => Effect.Effect<void>
-    /** Reads one line from stdin, prompting on stderr when a person is there to see it. */
-    readonly ask: (prompt: string) => Effect.Effect<string>
+    /** Reads one line from stdin, prompting on stderr when a person is there to see it; None past MaxLineBytes. */
+    readonly ask: (prompt: string) => Effect.Effect<Option.Option<string>>
     /** Shows `context` and asks; both are shown even in quiet mode, since nobody can answer blind. */
     readonly confirm: (context: ReadonlyArray<string>, question: string) => Effect.Effect<boolean>
     /** Redraws per-file and total bars while the scope is open (TTY only); prints the verified line after. */
@@ -121,7 +119,9 @@ export class Ui extends Context.Tag("@p2pal/cli/Ui")<
         Effect.suspend(() => {
           process.stderr.write(context.map((line) => `${line}\n`).join(""))
           // End of input counts as "no": a closed stdin must never accept a transfer.
-          return Effect.map(readLine(`${question} [y/N] `), (answer) => /^y(es)?$/i.test(answer.trim()))
+          return Effect.map(readLine(`${question} [y/N] `), (answer) =>
+            Option.exists(answer, (line) => /^y(es)?$/i.test(line.trim())),
+          )
         }),
       showProgress: (progress, manifest) => {
         if (quiet || !process.stderr.isTTY) return Effect.void

@@ -49,8 +49,8 @@ const Base64 = (max: number) =>
 export const Envelope = Schema.Union(
   /** This side's CPace element (a ristretto255 point). */
   Schema.TaggedStruct("pake", { element: Base64(32) }),
-  /** Explicit key confirmation: a MAC only the holder of the same key can produce. */
-  Schema.TaggedStruct("confirm", { mac: Base64(32) }),
+  /** Explicit key confirmation (the draft's HMAC-SHA512 tag): only the holder of the same ISK can produce it. */
+  Schema.TaggedStruct("confirm", { mac: Base64(64) }),
   /**
    * A RoundSignal as JSON, AES-256-GCM sealed; `seq` numbers this direction's sealed messages from 0 and
    * only ever grows (a message lost with a dropped socket leaves a gap; a replay or reorder is refused).

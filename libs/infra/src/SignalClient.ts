@@ -82,7 +82,7 @@ const causeText = (e: unknown): string => {
   return cause instanceof Error ? cause.message : String(cause)
 }
 
-export type { Session } from "./SignalSocket.js"
+export type { Session, SocketChange } from "./SignalSocket.js"
 
 /** The signal app as a client sees it: its HTTP API (create, join) and its WebSocket relay (open). */
 export class SignalClient extends Effect.Service<SignalClient>()("@p2pal/infra/SignalClient", {
@@ -96,8 +96,12 @@ export class SignalClient extends Effect.Service<SignalClient>()("@p2pal/infra/S
     join: Effect.fn("SignalClient.join")(function* (server: string, request: SignalApi.JoinRequest) {
       return yield* post(server, "/api/join", request, SignalApi.JoinResponse)
     }),
-    open: Effect.fn("SignalClient.open")(function* (server: string, token: Token) {
-      return yield* Socket.open(server, token)
+    open: Effect.fn("SignalClient.open")(function* (
+      server: string,
+      token: Token,
+      notify?: (change: Socket.SocketChange) => Effect.Effect<void>,
+    ) {
+      return yield* Socket.open(server, token, notify)
     }),
   },
 }) {}

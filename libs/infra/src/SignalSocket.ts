@@ -1,8 +1,9 @@
 import { SignalApi } from "@p2pal/domain"
 import { CodeRejected, PeerFailed, ServerFailed, ServerUnreachable } from "@p2pal/domain/Errors"
 import type { Token } from "@p2pal/domain/Ids"
-import { Deferred, Effect, Exit, Mailbox, Option, Ref, Schedule, Schema, Scope } from "effect"
+import { Deferred, Duration, Effect, Exit, Mailbox, Option, Ref, Schedule, Schema, Scope } from "effect"
 import WebSocket from "ws"
+import { type Closed, closeText, Reconnectable, refusal, type SessionError } from "./SocketClose.js"
 
 /** A signaling socket: what the server relays to us, and a way to talk back. */
 export interface Session {
@@ -20,28 +21,17 @@ export interface Session {
   readonly refresh: Effect.Effect<void>
 }
 
-/** Why the server ended a session before the peers found each other. */
-type SessionError = CodeRejected | ServerFailed
+/**
+ * What the user should hear about the socket before the peers have met: the server went away and is
+ * tried again for `retryFor`, or it is back. (After they met it comes and goes unnoticed: the files
+ * travel peer to peer.)
+ */
+export type SocketChange =
+  | { readonly _tag: "lost"; readonly why: string; readonly retryFor: Duration.Duration }
+  | { readonly _tag: "back" }
 
 /** How long the first handshake may take (a reconnect's is `ReconnectHandshakeMs`). */
 const HandshakeTimeoutMs = 15_000
-
-/** What a close code means for a session the server ended before the peers found each other. */
-const refusal = (server: string, code: number, reason: string, lastError: string): SessionError => {
-  switch (code) {
-    case SignalApi.CloseCode.expired:
-      return new CodeRejected({ reason: "expired" })
-    case SignalApi.CloseCode.notFound:
-      return new CodeRejected({ reason: "not_found" })
-    case SignalApi.CloseCode.conflict:
-      return new CodeRejected({ reason: "already_claimed" })
-    default: {
-      // 1006: no close frame at all, so the socket's own error says more than the empty reason.
-      const why = reason !== "" ? reason : lastError !== "" ? lastError : "connection closed"
-      return new ServerFailed({ server, detail: `${code} ${why}` })
-    }
-  }
-}
 
 /** Waits for the handshake; interruptible, and the listeners go when it ends either way. */
 const opened = (ws: WebSocket, server: string) =>
@@ -67,24 +57,14 @@ const opened = (ws: WebSocket, server: string) =>
     return Effect.sync(stop)
   })
 
-/**
- * Close codes after which the same socket may come back: the instance is going away (graceful
- * shutdown), restarting or overloaded, or the connection broke without a close frame (1006, e.g. the
- * instance was killed). Behind a load balancer the next attempt reaches another instance, which resumes
- * after the last message id we saw.
- */
-const Reconnectable: ReadonlySet<number> = new Set([
-  SignalApi.CloseCode.goingAway,
-  1006,
-  1012,
-  SignalApi.CloseCode.tryAgainLater,
-])
+/** How long a server that went away before the peers met is tried again. */
+const RetryFor = Duration.seconds(30)
 
-/** Quick first tries (an instance restarts in seconds), then every few seconds, for at most 30 s. */
+/** Quick first tries (an instance restarts in seconds), then every few seconds, for at most RetryFor. */
 const ReconnectSchedule = Schedule.exponential("250 millis").pipe(
   Schedule.union(Schedule.spaced("4 seconds")),
   Schedule.jittered,
-  Schedule.upTo("30 seconds"),
+  Schedule.upTo(RetryFor),
 )
 
 /**
@@ -100,15 +80,15 @@ const KeepTrying = Schedule.exponential("250 millis").pipe(
 /** A server that answered before answers quickly: a reconnect that takes longer is tried afresh. */
 const ReconnectHandshakeMs = 5_000
 
-interface Closed {
-  readonly code: number
-  readonly reason: string
-  /** The socket's own last error: says more than the empty reason of a 1006. */
-  readonly lastError: string
-}
-
-/** Opens a signaling socket that reconnects by itself after a drop; it lives as long as the scope. */
-export const open = (server: string, token: Token) =>
+/**
+ * Opens a signaling socket that reconnects by itself after a drop; it lives as long as the scope.
+ * `notify` hears of a server that went away (and came back) before the peers met.
+ */
+export const open = (
+  server: string,
+  token: Token,
+  notify: (change: SocketChange) => Effect.Effect<void> = () => Effect.void,
+) =>
   Effect.gen(function* () {
     const scope = yield* Effect.scope
     const inbox = yield* Mailbox.make<SignalApi.ServerMessage, SessionError>()
@@ -166,7 +146,7 @@ export const open = (server: string, token: Token) =>
     const current = yield* Ref.make(yield* Deferred.make<WebSocket, PeerFailed>())
     yield* Deferred.succeed(yield* Ref.get(current), first.ws)
 
-    const lost = (closed: Closed) =>
+    const lost = (closed: Closed, error = refusal(server, closed.code, closed.reason, closed.lastError)) =>
       Effect.gen(function* () {
         yield* Deferred.fail(
           yield* Ref.get(current),
@@ -175,9 +155,7 @@ export const open = (server: string, token: Token) =>
           }),
         )
         inbox.unsafeDone(
-          closed.code === SignalApi.CloseCode.normal || peerSeen
-            ? Exit.void
-            : Exit.fail(refusal(server, closed.code, closed.reason, closed.lastError)),
+          closed.code === SignalApi.CloseCode.normal || peerSeen ? Exit.void : Exit.fail(error),
         )
       })
 
@@ -195,10 +173,20 @@ export const open = (server: string, token: Token) =>
         const closed = yield* connection.closed
         if (!Reconnectable.has(closed.code)) return yield* lost(closed)
         const waiting = yield* pending
+        const told = !peerSeen
+        if (told) yield* notify({ _tag: "lost", why: closeText(closed), retryFor: RetryFor })
         const next = yield* Effect.suspend(() =>
           connect.pipe(Effect.retry(peerSeen ? KeepTrying : ReconnectSchedule)),
         ).pipe(Effect.option)
-        if (Option.isNone(next)) return yield* lost(closed)
+        if (Option.isNone(next))
+          return yield* lost(
+            closed,
+            new ServerFailed({
+              server,
+              detail: `it went away and did not come back within ${Duration.format(RetryFor)} (${closeText(closed)})`,
+            }),
+          )
+        if (told) yield* notify({ _tag: "back" })
         yield* Deferred.succeed(waiting, next.value.ws)
         return yield* follow(next.value)
       })

@@ -1,22 +1,15 @@
-import { ristretto255, ristretto255_hasher } from "@noble/curves/ed25519.js"
-import { bytesToNumberLE } from "@noble/curves/utils.js"
 import { PeerSignal } from "@p2pal/domain"
 import { CodeMismatch, type ConnectError, type PeerFailed } from "@p2pal/domain/Errors"
 import { Effect, Either, Schema, Stream } from "effect"
-import {
-  createCipheriv,
-  createDecipheriv,
-  createHmac,
-  hkdfSync,
-  randomBytes,
-  timingSafeEqual,
-} from "node:crypto"
+import { createCipheriv, createDecipheriv, hkdfSync, timingSafeEqual } from "node:crypto"
+import * as CPace from "./CPace.js"
 
 /**
- * CPace (draft-irtf-cfrg-cpace) over ristretto255, run through the signal app's relay with the code's
- * two secret words, then every PeerSignal sealed with keys derived from it. The DTLS fingerprints
- * travel inside the SDP, so sealing binds the peer-to-peer connection to the code: a server that
- * swaps them, or plays each side against the other, fails key confirmation or authentication.
+ * CPace (draft-irtf-cfrg-cpace, CPACE-RISTR255-SHA512, see CPace.ts) run through the signal app's relay
+ * with the code's two secret words, the draft's key confirmation, then every PeerSignal sealed with keys
+ * derived from the ISK. The DTLS fingerprints travel inside the SDP, so sealing binds the peer-to-peer
+ * connection to the code: a server that swaps them, or plays each side against the other, fails key
+ * confirmation or authentication.
  */
 
 export type Side = "sender" | "receiver"
@@ -41,58 +34,31 @@ export interface Secured {
   readonly payloadKey: Buffer
 }
 
-const Protocol = "p2pal CPace ristretto255 v1"
-const encoder = new TextEncoder()
-const Point = ristretto255.Point
-
-/** Length-prefixed concatenation, so no two different inputs hash the same. */
-const framed = (...parts: ReadonlyArray<Uint8Array | string>): Buffer =>
-  Buffer.concat(
-    parts.flatMap((part) => {
-      const bytes = typeof part === "string" ? encoder.encode(part) : part
-      const length = Buffer.alloc(4)
-      length.writeUInt32BE(bytes.length)
-      return [length, bytes]
-    }),
-  )
-
-/** The secret generator: only someone who knows the words (and this transfer's id) can compute it. */
-const generator = (words: string, transferId: string) =>
-  ristretto255_hasher.hashToCurve(framed(words, transferId), { DST: Protocol })
-
-const randomScalar = (): bigint => {
-  for (;;) {
-    const scalar = Point.Fn.create(bytesToNumberLE(randomBytes(64)))
-    if (scalar !== 0n) return scalar
-  }
-}
+/**
+ * The draft's inputs as p2pal fills them. The sender is the initiator A and the receiver the responder B
+ * (fixed roles, so the initiator-responder transcript); both role names go into CI, initiator first, as
+ * the draft's guidance on party identifiers asks. The transfer id is the session id. AD stays empty.
+ */
+const Protocol = "p2pal/2"
+const ChannelId = CPace.lvCat(Buffer.from(`${Protocol} sender`), Buffer.from(`${Protocol} receiver`))
+const NoAd = new Uint8Array(0)
 
 interface Keys {
-  readonly confirm: Record<Side, Buffer>
   readonly seal: Record<Side, Buffer>
   readonly verify: Buffer
   readonly payload: Buffer
 }
 
-const derive = (
-  shared: Uint8Array,
-  transferId: string,
-  senderElement: Uint8Array,
-  receiverElement: Uint8Array,
-): Keys => {
+/** The draft recommends a KDF over ISK before use: HKDF-SHA512, salted with the session id. */
+const derive = (isk: Uint8Array, sid: Uint8Array): Keys => {
   const key = (label: string, length = 32) =>
-    Buffer.from(
-      hkdfSync("sha256", shared, transferId, framed(Protocol, label, senderElement, receiverElement), length),
-    )
+    Buffer.from(hkdfSync("sha512", isk, sid, `${Protocol} ${label}`, length))
   return {
-    confirm: { sender: key("confirm sender"), receiver: key("confirm receiver") },
     seal: { sender: key("seal sender"), receiver: key("seal receiver") },
     verify: key("verify", 4),
     payload: key("payload"),
   }
 }
-
-const mac = (key: Buffer, side: Side) => createHmac("sha256", key).update(side).digest()
 
 const nonce = (seq: number) => {
   const bytes = Buffer.alloc(12)
@@ -153,23 +119,27 @@ export const secure = Effect.fn("SecureSignal.secure")(function* (
         : Effect.fail(tampered)
     })
 
-  const scalar = randomScalar()
-  const mine = generator(options.words.join("-"), options.transferId).multiply(scalar).toBytes()
+  const sid = Buffer.from(options.transferId)
+  const scalar = CPace.sampleScalar()
+  const mine = CPace.scalarMult(
+    scalar,
+    CPace.calculateGenerator(Buffer.from(options.words.join("-")), ChannelId, sid),
+  )
   yield* send({ _tag: "pake", element: Buffer.from(mine).toString("base64") })
   const theirs = Buffer.from((yield* receive("pake")).element, "base64")
-  const shared = yield* Effect.try({
-    try: () => Point.fromBytes(theirs).multiply(scalar),
-    catch: () => tampered,
+  const shared = CPace.scalarMultVfy(scalar, theirs)
+  // The identity would make the key independent of the code, and our own element sent back would make
+  // us agree with ourselves: only a forged message produces either.
+  if (Buffer.from(shared).equals(CPace.Identity) || Buffer.from(mine).equals(theirs)) return yield* tampered
+  const [ya, yb] = side === "sender" ? [mine, theirs] : [theirs, mine]
+  const isk = CPace.isk(sid, shared, CPace.transcriptIr(ya, NoAd, yb, NoAd))
+  const keys = derive(isk, sid)
+  yield* send({
+    _tag: "confirm",
+    mac: CPace.confirmationTag(sid, isk, mine, NoAd).toString("base64"),
   })
-  // The identity would make the key independent of the code; only a forged element produces it.
-  if (shared.is0()) return yield* tampered
-  const keys =
-    side === "sender"
-      ? derive(shared.toBytes(), options.transferId, mine, theirs)
-      : derive(shared.toBytes(), options.transferId, theirs, mine)
-  yield* send({ _tag: "confirm", mac: mac(keys.confirm[side], side).toString("base64") })
   const confirmation = Buffer.from((yield* receive("confirm")).mac, "base64")
-  const expected = mac(keys.confirm[peer], peer)
+  const expected = CPace.confirmationTag(sid, isk, theirs, NoAd)
   if (confirmation.length !== expected.length || !timingSafeEqual(confirmation, expected))
     return yield* new CodeMismatch({ side, cause: "wrong-code" })
 

@@ -19,6 +19,8 @@ export const make = (
   sources: Sources,
   ttl: Duration.Duration,
   createdAt: number,
+  /** Runs once the checkpoint is on disk, so the user may be told of it. */
+  onKept: Effect.Effect<void>,
 ) =>
   Effect.gen(function* () {
     const changedSinceSave = new Set<number>()
@@ -60,12 +62,36 @@ export const make = (
       Effect.tap((now) => (savedAt = now)),
       Effect.zipRight(saves.save),
     )
+    /**
+     * Whether the checkpoint is on disk. It is written once the receiver has accepted: an attempt that
+     * moved nothing (an expired, burned or declined code, a stop while waiting) leaves nothing to resume.
+     * A save that fails leaves none, and the transfer goes on without one.
+     */
+    let kept = false
+    const keep = Effect.suspend(() =>
+      kept
+        ? Effect.void
+        : save.pipe(
+            Effect.zipRight(Effect.sync(() => (kept = true))),
+            Effect.zipRight(onKept),
+            Effect.ignore,
+          ),
+    )
+    const update = Effect.suspend(() => (kept ? Effect.ignore(save) : Effect.void))
     const acked: AckedFiles = {
       bytes,
+      accepted: keep,
       onChange: Effect.gen(function* () {
         // A save that fails leaves the last one, which is behind but sound: the receiver's offsets rule.
-        if ((yield* Clock.currentTimeMillis) - savedAt >= SaveEveryMs) yield* Effect.ignore(save)
+        if ((yield* Clock.currentTimeMillis) - savedAt >= SaveEveryMs) yield* update
       }),
     }
-    return { acked, save, remove: saves.remove }
+    return {
+      acked,
+      /** Writes it now: a resumed transfer's checkpoint exists already, and stays kept from the start. */
+      keep,
+      /** Brings a kept checkpoint up to date. */
+      update,
+      remove: saves.remove,
+    }
   })

@@ -40,6 +40,8 @@ export interface AckedFiles {
   readonly bytes: Map<number, number>
   /** Runs after each change to `bytes`. */
   readonly onChange: Effect.Effect<void>
+  /** Runs each time the receiver accepts the offer. */
+  readonly accepted: Effect.Effect<void>
 }
 
 /** A file to send: the bytes before `from`, which the receiver holds, are only hashed. */
@@ -130,6 +132,7 @@ export const send = Effect.fn("Sender.send")(function* (
   const window = AckWindow.make(progress, held, Deferred.await(verified))
   const ackedFiles = options.acked
   for (const [index, offset] of offsets) ackedFiles?.bytes.set(index, offset)
+  if (ackedFiles !== undefined) yield* ackedFiles.accepted
   /** Files begun in this session and not yet fully acknowledged: where their new bytes start in the count. */
   const unconfirmed = new Map<
     number,

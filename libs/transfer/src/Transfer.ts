@@ -1,7 +1,7 @@
 import { type Ids, JoinCode, Manifest, type NameRules, type SignalApi } from "@p2pal/domain"
 import { PeerFailed } from "@p2pal/domain/Errors"
 import { type ConnectedPath, PeerLink } from "@p2pal/infra/PeerLink"
-import { SignalClient } from "@p2pal/infra/SignalClient"
+import { SignalClient, type SocketChange } from "@p2pal/infra/SignalClient"
 import { Clock, Context, Deferred, Duration, Effect, Exit } from "effect"
 import { randomInt } from "node:crypto"
 import type { Writable } from "node:stream"
@@ -95,10 +95,9 @@ const send = Effect.fn("Transfer.send")(function* (options: SendOptions, events:
     options.sources,
     options.checkpointTtl,
     options.resume?.createdAt ?? (yield* Clock.currentTimeMillis),
+    events.offer(TransferEvent.CheckpointSaved({ transferId })),
   )
-  // Saved before anyone joins, so that from here on even a crash leaves something to resume.
-  yield* checkpoint.save
-  yield* events.offer(TransferEvent.CheckpointSaved({ transferId }))
+  if (options.resume !== undefined) yield* checkpoint.keep
   const progress = new Progress(Manifest.totalBytes(options.sources.manifest))
   const limit = yield* limitOf(options.limitRate)
   const path = yield* sendSession(
@@ -112,7 +111,7 @@ const send = Effect.fn("Transfer.send")(function* (options: SendOptions, events:
   ).pipe(
     Effect.scoped,
     // Whatever stopped it, the latest acknowledgements are worth keeping.
-    Effect.onExit((exit) => (Exit.isFailure(exit) ? Effect.ignore(checkpoint.save) : Effect.void)),
+    Effect.onExit((exit) => (Exit.isFailure(exit) ? checkpoint.update : Effect.void)),
   )
   yield* checkpoint.remove
   return { transferId, path, resent: progress.resent, progress } satisfies Sent
@@ -127,7 +126,7 @@ const sendStream = (options: SendOptions, events: Sink) =>
     const client = yield* SignalClient
     const created = yield* client.create(options.server, { ttlSeconds: Duration.toSeconds(options.ttl) })
     const progress = new Progress(Manifest.totalBytes(options.sources.manifest))
-    const acked = { bytes: new Map<number, number>(), onChange: Effect.void }
+    const acked = { bytes: new Map<number, number>(), onChange: Effect.void, accepted: Effect.void }
     const limit = yield* limitOf(options.limitRate)
     const path = yield* sendSession(
       { ...options, maxRetries: 0 },
@@ -159,6 +158,16 @@ const cannotResume =
       : e
   }
 
+/** Tells the user of a signal app that went away before the peers met, and of its return. */
+const signalChange = (events: Sink) => (change: SocketChange) =>
+  Effect.asVoid(
+    events.offer(
+      change._tag === "lost"
+        ? TransferEvent.SignalLost({ why: change.why, retryFor: change.retryFor })
+        : TransferEvent.SignalBack(),
+    ),
+  )
+
 /** One session: the code, the PAKE, the peer connection, and the files, offered under `transferId`. */
 const sendSession = (
   options: SendOptions,
@@ -173,10 +182,11 @@ const sendSession = (
   Effect.gen(function* () {
     const client = yield* SignalClient
     const words = JoinCode.pickWords((bound) => randomInt(bound))
+    // The code is shown once its socket is open: from then on a signal app that goes away is reported.
+    const session = yield* client.open(options.server, created.token, signalChange(events))
     yield* events.offer(
       TransferEvent.CodeReady({ code: JoinCode.format({ words, nameplate: created.nameplate }) }),
     )
-    const session = yield* client.open(options.server, created.token)
     yield* SignalRelay.awaitPeer(options.server, session, options.ttl)
     const { sources } = options
     /** The latest connection's path, read when it opened: the end may come through the relay instead. */
@@ -235,7 +245,7 @@ const receive = Effect.fn("Transfer.receive")(function* (options: ReceiveOptions
   const client = yield* SignalClient
   const store = yield* Checkpoints
   const joined = yield* client.join(options.server, { nameplate: options.code.nameplate })
-  const session = yield* client.open(options.server, joined.token)
+  const session = yield* client.open(options.server, joined.token, signalChange(events))
   const limit = yield* limitOf(options.limitRate)
   /** What the user accepted, and the counters on screen: a connection after a drop carries them on. */
   let accepted: { readonly manifest: Uint8Array; readonly progress: Progress } | undefined

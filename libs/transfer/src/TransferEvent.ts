@@ -1,7 +1,7 @@
 import type { Ids, Manifest } from "@p2pal/domain"
 import type { SkippedFile } from "@p2pal/domain/Errors"
 import type { ConnectedPath } from "@p2pal/infra/PeerLink"
-import { Data, type Deferred, type Effect } from "effect"
+import { Data, type Deferred, type Duration, type Effect } from "effect"
 import type { Progress } from "./Progress.js"
 
 /** What happens during a transfer that the user may need to see while it runs, in the order it happens. */
@@ -10,6 +10,10 @@ export type TransferEvent = Data.TaggedEnum<{
   IceIgnored: { readonly reason: string }
   /** The sender's checkpoint is saved under this id, the one `send --resume` takes. */
   CheckpointSaved: { readonly transferId: Ids.TransferId }
+  /** Before the peers met, the signal app went away (`why`); it is tried again for `retryFor`. */
+  SignalLost: { readonly why: string; readonly retryFor: Duration.Duration }
+  /** The signal app is back after SignalLost. */
+  SignalBack: {}
   /** The join code to show the user. */
   CodeReady: { readonly code: string }
   /** The PAKE succeeded: the string both sides can compare (`--verify`). */

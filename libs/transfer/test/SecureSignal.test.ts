@@ -1,5 +1,6 @@
 import { describe, expect, it } from "@effect/vitest"
 import { PeerSignal } from "@p2pal/domain"
+import * as CPace from "@p2pal/transfer/CPace"
 import * as SecureSignal from "@p2pal/transfer/SecureSignal"
 import { Chunk, Effect, Either, Fiber, Queue, Schema, Stream } from "effect"
 
@@ -193,6 +194,49 @@ describe("SecureSignal (CPace over ristretto255, sealed signaling)", () => {
       const error = yield* Effect.flip(SecureSignal.secure(receiver, { side: "receiver", words, transferId }))
       yield* Fiber.interrupt(senderFiber)
       expect(error).toMatchObject({ side: "receiver", cause: "tampered" })
+    }),
+  )
+
+  it.effect(
+    "the sender runs the draft's CPace with the documented inputs: a responder built from them agrees",
+    () =>
+      Effect.gen(function* () {
+        const { sender, receiver } = yield* pair()
+        const senderFiber = yield* Effect.fork(
+          SecureSignal.secure(sender, { side: "sender", words, transferId }),
+        )
+        // The inputs as the README states them: PRS the two words joined by "-", CI the two role names
+        // (initiator first), sid the transfer id, empty AD, initiator-responder transcript.
+        const sid = Buffer.from(transferId)
+        const ci = CPace.lvCat(Buffer.from("p2pal/2 sender"), Buffer.from("p2pal/2 receiver"))
+        const none = new Uint8Array(0)
+        const scalar = CPace.sampleScalar()
+        const yb = CPace.scalarMult(scalar, CPace.calculateGenerator(Buffer.from("zebra-luna"), ci, sid))
+        const first = envelope(yield* receiver.next)
+        const ya = Buffer.from(first._tag === "pake" ? first.element : "", "base64")
+        yield* receiver.send(encode({ _tag: "pake", element: Buffer.from(yb).toString("base64") }))
+        const isk = CPace.isk(sid, CPace.scalarMultVfy(scalar, ya), CPace.transcriptIr(ya, none, yb, none))
+        const confirm = envelope(yield* receiver.next)
+        expect(confirm).toEqual({
+          _tag: "confirm",
+          mac: CPace.confirmationTag(sid, isk, ya, none).toString("base64"),
+        })
+        yield* receiver.send(
+          encode({ _tag: "confirm", mac: CPace.confirmationTag(sid, isk, yb, none).toString("base64") }),
+        )
+        const secured = yield* Fiber.join(senderFiber)
+        expect(secured.verification).toMatch(/^\d{3} \d{3}$/)
+      }),
+  )
+
+  it.effect("the sender's own element sent back to it is refused", () =>
+    Effect.gen(function* () {
+      const { sender, receiver } = yield* pair()
+      const senderFiber = yield* Effect.fork(
+        Effect.flip(SecureSignal.secure(sender, { side: "sender", words, transferId })),
+      )
+      yield* receiver.send(yield* receiver.next)
+      expect(yield* Fiber.join(senderFiber)).toMatchObject({ side: "sender", cause: "tampered" })
     }),
   )
 })
