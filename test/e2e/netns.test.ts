@@ -186,7 +186,7 @@ describe.skipIf(!canUseNetns && process.env.CI !== "true")(
         sent.stderr.match(/^Sent again after reconnecting: .* \((\d+) bytes\)/m)?.[1] ?? 0,
       )
       expect(resent, "bytes sent again after the drop").toBeLessThanOrEqual(CheckpointIntervalBytes)
-      return { recoveredMs, resent, sent, received, doneMs: Date.now() - up }
+      return { recoveredMs, resent, sent, received, doneMs: Date.now() - up, atUp }
     }
 
     /** The reconnect both sides report: the loss, the attempt on the progress line, and the way back. */
@@ -231,6 +231,19 @@ describe.skipIf(!canUseNetns && process.env.CI !== "true")(
         )
       },
     )
+
+    it("a transfer capped with --limit-rate reconnects after a 10 s drop and keeps to its cap after it", async () => {
+      precondition()
+      const capMiB = 8
+      const transfer = await largeTransfer(false, ["--limit-rate", `${capMiB}M`])
+      const { doneMs, atUp, sent } = await dropReceiverLink(10_000, transfer)
+      expectReconnected(sent.stderr)
+      // What came after the link was back came at the cap, give or take the bucket's one second of burst.
+      const after = largeSize - atUp
+      expect(after / MiB, "MiB received after the link came back").toBeLessThanOrEqual(
+        capMiB * (doneMs / 1000 + 1) * 1.05,
+      )
+    }, 150_000)
 
     it("reconnects after a later drop once a restarted signal app is back (its state in Redis)", async ({
       annotate,
