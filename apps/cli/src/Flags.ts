@@ -237,6 +237,7 @@ export const compress = Options.choice("compress", Compression.Modes).pipe(
   ),
 )
 export const compressLevel = Options.integer("compress-level").pipe(
+  Options.withPseudoName("N"),
   Options.withDefault(Compression.DefaultLevel),
   Options.withDescription(
     `zstd level, ${Zstd.MinLevel} (fastest) to ${Zstd.MaxLevel} (smallest); default ${Compression.DefaultLevel}`,
@@ -255,6 +256,7 @@ export const verify = Options.boolean("verify").pipe(
 )
 
 export const limitRate = Options.text("limit-rate").pipe(
+  Options.withPseudoName("RATE"),
   Options.withDescription(
     "cap the transfer at RATE bytes per second, with K, M or G (powers of 1024) as curl takes it, e.g. 10M; " +
       "send caps what it puts on the wire, recv what it takes in (by holding back its acknowledgements)",

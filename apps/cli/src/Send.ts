@@ -32,6 +32,7 @@ const exclude = Options.text("exclude").pipe(
 )
 
 const text = Options.text("text").pipe(
+  Options.withPseudoName("TEXT"),
   Options.optional,
   Options.withDescription(
     `send this text (at most ${Manifest.MaxTextMessageBytes / 1024} KiB) instead of files: the receiver prints it and writes nothing`,
@@ -39,6 +40,7 @@ const text = Options.text("text").pipe(
 )
 
 const name = Options.text("name").pipe(
+  Options.withPseudoName("NAME"),
   Options.optional,
   Options.withDescription("with send -: the name standard input arrives under; default stdin"),
 )
