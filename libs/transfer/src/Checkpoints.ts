@@ -171,9 +171,19 @@ const make = (dir: string): Store => {
     return listed
   })
 
-  /** Removes a checkpoint and its journal, in that order: a journal left alone is inert, and cleaned. */
+  /**
+   * Removes a checkpoint and its journal, in that order (a journal left alone is inert, and cleaned), then
+   * the temp files of its saves that died: only this transfer's own process saves it, so none is live.
+   */
   const removeBoth = (transferId: string, direction: Checkpoint.Direction) =>
-    Effect.zipLeft(unlink(fileOf(transferId, direction)), unlink(journalOf(transferId, direction)))
+    Effect.gen(function* () {
+      const removed = yield* unlink(fileOf(transferId, direction))
+      yield* unlink(journalOf(transferId, direction))
+      const temps = `${path.basename(fileOf(transferId, direction))}.tmp-`
+      for (const name of yield* readNames(dir))
+        if (name.startsWith(temps) && TempName.test(name)) yield* unlink(path.join(dir, name))
+      return removed
+    })
 
   const remove = Effect.fn("Checkpoints.remove")(function* (
     transferId: Ids.TransferId,
