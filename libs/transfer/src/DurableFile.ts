@@ -3,8 +3,9 @@ import { Effect, type Exit, Fiber, Option } from "effect"
 import { constants as fsConstants } from "node:fs"
 import * as fs from "node:fs/promises"
 import * as path from "node:path"
+import { createHash } from "node:crypto"
 import { absorbPrefix, type FileHash, Hasher } from "./Hasher.js"
-import { ioError, withCleanup } from "./Io.js"
+import { ioError, withCleanup, writeAll } from "./Io.js"
 import * as Placer from "./Placer.js"
 import * as RecvCheckpoint from "./RecvCheckpoint.js"
 import { WriteBatchBytes } from "./Wire.js"
@@ -60,15 +61,6 @@ export interface DurableFile {
   readonly discard: Effect.Effect<void>
 }
 
-/** Writes all of `bytes` at `position`: a write may stop short (a disk filling up), so it goes on from there. */
-const writeAll = async (handle: fs.FileHandle, bytes: Uint8Array, position: number) => {
-  for (let at = 0; at < bytes.length;) {
-    const { bytesWritten } = await handle.write(bytes, at, bytes.length - at, position + at)
-    if (bytesWritten === 0) throw new Error("the disk took no more bytes")
-    at += bytesWritten
-  }
-}
-
 /** A new temporary file, or for a resume the one holding `from` durable bytes, whose hash is rebuilt from disk. */
 const openTemp = (temp: string, from: number, hasher: Hasher, hash: FileHash) =>
   Effect.tryPromise({
@@ -89,6 +81,59 @@ const openTemp = (temp: string, from: number, hasher: Hasher, hash: FileHash) =>
   })
 
 /**
+ * Files up to this size, received whole in this session, are held in memory until verified, then handed
+ * to the placer, which writes, syncs and places them in groups, in the background: a tree of small files
+ * then costs the receive loop no file-system call per file. It bounds what the placer holds in memory.
+ */
+export const HeldBytes = 64 * 1024
+
+/**
+ * A small file held in memory (see HeldBytes): its bytes are copied out of the frames, so nothing they
+ * share memory with is kept, and hashed as they come.
+ */
+const held = (options: Options & { readonly placer: Placer.Placer }, temp: string): DurableFile => {
+  const { size, placer, checkpoint } = options
+  const bytes = Buffer.allocUnsafe(size)
+  const hash = createHash("sha256")
+  let received = 0
+  return {
+    get received() {
+      return received
+    },
+    get written() {
+      return received
+    },
+    append: (chunk) =>
+      Effect.sync(() => {
+        // The receiver checks every frame against the declared size before it gets here.
+        bytes.set(chunk, received)
+        hash.update(chunk)
+        received += chunk.length
+        return true
+      }),
+    write: Effect.succeed(false),
+    flushed: Effect.void,
+    digest: Effect.sync(() => new Uint8Array(hash.digest())),
+    place: Effect.gen(function* () {
+      yield* placer.room
+      // Named in the checkpoint only now: the placer creates the file before its save records it verified.
+      if (checkpoint !== undefined) checkpoint.state.temp = path.basename(temp)
+      yield* placer.add({
+        content: bytes,
+        temp,
+        target: options.target,
+        size,
+        overwrite: options.overwrite,
+        state: checkpoint?.state,
+      })
+    }),
+    discard: Effect.sync(() => {
+      if (checkpoint !== undefined) Object.assign(checkpoint.state, { temp: undefined, durable: 0 })
+    }),
+  }
+}
+
+/**
  * Runs `body` with the file for `options.target`, written to a hidden temporary name next to it and
  * moved into place only by `place`, once the caller has checked its SHA-256. With a checkpoint, a file
  * partly here continues from its durable bytes, and after Ctrl+C or a lost peer (`resumable`) the
@@ -104,6 +149,8 @@ export const use = <A, E, R>(options: Options, body: (file: DurableFile) => Effe
       path.dirname(target),
       from > 0 && state?.temp !== undefined ? state.temp : RecvCheckpoint.tempName(target),
     )
+    if (placer !== undefined && from === 0 && size <= HeldBytes)
+      return yield* Effect.scoped(body(held({ ...options, placer }, temp)))
     if (state !== undefined) state.temp = path.basename(temp)
     const hasher = yield* Hasher
     const hash = hasher.start(size)
@@ -191,7 +238,7 @@ export const use = <A, E, R>(options: Options, body: (file: DurableFile) => Effe
             digest: hash.digest,
             place: Effect.gen(function* () {
               yield* flushed
-              const verified = { handle, temp, target, size, overwrite: options.overwrite, state }
+              const verified = { content: handle, temp, target, size, overwrite: options.overwrite, state }
               if (placer === undefined) {
                 handedOver = true
                 return yield* Placer.placeGroup([verified], checkpoint?.save)

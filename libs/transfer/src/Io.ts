@@ -30,6 +30,15 @@ export const errnoText = (e: unknown): string => {
 /** A failed file-system call on `path`, as the user will read it. */
 export const ioError = (path: string) => (e: unknown) => new LocalIoFailed({ path, message: errnoText(e) })
 
+/** Writes all of `bytes` at `position`: a write may stop short (a disk filling up), so it goes on from there. */
+export const writeAll = async (handle: fs.FileHandle, bytes: Uint8Array, position: number) => {
+  for (let at = 0; at < bytes.length;) {
+    const { bytesWritten } = await handle.write(bytes, at, bytes.length - at, position + at)
+    if (bytesWritten === 0) throw new Error("the disk took no more bytes")
+    at += bytesWritten
+  }
+}
+
 /** Nothing is there: no such entry, or a component of the path on the way to it is not a directory. */
 export const isAbsent = (e: unknown) => {
   const code = (e as NodeJS.ErrnoException | undefined)?.code

@@ -1,13 +1,17 @@
 import type { CheckpointIo, LocalIoFailed } from "@p2pal/domain/Errors"
 import { type Cause, Deferred, Duration, Effect, Fiber, FiberId, type Scope } from "effect"
 import * as fs from "node:fs/promises"
-import { ioError } from "./Io.js"
+import { ioError, writeAll } from "./Io.js"
 import type * as RecvCheckpoint from "./RecvCheckpoint.js"
 import { place } from "./Targets.js"
 
-/** A file written in full and verified, waiting in its open temporary file to be synced, recorded and placed. */
+/** A file received in full and verified, waiting to be synced, recorded and placed. */
 export interface Verified {
-  readonly handle: fs.FileHandle
+  /**
+   * Its temporary file, open and written; or, for a small file, its bytes, held until the placer writes
+   * them to the temporary file: the receiver then waits for no file-system call per small file.
+   */
+  readonly content: fs.FileHandle | Uint8Array
   /** The temporary file's path. */
   readonly temp: string
   readonly target: string
@@ -33,6 +37,18 @@ const Concurrency = 8
 /** Groups placing at once, the one being filled aside: beyond it the receiver waits. */
 const GroupsInFlight = 2
 
+/** Makes the file's bytes durable in its temporary file, writing them there first if they were held. */
+const durable = async ({ content, temp }: Verified) => {
+  if (!(content instanceof Uint8Array)) return content.sync()
+  const handle = await fs.open(temp, "wx", 0o644)
+  try {
+    await writeAll(handle, content, 0)
+    await handle.sync()
+  } finally {
+    await handle.close()
+  }
+}
+
 /**
  * Places a group of verified files: syncs them all, records them all verified under their temporary names
  * in ONE checkpoint save, then moves them into place. Whenever the receiver stops (a crash included), a
@@ -49,7 +65,7 @@ export const placeGroup = (
   const each = <E>(f: (file: Verified) => Effect.Effect<void, E>) =>
     Effect.forEach(group, f, { concurrency: Concurrency, discard: true })
   return Effect.gen(function* () {
-    yield* each((file) => Effect.tryPromise({ try: () => file.handle.sync(), catch: ioError(file.target) }))
+    yield* each((file) => Effect.tryPromise({ try: () => durable(file), catch: ioError(file.target) }))
     if (save !== undefined) {
       for (const { state, size } of group)
         if (state !== undefined) Object.assign(state, { durable: size, verified: true })
@@ -68,7 +84,11 @@ export const placeGroup = (
       ),
     )
   }).pipe(
-    Effect.ensuring(each((file) => Effect.ignore(Effect.tryPromise(() => file.handle.close())))),
+    Effect.ensuring(
+      each(({ content }) =>
+        content instanceof Uint8Array ? Effect.void : Effect.ignore(Effect.tryPromise(() => content.close())),
+      ),
+    ),
     Effect.tapError(() =>
       each((file) => {
         if (placed.has(file)) return Effect.void
@@ -84,7 +104,7 @@ export const placeGroup = (
 export interface Placer {
   /** Waits while enough groups are being placed; fails if one of them failed. */
   readonly room: Effect.Effect<void, LocalIoFailed | CheckpointIo>
-  /** Takes the file over, its handle included: from now on the placer closes it. */
+  /** Takes the file over, its handle included: from now on the placer closes it (or writes its bytes). */
   readonly add: (file: Verified) => Effect.Effect<void>
   /** Places every file added so far; fails if any group failed. */
   readonly drain: Effect.Effect<void, LocalIoFailed | CheckpointIo>
