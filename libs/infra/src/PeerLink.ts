@@ -51,7 +51,7 @@ export interface ConnectedPath {
 export interface Channel {
   /**
    * Sends binary messages in order, in one synchronous burst for as long as the lanes have room, and
-   * suspends only while none has.
+   * suspends only while none has. They are copied first: the caller may reuse their memory once it returns.
    */
   readonly send: (...messages: ReadonlyArray<Uint8Array>) => Effect.Effect<void, PeerFailed>
   /**

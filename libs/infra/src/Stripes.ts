@@ -41,21 +41,69 @@ export class Reorder {
   }
 }
 
+/**
+ * Set in the first byte of a lane message that carries a run of messages (see `frameRun`). Sequence
+ * numbers stay far below 2^47, so a single message never has it set.
+ */
+const RunFlag = 0x80
+/** Bytes in front of each message of a run: its length. */
+const LengthBytes = 4
+/**
+ * Consecutive small messages cross a lane as one, of at most this many bytes: per SCTP message the lane
+ * costs a trip through libdatachannel (its lock, its own packets) on each side, which a tree of small
+ * files, two messages per file, otherwise pays thousands of times a second.
+ */
+export const RunBytes = 64 * 1024
+
+const putSeq = (into: Uint8Array, seq: number) => {
+  const view = new DataView(into.buffer, into.byteOffset, into.byteLength)
+  view.setUint16(0, Math.floor(seq / 2 ** 32))
+  view.setUint32(2, seq >>> 0)
+}
+
 /** A binary message with its sequence number in front, as it crosses a lane. */
 export const frame = (seq: number, body: Uint8Array): Uint8Array => {
   const framed = new Uint8Array(SeqBytes + body.length)
-  new DataView(framed.buffer).setUint16(0, Math.floor(seq / 2 ** 32))
-  new DataView(framed.buffer).setUint32(2, seq >>> 0)
+  putSeq(framed, seq)
   framed.set(body, SeqBytes)
   return framed
 }
 
+/**
+ * Messages numbered from `seq` on, as one lane message: the first one's sequence number, flagged, then
+ * each message after its length.
+ */
+export const frameRun = (seq: number, bodies: ReadonlyArray<Uint8Array>): Uint8Array => {
+  const framed = new Uint8Array(bodies.reduce((sum, b) => sum + LengthBytes + b.length, SeqBytes))
+  putSeq(framed, seq)
+  framed[0]! |= RunFlag
+  const view = new DataView(framed.buffer)
+  let at = SeqBytes
+  for (const body of bodies) {
+    view.setUint32(at, body.length)
+    framed.set(body, at + LengthBytes)
+    at += LengthBytes + body.length
+  }
+  return framed
+}
+
+/** The messages a lane message carries and the first one's sequence number; undefined if it is malformed. */
 export const unframe = (
   framed: Uint8Array,
-): { readonly seq: number; readonly body: Uint8Array } | undefined => {
+): { readonly seq: number; readonly bodies: ReadonlyArray<Uint8Array> } | undefined => {
   if (framed.length < SeqBytes) return undefined
   const view = new DataView(framed.buffer, framed.byteOffset, framed.byteLength)
-  return { seq: view.getUint16(0) * 2 ** 32 + view.getUint32(2), body: framed.subarray(SeqBytes) }
+  const seq = (view.getUint16(0) & ~(RunFlag << 8)) * 2 ** 32 + view.getUint32(2)
+  if ((framed[0]! & RunFlag) === 0) return { seq, bodies: [framed.subarray(SeqBytes)] }
+  const bodies: Array<Uint8Array> = []
+  for (let at = SeqBytes; at < framed.length;) {
+    if (at + LengthBytes > framed.length) return undefined
+    const end = at + LengthBytes + view.getUint32(at)
+    if (end > framed.length) return undefined
+    bodies.push(framed.subarray(at + LengthBytes, end))
+    at = end
+  }
+  return bodies.length === 0 ? undefined : { seq, bodies }
 }
 
 /** One open peer connection's DataChannel, as the stripes drive it. */
@@ -151,6 +199,10 @@ export interface Stripes {
 
 interface Outgoing {
   readonly seq: number
+  /**
+   * Framed alone, a copy: the caller may reuse its memory once `send` returns, and this is what goes
+   * again if the lane it took dies.
+   */
   readonly framed: Uint8Array
   /** The lane it was last handed to; -1 while waiting for room. */
   lane: number
@@ -199,21 +251,41 @@ export const make = Effect.fn("Stripes.make")(function* <E>(options: Options<E>)
     return best
   }
 
+  /** How many of the first pending messages go as one: consecutive ones, up to about RunBytes. */
+  const runLength = () => {
+    let count = 1
+    let bytes = pending[0]!.framed.length
+    for (; count < pending.length; count++) {
+      const next = pending[count]!
+      bytes += next.framed.length
+      if (next.seq !== pending[count - 1]!.seq + 1 || bytes > RunBytes) break
+    }
+    return count
+  }
+
   const drain = () => {
     while (pending.length > 0) {
       const roomy = roomiest()
       if (roomy === undefined) break
-      const next = pending[0]!
+      const count = runLength()
+      const run = pending.slice(0, count)
+      const framed =
+        count === 1
+          ? run[0]!.framed
+          : frameRun(
+              run[0]!.seq,
+              run.map((o) => o.framed.subarray(SeqBytes)),
+            )
       try {
-        roomy[1].dc.sendMessageBinary(next.framed)
+        roomy[1].dc.sendMessageBinary(framed)
       } catch {
         // Closed in the middle of a burst (libdatachannel's thread): its loss handler sends it again.
         lanes.delete(roomy[0])
         continue
       }
-      next.lane = roomy[0]
-      handedBytes += next.framed.length
-      pending.shift()
+      for (const o of run) o.lane = roomy[0]
+      handedBytes += framed.length
+      pending.splice(0, count)
     }
     const now = Date.now()
     if (pending.length > 0) blockedSince ??= now
@@ -271,12 +343,14 @@ export const make = Effect.fn("Stripes.make")(function* <E>(options: Options<E>)
       return Either.isLeft(control) ? refuse("sent a malformed lane message") : confirm(control.right.seq)
     }
     const parsed = unframe(message)
-    if (parsed === undefined) return refuse("sent a message without its sequence number")
-    const ready = reorder.accept(parsed.seq, parsed.body)
-    if (typeof ready === "string") return refuse(ready)
-    for (const body of ready) {
-      unconfirmedBytes += body.length
-      incoming.unsafeOffer(body)
+    if (parsed === undefined) return refuse("sent a malformed message (no sequence number, or a bad run)")
+    for (const [i, one] of parsed.bodies.entries()) {
+      const ready = reorder.accept(parsed.seq + i, one)
+      if (typeof ready === "string") return refuse(ready)
+      for (const body of ready) {
+        unconfirmedBytes += body.length
+        incoming.unsafeOffer(body)
+      }
     }
     if (reorder.next - confirmedUpTo >= ConfirmEvery || unconfirmedBytes >= ConfirmBytes) {
       confirmedUpTo = reorder.next

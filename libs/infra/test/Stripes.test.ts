@@ -34,12 +34,24 @@ describe("Reorder", () => {
 })
 
 describe("frame", () => {
-  it("puts a sequence number of up to 48 bits in front of the message", () => {
-    for (const seq of [0, 1, 2 ** 32 + 5, 2 ** 48 - 1]) {
+  it("puts a sequence number of up to 47 bits in front of the message", () => {
+    for (const seq of [0, 1, 2 ** 32 + 5, 2 ** 47 - 1]) {
       const framed = Stripes.frame(seq, bytes(7, 8))
-      expect(Stripes.unframe(framed)).toEqual({ seq, body: bytes(7, 8) })
+      expect(Stripes.unframe(framed)).toEqual({ seq, bodies: [bytes(7, 8)] })
     }
     expect(Stripes.unframe(bytes(1, 2, 3))).toBeUndefined()
+  })
+  it("carries a run of consecutive messages, empty ones included, as one", () => {
+    for (const seq of [0, 2 ** 32 + 5, 2 ** 47 - 3]) {
+      const bodies = [bytes(1), bytes(), bytes(2, 3, 4)]
+      expect(Stripes.unframe(Stripes.frameRun(seq, bodies))).toEqual({ seq, bodies })
+    }
+  })
+  it("finds a run malformed when a length is cut short or points past its end, or it carries nothing", () => {
+    const run = Stripes.frameRun(7, [bytes(1, 2), bytes(3)])
+    expect(Stripes.unframe(run.subarray(0, run.length - 1))).toBeUndefined()
+    expect(Stripes.unframe(run.subarray(0, run.length - 3))).toBeUndefined()
+    expect(Stripes.unframe(Stripes.frameRun(7, []))).toBeUndefined()
   })
 })
 
@@ -77,6 +89,8 @@ const memoryLanes = (delays: ReadonlyArray<number>) =>
           lost: { a: lostA, b: lostB } as Record<Side, Deferred.Deferred<never, PeerFailed>>,
           heard: {} as Partial<Record<Side, Stripes.Heard>>,
           buffered: { a: 0, b: 0 } as Record<Side, number>,
+          /** Binary lane messages each side handed to it. */
+          sent: { a: 0, b: 0 } as Record<Side, number>,
           low: {} as Partial<Record<Side, () => void>>,
         }),
       ),
@@ -99,7 +113,10 @@ const memoryLanes = (delays: ReadonlyArray<number>) =>
         dc: {
           isOpen: () => !lane.dead,
           sendMessage: (text) => deliver(text, 0),
-          sendMessageBinary: (message) => deliver(message, message.length),
+          sendMessageBinary: (message) => {
+            lane.sent[side]++
+            return deliver(message, message.length)
+          },
           bufferedAmount: () => lane.buffered[side],
           setBufferedAmountLowThreshold: () => {},
           onBufferedAmountLow: (callback) => {
@@ -126,7 +143,7 @@ const memoryLanes = (delays: ReadonlyArray<number>) =>
         },
         rttMs: () => undefined,
       })
-    return { stripes, kill }
+    return { stripes, kill, sent: (side: Side) => lanes.reduce((sum, lane) => sum + lane.sent[side], 0) }
   })
 
 const message = (n: number) => {
@@ -183,6 +200,18 @@ describe("Stripes over several lanes", () => {
       }).pipe(Effect.scoped),
   )
 
+  it.live("sends a burst of small messages as runs of up to RunBytes, not one lane message each", () =>
+    Effect.gen(function* () {
+      const lanes = yield* memoryLanes([1])
+      const [a, b] = yield* Effect.all([lanes.stripes("a"), lanes.stripes("b")])
+      const receiving = yield* Effect.fork(receiveAll(b.incoming, 2000))
+      // 2000 messages of 100 bytes: about 210 KB as runs, about four lane messages' worth.
+      yield* a.send(...range(2000).map((n) => message(n).subarray(0, 100)))
+      expect(yield* receiving.await.pipe(Effect.flatten)).toEqual(range(2000))
+      expect(lanes.sent("a")).toBeLessThanOrEqual(Math.ceil((2000 * 110) / Stripes.RunBytes))
+    }).pipe(Effect.scoped),
+  )
+
   it.live("fails once its last lane is gone", () =>
     Effect.gen(function* () {
       const lanes = yield* memoryLanes([1])
@@ -226,7 +255,16 @@ describe("Stripes against a hostile peer", () => {
   it.effect("refuses a message without its sequence number", () =>
     Effect.map(
       hostile((heard) => heard(bytes(1, 2))),
-      (why) => expect(why).toBe("protocol error: the peer sent a message without its sequence number"),
+      (why) =>
+        expect(why).toBe(
+          "protocol error: the peer sent a malformed message (no sequence number, or a bad run)",
+        ),
+    ),
+  )
+  it.effect("refuses a run whose lengths do not add up to the message", () =>
+    Effect.map(
+      hostile((heard) => heard(Stripes.frameRun(0, [bytes(1, 2), bytes(3)]).subarray(0, 14))),
+      (why) => expect(why).toMatch(/malformed message/),
     ),
   )
   it.effect("refuses a malformed lane message, and a confirmation of what was never sent", () =>

@@ -107,14 +107,16 @@ dc.onError((error) => exit(1, `data channel error: ${error}`))
 dc.onMessage((message) => {
   // Text messages are PeerLink's heartbeats and the lanes' confirmations: the transfer protocol is binary.
   if (typeof message === "string") return
-  const decoded = decode(unframe(message instanceof ArrayBuffer ? new Uint8Array(message) : message).body)
-  if (decoded._tag === "Left") return exit(1, `the receiver sent a malformed frame: ${decoded.left.reason}`)
-  emit({ frame: report(decoded.right) })
-  if (waiting) {
-    const resolve = waiting
-    waiting = undefined
-    resolve(decoded.right)
-  } else arrived.push(decoded.right)
+  for (const body of unframe(message instanceof ArrayBuffer ? new Uint8Array(message) : message).bodies) {
+    const decoded = decode(body)
+    if (decoded._tag === "Left") return exit(1, `the receiver sent a malformed frame: ${decoded.left.reason}`)
+    emit({ frame: report(decoded.right) })
+    if (waiting) {
+      const resolve = waiting
+      waiting = undefined
+      resolve(decoded.right)
+    } else arrived.push(decoded.right)
+  }
 })
 
 const lines = createInterface({ input: process.stdin })
