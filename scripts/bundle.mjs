@@ -28,6 +28,7 @@ const cliDir = "apps/cli/dist/bundle"
 await Promise.all([
   build({ ...esm, entryPoints: ["apps/signal/dist/main.js"], outdir: "apps/signal/dist/bundle" }),
   build({ ...esm, entryPoints: ["libs/transfer/dist/HashWorker.js"], outdir: cliDir }),
+  build({ ...esm, entryPoints: ["libs/transfer/dist/ReadWorker.js"], outdir: cliDir }),
   // CommonJS, so that apps/cli/start.cjs can run it from a V8 code cache (vm.Script; Node 20 has no
   // such cache for ES modules).
   build({

@@ -4,7 +4,10 @@ import { constants as fsConstants, type Stats } from "node:fs"
 import * as fs from "node:fs/promises"
 import { absorbPrefix, type FileHash, Hasher } from "./Hasher.js"
 import { readFailure } from "./Io.js"
+import type { ReadResult } from "./SmallReads.js"
 import type { Source } from "./Sources.js"
+
+type SmallReadDone = ReadResult & { _tag: "read" }
 
 /** The source of the file being sent failed it; `reason` names no local path, the receiver hears it too. */
 export class Unreadable extends Data.TaggedError("Unreadable")<{ readonly reason: string }> {}
@@ -19,6 +22,15 @@ const ChunksPerRead = 16
 const ReadAhead = 4
 /** Bytes of one block: what a file prepared ahead holds until its turn. */
 export const blockBytes = (chunkSize: number) => chunkSize * ChunksPerRead
+
+/**
+ * A file this small (and sent from its start, in one chunk) is read whole by the reading thread
+ * (SmallReads.ts), many in one trip, and its frames go out with other small files' (Outbox.ts).
+ */
+export const SmallFileBytes = 32 * 1024
+
+export const isSmall = ({ source, size, from, chunkSize }: Options) =>
+  source.stream === undefined && from === 0 && size <= Math.min(SmallFileBytes, chunkSize)
 
 /** A run of chunk frames back to back in one buffer, for the file's bytes from `start` to `end`. */
 export interface Block {
@@ -51,17 +63,18 @@ export interface Options {
  * ahead of its turn (Lookahead.ts) costs the sender no wait on the thread pool when its turn comes.
  */
 export interface Prepared {
-  readonly handle: Promise<fs.FileHandle>
+  /** Feeds the bytes before `from` (a resume) to the hash; rejects if the file could not be opened. */
+  readonly hashPrefix: (hash: FileHash) => Promise<void>
   /** Queues reads until `depth` blocks are in flight or the file is all asked for. */
   readonly readAhead: (depth: number) => void
   readonly reads: Array<Promise<Block>>
   /** The file's state once its last read is done, asked for then rather than when the sender gets there. */
-  readonly statAfterLast: () => Promise<Stats>
+  readonly statAfterLast: () => Promise<Pick<Stats, "size" | "mtimeMs">>
   /** A file only read loses nothing if closing it fails, so nothing waits for it either. */
   readonly close: () => void
 }
 
-export const prepare = (options: Options, allocate: (size: number) => Buffer, depth: number): Prepared => {
+export const prepare = (options: Options, hasher: Hasher, depth: number): Prepared => {
   const { source, index, size, chunkSize } = options
   // A symlink swapped in since the manifest was built is refused, not followed (O_NOFOLLOW), and a
   // FIFO cannot hang the open (O_NONBLOCK; it changes nothing for regular files).
@@ -72,7 +85,7 @@ export const prepare = (options: Options, allocate: (size: number) => Buffer, de
   // place: file bytes are never copied into frames, and the run moves to the hashing thread whole.
   const readBlock = async (start: number, end: number): Promise<Block> => {
     const count = Math.ceil((end - start) / chunkSize)
-    const block = allocate(end - start + count * Frames.HeaderBytes)
+    const block = hasher.allocate(end - start + count * Frames.HeaderBytes)
     const frames: Array<Uint8Array> = []
     for (let at = start, base = 0; at < end; at += chunkSize) {
       const length = Math.min(chunkSize, end - at)
@@ -103,11 +116,30 @@ export const prepare = (options: Options, allocate: (size: number) => Buffer, de
   }
   readAhead(depth)
   return {
-    handle,
+    hashPrefix: async (hash) => absorbPrefix(hasher, hash, await handle, options.from),
     readAhead,
     reads,
     statAfterLast: () => statAfterLast ?? handle.then((h) => h.stat()),
     close: () => void handle.then((h) => h.close()).catch(() => {}),
+  }
+}
+
+/** A small file (see isSmall) as the reading thread read it: its one chunk frame, built in the same buffer. */
+export const prepareRead = (options: Options, read: Promise<SmallReadDone>): Prepared => {
+  const { index, size } = options
+  const block = read.then(({ buffer, bytesRead }): Block => {
+    if (bytesRead !== size) throw new Error(changed)
+    const frame = Frames.chunkInto(new Uint8Array(buffer), index, 0)
+    return { frames: [frame], payloads: [frame.subarray(Frames.HeaderBytes)], start: 0, end: size }
+  })
+  // Awaited when the file's turn comes; this only keeps a failure before then from going unhandled.
+  block.catch(() => {})
+  return {
+    hashPrefix: () => Promise.resolve(),
+    readAhead: () => {},
+    reads: size === 0 ? [] : [block],
+    statAfterLast: () => read,
+    close: () => {},
   }
 }
 
@@ -120,14 +152,10 @@ export const open = (options: Options & { readonly hash: FileHash }, prepared?: 
     const { source, size, hash } = options
     const hasher = yield* Hasher
     const file = yield* Effect.acquireRelease(
-      Effect.sync(() => prepared?.() ?? prepare(options, hasher.allocate, ReadAhead)),
+      Effect.sync(() => prepared?.() ?? prepare(options, hasher, ReadAhead)),
       (p) => Effect.sync(p.close),
     )
-    const handle = yield* Effect.tryPromise({ try: () => file.handle, catch: cannotRead })
-    yield* Effect.tryPromise({
-      try: () => absorbPrefix(hasher, hash, handle, options.from),
-      catch: cannotRead,
-    })
+    yield* Effect.tryPromise({ try: () => file.hashPrefix(hash), catch: cannotRead })
     file.readAhead(ReadAhead)
     const reader: BlockReader = {
       next: Effect.suspend(() => {

@@ -7,6 +7,7 @@ import * as AckWindow from "./AckWindow.js"
 import * as BlockReader from "./BlockReader.js"
 import * as Compression from "./Compression.js"
 import * as Lookahead from "./Lookahead.js"
+import * as Outbox from "./Outbox.js"
 import type { Progress } from "./Progress.js"
 import type { RateLimit } from "./RateLimit.js"
 import { Hasher } from "./Hasher.js"
@@ -159,6 +160,7 @@ export const send = Effect.fn("Sender.send")(function* (
       else return yield* unexpected(frame, "Ack or Done")
     }
   })
+  const outbox = Outbox.make(channel)
   yield* ackLoop.pipe(
     Effect.exit,
     Effect.flatMap((exit) => Deferred.done(verified, exit)),
@@ -168,11 +170,15 @@ export const send = Effect.fn("Sender.send")(function* (
   const sendFile = (file: FileToSend, prepared: () => BlockReader.Prepared | undefined) =>
     Effect.gen(function* () {
       const { index, entry, from } = file
+      const { stream } = file.source
+      const small = BlockReader.isSmall(file)
+      // Every other frame goes after the small files' waiting ones.
+      const post = small ? outbox.post : (frames: ReadonlyArray<Uint8Array>) => channel.send(...frames)
+      if (!small) yield* outbox.flush
       progress.file = index
       progress.fileBytes = from
       unconfirmed.set(index, { start: progress.sent, from, size: entry.size })
       const hash = hasher.start(entry.size)
-      const { stream } = file.source
       const streamed = stream === undefined ? undefined : yield* StreamReader.open(stream, index, chunkSize)
       const reader = streamed ?? (yield* BlockReader.open({ ...file, hash }, prepared))
       // A stream may wait for its next bytes for ever: a receiver gone meanwhile ends the wait.
@@ -199,7 +205,7 @@ export const send = Effect.fn("Sender.send")(function* (
         const wire = frames.reduce((sum, frame) => sum + frame.length, 0)
         yield* window.room(end - start)
         if (limit !== undefined) yield* limit.take(wire)
-        yield* channel.send(...frames)
+        yield* post(frames)
         const sent = yield* Clock.currentTimeNanos
         // The sender waited for the link (or the cap): it was busy all the while since the last send.
         if (sent - packed >= LinkWaitNanos) speeds.linkBound(wire, seconds(sent - lastSent))
@@ -213,12 +219,9 @@ export const send = Effect.fn("Sender.send")(function* (
       }
       // Every byte was read, but a file changed since it was listed is not the one the receiver was offered.
       yield* reader.unchanged
-      yield* sendFrame(channel, {
-        _tag: "FileEnd",
-        file: index,
-        size: streamed?.size() ?? entry.size,
-        sha256: yield* hash.digest,
-      })
+      const sha256 = yield* hash.digest
+      const size = streamed?.size() ?? entry.size
+      yield* post([Frames.encode({ _tag: "FileEnd", file: index, size, sha256 })])
     }).pipe(Effect.scoped)
 
   /** Skips the file (`--skip-errors`), or stops the transfer naming it; the receiver is told either way. */
@@ -232,10 +235,13 @@ export const send = Effect.fn("Sender.send")(function* (
     unconfirmed.delete(index)
     if (skipUnreadable !== undefined)
       return Effect.zipRight(
-        sendFrame(channel, { _tag: "Skip", file: index, reason }),
+        outbox.post([Frames.encode({ _tag: "Skip", file: index, reason })]),
         skipUnreadable({ path: source.path, reason }),
       )
-    return sendFrame(channel, { _tag: "Error", message: `could not send ${entry.path}: ${reason}` }).pipe(
+    return Effect.zipRight(
+      outbox.flush,
+      sendFrame(channel, { _tag: "Error", message: `could not send ${entry.path}: ${reason}` }),
+    ).pipe(
       // The receiver answers by stopping too; until then the message may still sit in a send buffer.
       Effect.zipRight(Deferred.await(verified).pipe(Effect.raceFirst(channel.closed))),
       Effect.timeout(StopGrace),
@@ -267,6 +273,7 @@ export const send = Effect.fn("Sender.send")(function* (
           unreadable(file.index, file.entry, file.source, reason),
         ),
       )
+    yield* outbox.flush
   }).pipe(Effect.scoped)
   yield* Deferred.await(verified).pipe(Effect.raceFirst(channel.closed))
   progress.bytes = progress.totalBytes
