@@ -31,8 +31,12 @@ export interface Limits {
 
 export const DefaultLimits: Limits = { files: 256, bytes: 16 * 1024 * 1024, delay: Duration.millis(200) }
 
-/** Syncs running at once: enough to keep the file system's thread pool (4 threads) busy. */
-const Concurrency = 8
+/**
+ * Syncs running at once: the file system commits concurrent ones together (one journal commit for
+ * many), so a group of small files is made durable in a fraction of one sync per file. Twice the
+ * CLI's thread pool (apps/cli/start.cjs).
+ */
+const Concurrency = 32
 
 /** Groups placing at once, the one being filled aside: beyond it the receiver waits. */
 const GroupsInFlight = 2
