@@ -54,8 +54,9 @@ const durable = async ({ content, temp }: Verified) => {
 }
 
 /**
- * Places a group of verified files: syncs them all, records them all verified under their temporary names
- * in ONE checkpoint save, then moves them into place. Whenever the receiver stops (a crash included), a
+ * Places a group of verified files: syncs them all, waits for `after` (the group before, which saves and
+ * places first while this one syncs), records them all verified under their temporary names in ONE
+ * checkpoint save, then moves them into place. Whenever the receiver stops (a crash included), a
  * resume finds each file either recorded verified (and finishes its move, see RecvCheckpoint.open) or not
  * recorded at all (and receives it again). Every handle is closed, and on a failure the temporary files
  * not placed are removed and forgotten. Uninterruptible: a stop waits for the group rather than tear it.
@@ -63,13 +64,15 @@ const durable = async ({ content, temp }: Verified) => {
 export const placeGroup = (
   group: ReadonlyArray<Verified>,
   save: Effect.Effect<void, CheckpointIo> | undefined,
+  after: Effect.Effect<void> = Effect.void,
 ): Effect.Effect<void, LocalIoFailed | CheckpointIo> => {
-  if (group.length === 0) return Effect.void
+  if (group.length === 0) return after
   const placed = new Set<Verified>()
   const each = <E>(f: (file: Verified) => Effect.Effect<void, E>) =>
     Effect.forEach(group, f, { concurrency: Concurrency, discard: true })
   return Effect.gen(function* () {
     yield* each((file) => Effect.tryPromise({ try: () => durable(file), catch: ioError(file.target) }))
+    yield* after
     if (save !== undefined) {
       for (const { state, size } of group)
         if (state !== undefined) Object.assign(state, { durable: size, verified: true })
@@ -101,6 +104,8 @@ export const placeGroup = (
         return Effect.ignore(Effect.tryPromise(() => fs.rm(file.temp, { force: true })))
       }),
     ),
+    // Even when this group fails first, it ends after the one before: the last group is done last.
+    Effect.ensuring(after),
     Effect.uninterruptible,
   )
 }
@@ -130,7 +135,7 @@ export const make = (
     let generation = 0
     let timer: Fiber.RuntimeFiber<void> | undefined
     let closing = false
-    /** Groups being placed, oldest first; each waits for the one before, so the last is done last. */
+    /** Groups being placed, oldest first; each saves after the one before, so the last is done last. */
     const inFlight: Array<Deferred.Deferred<void>> = []
     let failure: Cause.Cause<LocalIoFailed | CheckpointIo> | undefined
     const takePending = () => {
@@ -149,10 +154,7 @@ export const make = (
       const done = Deferred.unsafeMake<void>(FiberId.none)
       inFlight.push(done)
       return Effect.forkDaemon(
-        Effect.zipRight(
-          before === undefined ? Effect.void : Deferred.await(before),
-          placeGroup(group, save),
-        ).pipe(
+        placeGroup(group, save, before === undefined ? Effect.void : Deferred.await(before)).pipe(
           Effect.tapErrorCause((cause) => Effect.sync(() => void (failure ??= cause))),
           Effect.ensuring(
             Effect.suspend(() => {

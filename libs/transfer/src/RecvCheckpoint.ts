@@ -69,9 +69,12 @@ const TempSuffix = ".p2pal-part"
  */
 const tempPrefix = (target: string) => `.${path.basename(target).replaceAll("\\", "_")}.`
 
+/** Temporary names count up from a random start: unique in this process, and unlikely to meet another's. */
+let nextTemp = randomBytes(4).readUInt32BE()
+
 /** A fresh temporary name for `target`'s bytes, hidden, next to it. */
 export const tempName = (target: string) =>
-  `${tempPrefix(target)}${randomBytes(4).toString("hex")}${TempSuffix}`
+  `${tempPrefix(target)}${(nextTemp++ >>> 0).toString(16).padStart(8, "0")}${TempSuffix}`
 
 /** Whether `name` is one `tempName` gives `target`. */
 const isTempOf = (name: string, target: string) => {
