@@ -1,62 +1,13 @@
-import { type LaneControl, LaneControlFromJson, MaxLanes, SeqBytes } from "@p2pal/domain/Lanes"
+import { type LaneControl, LaneControlFromJson, MaxLanes } from "@p2pal/domain/Lanes"
 import { PeerFailed } from "@p2pal/domain/Errors"
+import { Joiner, MaxHeldBytes, PieceBytes, Reorder, frame, pieces, unframe } from "./LaneFrames.js"
 import { Clock, Deferred, Duration, Effect, Either, Exit, Mailbox, Schema, Scope, Stream } from "effect"
 import type * as ndc from "node-datachannel"
 
-/**
- * Messages one side may hold out of order, or keep unconfirmed: an honest peer never has more than the
- * acknowledgement window in flight, so more than this is a peer abusing the lanes to fill our memory.
- */
-export const MaxHeldBytes = 64 * 1024 * 1024
-const MaxAhead = 1 << 20
+// Over 250 lines: sending and receiving share the lanes' state (what each holds, what is confirmed);
+// the pure parts are in LaneFrames.
 
-/** Puts messages back in the order they were sent, whichever lane each took. Pure: no I/O. */
-export class Reorder {
-  /** How many messages were handed on: every sequence number below this one. */
-  next = 0
-  private readonly held = new Map<number, Uint8Array>()
-  private heldBytes = 0
-
-  /** The messages now in order (none while a gap remains), or why `seq` is refused. */
-  accept(seq: number, body: Uint8Array): ReadonlyArray<Uint8Array> | string {
-    // A lane that died may have delivered what the sender then sent again on another: the first stands.
-    if (seq < this.next || this.held.has(seq)) return []
-    if (seq >= this.next + MaxAhead) return `message ${seq} arrived ${MaxAhead} or more ahead of ${this.next}`
-    if (seq > this.next) {
-      this.heldBytes += body.length
-      if (this.heldBytes > MaxHeldBytes)
-        return `more than ${MaxHeldBytes / 1024 / 1024} MiB arrived ahead of a missing message`
-      this.held.set(seq, body)
-      return []
-    }
-    const ready = [body]
-    this.next++
-    for (let waiting = this.held.get(this.next); waiting !== undefined; waiting = this.held.get(this.next)) {
-      this.held.delete(this.next)
-      this.heldBytes -= waiting.length
-      ready.push(waiting)
-      this.next++
-    }
-    return ready
-  }
-}
-
-/** A binary message with its sequence number in front, as it crosses a lane. */
-export const frame = (seq: number, body: Uint8Array): Uint8Array => {
-  const framed = new Uint8Array(SeqBytes + body.length)
-  new DataView(framed.buffer).setUint16(0, Math.floor(seq / 2 ** 32))
-  new DataView(framed.buffer).setUint32(2, seq >>> 0)
-  framed.set(body, SeqBytes)
-  return framed
-}
-
-export const unframe = (
-  framed: Uint8Array,
-): { readonly seq: number; readonly body: Uint8Array } | undefined => {
-  if (framed.length < SeqBytes) return undefined
-  const view = new DataView(framed.buffer, framed.byteOffset, framed.byteLength)
-  return { seq: view.getUint16(0) * 2 ** 32 + view.getUint32(2), body: framed.subarray(SeqBytes) }
-}
+export * from "./LaneFrames.js"
 
 /** One open peer connection's DataChannel, as the stripes drive it. */
 export interface Lane {
@@ -113,11 +64,19 @@ export interface Sample {
 export const NearRttMs = 5
 
 /**
- * After a sample, the offerer doubles its lanes, stops adding for good, or waits for one where a long
- * path is what holds the transfer back (with disk or small files in the way, more lanes would not help).
+ * The least each lane must carry after a doubling: a piece a second keeps every lane well within the
+ * silence a lane may keep (Liveness). A link too slow to give each lane that much is held back by its
+ * rate, not by one flow's window, and more lanes would only share the same few bytes.
  */
-export const verdict = (before: number | undefined, now: Sample): "add" | "stop" | "wait" =>
-  !now.pressed || now.rttMs < NearRttMs
+export const MinLaneRate = PieceBytes
+
+/**
+ * After a sample over `lanes` lanes, the offerer doubles them, stops adding for good, or waits for one
+ * where a long path is what holds the transfer back (with disk or small files in the way, more lanes
+ * would not help) and the rate would give the doubled lanes their share.
+ */
+export const verdict = (before: number | undefined, now: Sample, lanes: number): "add" | "stop" | "wait" =>
+  !now.pressed || now.rttMs < NearRttMs || now.rate < MinLaneRate * lanes * 2
     ? "wait"
     : before !== undefined && now.rate < before * Growth
       ? "stop"
@@ -263,6 +222,7 @@ export const make = Effect.fn("Stripes.make")(function* <E>(options: Options<E>)
   }
 
   const reorder = new Reorder()
+  const joiner = new Joiner()
   let confirmedUpTo = 0
   let unconfirmedBytes = 0
   const heard: Heard = (message) => {
@@ -272,11 +232,15 @@ export const make = Effect.fn("Stripes.make")(function* <E>(options: Options<E>)
     }
     const parsed = unframe(message)
     if (parsed === undefined) return refuse("sent a message without its sequence number")
-    const ready = reorder.accept(parsed.seq, parsed.body)
+    // Held whole, piece flag and all, until its turn.
+    const ready = reorder.accept(parsed.seq, message)
     if (typeof ready === "string") return refuse(ready)
-    for (const body of ready) {
+    for (const framed of ready) {
+      const { body, continued } = unframe(framed)!
       unconfirmedBytes += body.length
-      incoming.unsafeOffer(body)
+      const whole = joiner.add(body, continued)
+      if (typeof whole === "string") return refuse(whole)
+      if (whole !== undefined) incoming.unsafeOffer(whole)
     }
     if (reorder.next - confirmedUpTo >= ConfirmEvery || unconfirmedBytes >= ConfirmBytes) {
       confirmedUpTo = reorder.next
@@ -350,7 +314,7 @@ export const make = Effect.fn("Stripes.make")(function* <E>(options: Options<E>)
       yield* warmUp
       while (created < MaxLanes) {
         const now = yield* sample
-        const next = verdict(before, now)
+        const next = verdict(before, now, lanes.size)
         if (next === "stop" && doubted) return
         doubted = next === "stop"
         if (next !== "add") continue
@@ -373,11 +337,18 @@ export const make = Effect.fn("Stripes.make")(function* <E>(options: Options<E>)
     Effect.suspend(() => {
       let last = -1
       for (const body of messages) {
-        const outgoing: Outgoing = { seq: nextSeq, framed: frame(nextSeq, body), lane: -1 }
-        last = nextSeq++
-        retained.push(outgoing)
-        retainedBytes += outgoing.framed.length
-        pending.push(outgoing)
+        const cut = pieces(body)
+        cut.forEach((piece, i) => {
+          const outgoing: Outgoing = {
+            seq: nextSeq,
+            framed: frame(nextSeq, piece, i < cut.length - 1),
+            lane: -1,
+          }
+          last = nextSeq++
+          retained.push(outgoing)
+          retainedBytes += outgoing.framed.length
+          pending.push(outgoing)
+        })
       }
       // An honest peer confirms every half MiB: one that never does would have us keep the whole transfer.
       if (retainedBytes > MaxHeldBytes)

@@ -34,29 +34,54 @@ describe("Reorder", () => {
 })
 
 describe("frame", () => {
-  it("puts a sequence number of up to 48 bits in front of the message", () => {
-    for (const seq of [0, 1, 2 ** 32 + 5, 2 ** 48 - 1]) {
-      const framed = Stripes.frame(seq, bytes(7, 8))
-      expect(Stripes.unframe(framed)).toEqual({ seq, body: bytes(7, 8) })
-    }
+  it("puts a sequence number of up to 47 bits in front of the piece, and whether the message goes on", () => {
+    for (const seq of [0, 1, 2 ** 32 + 5, 2 ** 47 - 1])
+      for (const continued of [false, true]) {
+        const framed = Stripes.frame(seq, bytes(7, 8), continued)
+        expect(Stripes.unframe(framed)).toEqual({ seq, body: bytes(7, 8), continued })
+      }
     expect(Stripes.unframe(bytes(1, 2, 3))).toBeUndefined()
+  })
+})
+
+describe("pieces", () => {
+  it("cuts a message longer than a piece, and the joiner puts it back together", () => {
+    const body = Uint8Array.from({ length: 2 * Stripes.PieceBytes + 5 }, (_, i) => i % 251)
+    const cut = Stripes.pieces(body)
+    expect(cut.map((piece) => piece.length)).toEqual([Stripes.PieceBytes, Stripes.PieceBytes, 5])
+    const joiner = new Stripes.Joiner()
+    expect(cut.map((piece, i) => joiner.add(piece, i < cut.length - 1))).toEqual([undefined, undefined, body])
+    expect(Stripes.pieces(bytes())).toEqual([bytes()])
+    expect(joiner.add(bytes(4), false)).toEqual(bytes(4))
+  })
+
+  it("refuses to join a message longer than one lane message could be", () => {
+    const joiner = new Stripes.Joiner()
+    const piece = new Uint8Array(Stripes.PieceBytes)
+    for (let joined = 0; joined < Stripes.MaxJoinedBytes; joined += piece.length)
+      expect(joiner.add(piece, true)).toBeUndefined()
+    expect(joiner.add(piece, true)).toMatch(/a message of more than 256 KiB/)
   })
 })
 
 describe("verdict", () => {
   const pressed = (rate: number) => ({ rate, pressed: true, rttMs: 50 })
+  const MB = 1_000_000
   it("adds lanes while doubling them grows the rate, and stops when it does not", () => {
-    expect(Stripes.verdict(undefined, pressed(10))).toBe("add")
-    expect(Stripes.verdict(10, pressed(19))).toBe("add")
-    expect(Stripes.verdict(10, pressed(11))).toBe("stop")
+    expect(Stripes.verdict(undefined, pressed(10 * MB), 1)).toBe("add")
+    expect(Stripes.verdict(10 * MB, pressed(19 * MB), 2)).toBe("add")
+    expect(Stripes.verdict(10 * MB, pressed(11 * MB), 2)).toBe("stop")
   })
   it("waits while the link is not what holds the transfer back", () => {
-    expect(Stripes.verdict(10, { rate: 1, pressed: false, rttMs: 50 })).toBe("wait")
+    expect(Stripes.verdict(10 * MB, { rate: MB, pressed: false, rttMs: 50 }, 2)).toBe("wait")
   })
   it("keeps to one lane on a path as short as a LAN's, where the CPU is the limit", () => {
-    expect(Stripes.verdict(undefined, { rate: 100, pressed: true, rttMs: Stripes.NearRttMs - 1 })).toBe(
-      "wait",
-    )
+    expect(Stripes.verdict(undefined, { ...pressed(100 * MB), rttMs: Stripes.NearRttMs - 1 }, 1)).toBe("wait")
+  })
+  it("adds no lane that would not carry a piece a second: a 64 kbit/s link keeps to one", () => {
+    expect(Stripes.verdict(undefined, pressed(8000), 1)).toBe("wait")
+    expect(Stripes.verdict(undefined, pressed(4 * Stripes.MinLaneRate), 2)).toBe("add")
+    expect(Stripes.verdict(undefined, pressed(4 * Stripes.MinLaneRate), 4)).toBe("wait")
   })
 })
 
@@ -183,6 +208,23 @@ describe("Stripes over several lanes", () => {
       }).pipe(Effect.scoped),
   )
 
+  it.live("hands on messages several pieces long whole, their pieces spread over the lanes", () =>
+    Effect.gen(function* () {
+      const lanes = yield* memoryLanes([1, 9, 4])
+      const [a, b] = yield* Effect.all([lanes.stripes("a"), lanes.stripes("b")])
+      yield* allOpen(a, 3)
+      yield* allOpen(b, 3)
+      const long = (n: number) => {
+        const body = Uint8Array.from({ length: 63 * 1024 + n }, (_, i) => (i * 7 + n) % 256)
+        new DataView(body.buffer).setUint32(0, n)
+        return body
+      }
+      const receiving = yield* Effect.fork(Effect.forEach(range(40), () => b.incoming.take))
+      for (const n of range(40)) yield* a.send(long(n))
+      expect(yield* receiving.await.pipe(Effect.flatten)).toEqual(range(40).map(long))
+    }).pipe(Effect.scoped),
+  )
+
   it.live("fails once its last lane is gone", () =>
     Effect.gen(function* () {
       const lanes = yield* memoryLanes([1])
@@ -243,6 +285,15 @@ describe("Stripes against a hostile peer", () => {
         }),
       ),
       (why) => expect(why).toBe("protocol error: the peer confirmed nothing of the last 64 MiB"),
+    ),
+  )
+  it.effect("refuses pieces that never end", () =>
+    Effect.map(
+      hostile((heard) => {
+        for (let seq = 0; seq <= Stripes.MaxJoinedBytes / Stripes.PieceBytes; seq++)
+          heard(Stripes.frame(seq, new Uint8Array(Stripes.PieceBytes), true))
+      }),
+      (why) => expect(why).toBe("protocol error: the peer sent a message of more than 256 KiB"),
     ),
   )
   it.effect("refuses a message so far ahead that holding it could only fill memory", () =>
