@@ -11,6 +11,7 @@ import { overConnections, type PeerOptions } from "./Connection.js"
 import { Hasher } from "./Hasher.js"
 import { Progress } from "./Progress.js"
 import * as RateLimit from "./RateLimit.js"
+import * as Reoffer from "./Reoffer.js"
 import * as Receiver from "./Receiver.js"
 import * as SendCheckpoint from "./SendCheckpoint.js"
 import * as Sender from "./Sender.js"
@@ -248,7 +249,7 @@ const receive = Effect.fn("Transfer.receive")(function* (options: ReceiveOptions
   const session = yield* client.open(options.server, joined.token, signalChange(events))
   const limit = yield* limitOf(options.limitRate)
   /** What the user accepted, and the counters on screen: a connection after a drop carries them on. */
-  let accepted: { readonly manifest: Uint8Array; readonly progress: Progress } | undefined
+  let accepted: { readonly manifest: Manifest.Manifest; readonly progress: Progress } | undefined
   let offered: Manifest.Manifest | undefined
   const { path, renamed, text } = yield* overConnections(
     session,
@@ -278,15 +279,11 @@ const receive = Effect.fn("Transfer.receive")(function* (options: ReceiveOptions
             limit,
             // After a drop the sender must offer what the user accepted, and nothing else.
             confirm: (manifest) =>
-              before === undefined
-                ? ask(events, manifest)
-                : Buffer.from(Manifest.encodeManifest(manifest)).equals(before.manifest)
-                  ? Effect.succeed(true)
-                  : new PeerFailed({ message: "the sender offered other files after reconnecting" }),
+              before === undefined ? ask(events, manifest) : Reoffer.sameOffer(before.manifest)(manifest),
             progress: before?.progress,
             onStart: (progress, manifest) => {
               offered = manifest
-              accepted = { manifest: Manifest.encodeManifest(manifest), progress }
+              accepted = { manifest, progress }
               return before === undefined
                 ? events.offer(TransferEvent.Started({ progress, manifest, already: progress.bytes }))
                 : Effect.void
