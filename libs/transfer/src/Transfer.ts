@@ -11,7 +11,6 @@ import { overConnections, type PeerOptions } from "./Connection.js"
 import { Hasher } from "./Hasher.js"
 import { Progress } from "./Progress.js"
 import * as RateLimit from "./RateLimit.js"
-import * as Reoffer from "./Reoffer.js"
 import * as Receiver from "./Receiver.js"
 import * as SendCheckpoint from "./SendCheckpoint.js"
 import * as Sender from "./Sender.js"
@@ -278,8 +277,8 @@ const receive = Effect.fn("Transfer.receive")(function* (options: ReceiveOptions
             payloadKey,
             limit,
             // After a drop the sender must offer what the user accepted, and nothing else.
-            confirm: (manifest) =>
-              before === undefined ? ask(events, manifest) : Reoffer.sameOffer(before.manifest)(manifest),
+            accepted: before?.manifest,
+            confirm: (manifest) => (before === undefined ? ask(events, manifest) : Effect.succeed(true)),
             progress: before?.progress,
             onStart: (progress, manifest) => {
               offered = manifest

@@ -8,7 +8,6 @@ import { Hasher } from "@p2pal/transfer/Hasher"
 import * as Receiver from "@p2pal/transfer/Receiver"
 import { WriteBatchBytes } from "@p2pal/transfer/Wire"
 import { Checkpoints } from "@p2pal/transfer/Checkpoints"
-import * as Reoffer from "@p2pal/transfer/Reoffer"
 import { ConfigProvider, Context, Duration, Effect, Exit, Layer, Queue, Schema, Stream } from "effect"
 import { spawn } from "node:child_process"
 import { createHash } from "node:crypto"
@@ -573,9 +572,10 @@ layer(Layer.merge(PeerLink.Default, Hasher.Default), { excludeTestServices: true
     /**
      * Two rounds of one rogue: it offers `first` (one 2 MiB file), is accepted, sends a chunk, drops the
      * connection and, on the next, offers `second`. The receiver runs as `recv` does, with a checkpoint
-     * store, and answers the second offer as Transfer.receive does after a drop (Reoffer.sameOffer).
+     * store, and takes the second connection as Transfer.receive does after a drop (`accepted`) or, for a
+     * `fresh` one, as a new session of recv would (asking the user, who says yes).
      */
-    const reconnecting = (first: Manifest.Manifest, second: Manifest.Manifest) =>
+    const reconnecting = (first: Manifest.Manifest, second: Manifest.Manifest, fresh = false) =>
       Effect.gen(function* () {
         const root = yield* tempDir
         const out = path.join(root, "out")
@@ -607,7 +607,7 @@ layer(Layer.merge(PeerLink.Default, Hasher.Default), { excludeTestServices: true
         const refused = yield* Effect.exit(
           Receiver.receive(
             yield* answer(port, 1),
-            receiveOptions(out, { checkpoints, confirm: Reoffer.sameOffer(first) }),
+            receiveOptions(out, { checkpoints, accepted: fresh ? undefined : first }),
           ).pipe(Effect.timeout("15 seconds")),
         )
         const reply = yield* nextReply
@@ -651,6 +651,19 @@ layer(Layer.merge(PeerLink.Default, Hasher.Default), { excludeTestServices: true
         const says = `the sender named another transfer after reconnecting (${transferId(2)}, not ${transferId(1)})`
         expect(refused).toMatchObject({ cause: { error: { _tag: "PeerFailed", message: says } } })
         expect(Exit.isFailure(refused) && refused.cause).not.toMatchObject({ error: { lost: true } })
+        expect(reply).toMatchObject({ _tag: "Reject", reason: says })
+      }),
+    )
+
+    it.scoped("refuses a new sender that names a transfer this receiver keeps for other files", () =>
+      Effect.gen(function* () {
+        const { refused, reply } = yield* reconnecting(
+          twoMiB("a.bin", transferId(1)),
+          twoMiB("b.bin", transferId(1)),
+          true,
+        )
+        const says = `the sender named transfer ${transferId(1)}, of which this receiver keeps a checkpoint for other files`
+        expect(refused).toMatchObject({ cause: { error: { _tag: "PeerFailed", message: says } } })
         expect(reply).toMatchObject({ _tag: "Reject", reason: says })
       }),
     )
