@@ -4,7 +4,8 @@ import { Schema } from "effect"
  * One transfer runs over up to `MaxLanes` peer connections ("lanes"), each its own SCTP association
  * with its own congestion window: one loss-based flow gets little from a lossy or long path, several add
  * up. Every binary message carries a sequence number in front (`SeqBytes`, big-endian), so the receiving
- * side hands them on in the order they were sent whichever lane each took.
+ * side hands them on in the order they were sent whichever lane each took. Its top bit says the message
+ * goes on in the next number: a long message crosses as several pieces (see infra's LaneFrames).
  */
 export const MaxLanes = 32
 export const SeqBytes = 6

@@ -70,6 +70,12 @@ const Label = "p2pal"
 /** An extra lane is set up over the ones open: it gets as long as a reconnect attempt would. */
 const LaneOpenTimeout = Duration.seconds(15)
 
+/** SCTP's smoothed round trip, once it has one. */
+const rttOf = (pc: ndc.PeerConnection) => {
+  const rtt = pc.rtt()
+  return rtt >= 0 ? rtt : undefined
+}
+
 const describe = (c: ndc.SelectedCandidateInfo) => `${c.type} ${c.address}:${c.port}`
 
 const toNdc = (server: IceServers.IceServer): ndc.IceServer =>
@@ -211,8 +217,11 @@ const openLane = Effect.fn("PeerLink.openLane")(function* <E>(
     }
   })
   yield* Effect.forkScoped(Liveness.heartbeat(beat))
-  yield* Liveness.silence(() => heardCount).pipe(
-    Effect.andThen(() => fail(`nothing heard from the peer for ${Duration.format(Liveness.SilenceLimit)}`)),
+  const look = (): Liveness.Look => ({ heard: heardCount, buffered: dc.bufferedAmount(), rttMs: rttOf(pc) })
+  yield* Liveness.silence(look).pipe(
+    Effect.andThen((quiet) =>
+      fail(`nothing heard from the peer for ${Math.round(Duration.toSeconds(quiet))}s`),
+    ),
     Effect.forkScoped,
   )
   // A lane given up here must be given up there too, at once: otherwise the peer, still hearing our
@@ -228,12 +237,11 @@ const openLane = Effect.fn("PeerLink.openLane")(function* <E>(
     path: () => {
       const pair = pc.getSelectedCandidatePair()
       if (pair === null) return undefined
-      const rtt = pc.rtt()
       return {
         local: describe(pair.local),
         remote: describe(pair.remote),
         relayed: pair.local.type === "relay" || pair.remote.type === "relay",
-        rttMs: rtt >= 0 ? rtt : undefined,
+        rttMs: rttOf(pc),
       }
     },
   }

@@ -1,110 +1,24 @@
 import { type LaneControl, LaneControlFromJson, MaxLanes, SeqBytes } from "@p2pal/domain/Lanes"
 import { PeerFailed } from "@p2pal/domain/Errors"
+import {
+  Joiner,
+  MaxHeldBytes,
+  PieceBytes,
+  Reorder,
+  RunBytes,
+  frame,
+  frameRun,
+  pieces,
+  singles,
+  unframe,
+} from "./LaneFrames.js"
 import { Clock, Deferred, Duration, Effect, Either, Exit, Mailbox, Schema, Scope, Stream } from "effect"
 import type * as ndc from "node-datachannel"
 
-/**
- * Messages one side may hold out of order, or keep unconfirmed: an honest peer never has more than the
- * acknowledgement window in flight, so more than this is a peer abusing the lanes to fill our memory.
- */
-export const MaxHeldBytes = 64 * 1024 * 1024
-const MaxAhead = 1 << 20
+// Over 250 lines: sending and receiving share the lanes' state (what each holds, what is confirmed);
+// the pure parts are in LaneFrames.
 
-/** Puts messages back in the order they were sent, whichever lane each took. Pure: no I/O. */
-export class Reorder {
-  /** How many messages were handed on: every sequence number below this one. */
-  next = 0
-  private readonly held = new Map<number, Uint8Array>()
-  private heldBytes = 0
-
-  /** The messages now in order (none while a gap remains), or why `seq` is refused. */
-  accept(seq: number, body: Uint8Array): ReadonlyArray<Uint8Array> | string {
-    // A lane that died may have delivered what the sender then sent again on another: the first stands.
-    if (seq < this.next || this.held.has(seq)) return []
-    if (seq >= this.next + MaxAhead) return `message ${seq} arrived ${MaxAhead} or more ahead of ${this.next}`
-    if (seq > this.next) {
-      this.heldBytes += body.length
-      if (this.heldBytes > MaxHeldBytes)
-        return `more than ${MaxHeldBytes / 1024 / 1024} MiB arrived ahead of a missing message`
-      this.held.set(seq, body)
-      return []
-    }
-    const ready = [body]
-    this.next++
-    for (let waiting = this.held.get(this.next); waiting !== undefined; waiting = this.held.get(this.next)) {
-      this.held.delete(this.next)
-      this.heldBytes -= waiting.length
-      ready.push(waiting)
-      this.next++
-    }
-    return ready
-  }
-}
-
-/**
- * Set in the first byte of a lane message that carries a run of messages (see `frameRun`). Sequence
- * numbers stay far below 2^47, so a single message never has it set.
- */
-const RunFlag = 0x80
-/** Bytes in front of each message of a run: its length. */
-const LengthBytes = 4
-/**
- * Consecutive small messages cross a lane as one, of at most this many bytes: per SCTP message the lane
- * costs a trip through libdatachannel (its lock, its own packets) on each side, which a tree of small
- * files, two messages per file, otherwise pays thousands of times a second.
- */
-export const RunBytes = 64 * 1024
-
-const putSeq = (into: Uint8Array, seq: number) => {
-  const view = new DataView(into.buffer, into.byteOffset, into.byteLength)
-  view.setUint16(0, Math.floor(seq / 2 ** 32))
-  view.setUint32(2, seq >>> 0)
-}
-
-/** A binary message with its sequence number in front, as it crosses a lane. */
-export const frame = (seq: number, body: Uint8Array): Uint8Array => {
-  const framed = new Uint8Array(SeqBytes + body.length)
-  putSeq(framed, seq)
-  framed.set(body, SeqBytes)
-  return framed
-}
-
-/**
- * Messages numbered from `seq` on, as one lane message: the first one's sequence number, flagged, then
- * each message after its length.
- */
-export const frameRun = (seq: number, bodies: ReadonlyArray<Uint8Array>): Uint8Array => {
-  const framed = new Uint8Array(bodies.reduce((sum, b) => sum + LengthBytes + b.length, SeqBytes))
-  putSeq(framed, seq)
-  framed[0]! |= RunFlag
-  const view = new DataView(framed.buffer)
-  let at = SeqBytes
-  for (const body of bodies) {
-    view.setUint32(at, body.length)
-    framed.set(body, at + LengthBytes)
-    at += LengthBytes + body.length
-  }
-  return framed
-}
-
-/** The messages a lane message carries and the first one's sequence number; undefined if it is malformed. */
-export const unframe = (
-  framed: Uint8Array,
-): { readonly seq: number; readonly bodies: ReadonlyArray<Uint8Array> } | undefined => {
-  if (framed.length < SeqBytes) return undefined
-  const view = new DataView(framed.buffer, framed.byteOffset, framed.byteLength)
-  const seq = (view.getUint16(0) & ~(RunFlag << 8)) * 2 ** 32 + view.getUint32(2)
-  if ((framed[0]! & RunFlag) === 0) return { seq, bodies: [framed.subarray(SeqBytes)] }
-  const bodies: Array<Uint8Array> = []
-  for (let at = SeqBytes; at < framed.length;) {
-    if (at + LengthBytes > framed.length) return undefined
-    const end = at + LengthBytes + view.getUint32(at)
-    if (end > framed.length) return undefined
-    bodies.push(framed.subarray(at + LengthBytes, end))
-    at = end
-  }
-  return bodies.length === 0 ? undefined : { seq, bodies }
-}
+export * from "./LaneFrames.js"
 
 /** One open peer connection's DataChannel, as the stripes drive it. */
 export interface Lane {
@@ -161,11 +75,19 @@ export interface Sample {
 export const NearRttMs = 5
 
 /**
- * After a sample, the offerer doubles its lanes, stops adding for good, or waits for one where a long
- * path is what holds the transfer back (with disk or small files in the way, more lanes would not help).
+ * The least each lane must carry after a doubling: a piece a second keeps every lane well within the
+ * silence a lane may keep (Liveness). A link too slow to give each lane that much is held back by its
+ * rate, not by one flow's window, and more lanes would only share the same few bytes.
  */
-export const verdict = (before: number | undefined, now: Sample): "add" | "stop" | "wait" =>
-  !now.pressed || now.rttMs < NearRttMs
+export const MinLaneRate = PieceBytes
+
+/**
+ * After a sample over `lanes` lanes, the offerer doubles them, stops adding for good, or waits for one
+ * where a long path is what holds the transfer back (with disk or small files in the way, more lanes
+ * would not help) and the rate would give the doubled lanes their share.
+ */
+export const verdict = (before: number | undefined, now: Sample, lanes: number): "add" | "stop" | "wait" =>
+  !now.pressed || now.rttMs < NearRttMs || now.rate < MinLaneRate * lanes * 2
     ? "wait"
     : before !== undefined && now.rate < before * Growth
       ? "stop"
@@ -199,11 +121,10 @@ export interface Stripes {
 
 interface Outgoing {
   readonly seq: number
-  /**
-   * Framed alone, a copy: the caller may reuse its memory once `send` returns, and this is what goes
-   * again if the lane it took dies.
-   */
+  /** A copy: the caller may reuse its memory once `send` returns, and this is what goes again if its lane dies. */
   readonly framed: Uint8Array
+  /** A piece the next one continues, which cannot go in a run. */
+  readonly continued: boolean
   /** The lane it was last handed to; -1 while waiting for room. */
   lane: number
 }
@@ -251,16 +172,16 @@ export const make = Effect.fn("Stripes.make")(function* <E>(options: Options<E>)
     return best
   }
 
-  /** How many of the first pending messages go as one: consecutive ones, up to about RunBytes. */
+  /** How many of the first pending pieces go as one: consecutive whole ones, up to about RunBytes. */
   const runLength = () => {
     let count = 1
     let bytes = pending[0]!.framed.length
     for (; count < pending.length; count++) {
       const next = pending[count]!
       bytes += next.framed.length
-      if (next.seq !== pending[count - 1]!.seq + 1 || bytes > RunBytes) break
+      if (next.continued || next.seq !== pending[count - 1]!.seq + 1 || bytes > RunBytes) break
     }
-    return count
+    return pending[0]!.continued ? 1 : count
   }
 
   const drain = () => {
@@ -335,6 +256,7 @@ export const make = Effect.fn("Stripes.make")(function* <E>(options: Options<E>)
   }
 
   const reorder = new Reorder()
+  const joiner = new Joiner()
   let confirmedUpTo = 0
   let unconfirmedBytes = 0
   const heard: Heard = (message) => {
@@ -342,14 +264,18 @@ export const make = Effect.fn("Stripes.make")(function* <E>(options: Options<E>)
       const control = Schema.decodeUnknownEither(LaneControlFromJson)(message)
       return Either.isLeft(control) ? refuse("sent a malformed lane message") : confirm(control.right.seq)
     }
-    const parsed = unframe(message)
-    if (parsed === undefined) return refuse("sent a malformed message (no sequence number, or a bad run)")
-    for (const [i, one] of parsed.bodies.entries()) {
-      const ready = reorder.accept(parsed.seq + i, one)
+    const found = singles(message)
+    if (found === undefined) return refuse("sent a malformed message (no sequence number, or a bad run)")
+    for (const one of found) {
+      // Held whole, piece flag and all, until its turn.
+      const ready = reorder.accept(one.seq, one.framed)
       if (typeof ready === "string") return refuse(ready)
-      for (const body of ready) {
+      for (const framed of ready) {
+        const { body, continued } = unframe(framed)!
         unconfirmedBytes += body.length
-        incoming.unsafeOffer(body)
+        const whole = joiner.add(body, continued)
+        if (typeof whole === "string") return refuse(whole)
+        if (whole !== undefined) incoming.unsafeOffer(whole)
       }
     }
     if (reorder.next - confirmedUpTo >= ConfirmEvery || unconfirmedBytes >= ConfirmBytes) {
@@ -424,7 +350,7 @@ export const make = Effect.fn("Stripes.make")(function* <E>(options: Options<E>)
       yield* warmUp
       while (created < MaxLanes) {
         const now = yield* sample
-        const next = verdict(before, now)
+        const next = verdict(before, now, lanes.size)
         if (next === "stop" && doubted) return
         doubted = next === "stop"
         if (next !== "add") continue
@@ -447,11 +373,20 @@ export const make = Effect.fn("Stripes.make")(function* <E>(options: Options<E>)
     Effect.suspend(() => {
       let last = -1
       for (const body of messages) {
-        const outgoing: Outgoing = { seq: nextSeq, framed: frame(nextSeq, body), lane: -1 }
-        last = nextSeq++
-        retained.push(outgoing)
-        retainedBytes += outgoing.framed.length
-        pending.push(outgoing)
+        const cut = pieces(body)
+        cut.forEach((piece, i) => {
+          const continued = i < cut.length - 1
+          const outgoing: Outgoing = {
+            seq: nextSeq,
+            framed: frame(nextSeq, piece, continued),
+            continued,
+            lane: -1,
+          }
+          last = nextSeq++
+          retained.push(outgoing)
+          retainedBytes += outgoing.framed.length
+          pending.push(outgoing)
+        })
       }
       // An honest peer confirms every half MiB: one that never does would have us keep the whole transfer.
       if (retainedBytes > MaxHeldBytes)

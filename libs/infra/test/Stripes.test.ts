@@ -2,6 +2,7 @@ import { describe, expect, it } from "@effect/vitest"
 import { PeerFailed } from "@p2pal/domain/Errors"
 import * as Stripes from "@p2pal/infra/Stripes"
 import { Deferred, Effect, Exit, Queue, Schedule, Stream } from "effect"
+import { randomBytes } from "node:crypto"
 
 const bytes = (...values: ReadonlyArray<number>) => Uint8Array.from(values)
 
@@ -34,41 +35,71 @@ describe("Reorder", () => {
 })
 
 describe("frame", () => {
-  it("puts a sequence number of up to 47 bits in front of the message", () => {
-    for (const seq of [0, 1, 2 ** 32 + 5, 2 ** 47 - 1]) {
-      const framed = Stripes.frame(seq, bytes(7, 8))
-      expect(Stripes.unframe(framed)).toEqual({ seq, bodies: [bytes(7, 8)] })
-    }
+  it("puts a sequence number of up to 47 bits in front of the piece, and whether the message goes on", () => {
+    for (const seq of [0, 1, 2 ** 32 + 5, 2 ** 47 - 1])
+      for (const continued of [false, true]) {
+        const framed = Stripes.frame(seq, bytes(7, 8), continued)
+        expect(Stripes.unframe(framed)).toEqual({ seq, body: bytes(7, 8), continued })
+      }
     expect(Stripes.unframe(bytes(1, 2, 3))).toBeUndefined()
   })
-  it("carries a run of consecutive messages, empty ones included, as one", () => {
+  it("carries a run of consecutive whole pieces, empty ones included, as one lane message", () => {
     for (const seq of [0, 2 ** 32 + 5, 2 ** 47 - 3]) {
       const bodies = [bytes(1), bytes(), bytes(2, 3, 4)]
-      expect(Stripes.unframe(Stripes.frameRun(seq, bodies))).toEqual({ seq, bodies })
+      expect(Stripes.singles(Stripes.frameRun(seq, bodies))).toEqual(
+        bodies.map((body, i) => ({ seq: seq + i, framed: Stripes.frame(seq + i, body) })),
+      )
     }
+    const alone = Stripes.frame(9, bytes(5), true)
+    expect(Stripes.singles(alone)).toEqual([{ seq: 9, framed: alone }])
   })
   it("finds a run malformed when a length is cut short or points past its end, or it carries nothing", () => {
     const run = Stripes.frameRun(7, [bytes(1, 2), bytes(3)])
-    expect(Stripes.unframe(run.subarray(0, run.length - 1))).toBeUndefined()
-    expect(Stripes.unframe(run.subarray(0, run.length - 3))).toBeUndefined()
-    expect(Stripes.unframe(Stripes.frameRun(7, []))).toBeUndefined()
+    expect(Stripes.singles(run.subarray(0, run.length - 1))).toBeUndefined()
+    expect(Stripes.singles(run.subarray(0, run.length - 3))).toBeUndefined()
+    expect(Stripes.singles(Stripes.frameRun(7, []))).toBeUndefined()
+    expect(Stripes.singles(bytes(1, 2, 3))).toBeUndefined()
+  })
+})
+
+describe("pieces", () => {
+  it("cuts a message longer than a piece, and the joiner puts it back together", () => {
+    const body = Uint8Array.from({ length: 2 * Stripes.PieceBytes + 5 }, (_, i) => i % 251)
+    const cut = Stripes.pieces(body)
+    expect(cut.map((piece) => piece.length)).toEqual([Stripes.PieceBytes, Stripes.PieceBytes, 5])
+    const joiner = new Stripes.Joiner()
+    expect(cut.map((piece, i) => joiner.add(piece, i < cut.length - 1))).toEqual([undefined, undefined, body])
+    expect(Stripes.pieces(bytes())).toEqual([bytes()])
+    expect(joiner.add(bytes(4), false)).toEqual(bytes(4))
+  })
+
+  it("refuses to join a message longer than one lane message could be", () => {
+    const joiner = new Stripes.Joiner()
+    const piece = new Uint8Array(Stripes.PieceBytes)
+    for (let joined = 0; joined < Stripes.MaxJoinedBytes; joined += piece.length)
+      expect(joiner.add(piece, true)).toBeUndefined()
+    expect(joiner.add(piece, true)).toMatch(/a message of more than 256 KiB/)
   })
 })
 
 describe("verdict", () => {
   const pressed = (rate: number) => ({ rate, pressed: true, rttMs: 50 })
+  const MB = 1_000_000
   it("adds lanes while doubling them grows the rate, and stops when it does not", () => {
-    expect(Stripes.verdict(undefined, pressed(10))).toBe("add")
-    expect(Stripes.verdict(10, pressed(19))).toBe("add")
-    expect(Stripes.verdict(10, pressed(11))).toBe("stop")
+    expect(Stripes.verdict(undefined, pressed(10 * MB), 1)).toBe("add")
+    expect(Stripes.verdict(10 * MB, pressed(19 * MB), 2)).toBe("add")
+    expect(Stripes.verdict(10 * MB, pressed(11 * MB), 2)).toBe("stop")
   })
   it("waits while the link is not what holds the transfer back", () => {
-    expect(Stripes.verdict(10, { rate: 1, pressed: false, rttMs: 50 })).toBe("wait")
+    expect(Stripes.verdict(10 * MB, { rate: MB, pressed: false, rttMs: 50 }, 2)).toBe("wait")
   })
   it("keeps to one lane on a path as short as a LAN's, where the CPU is the limit", () => {
-    expect(Stripes.verdict(undefined, { rate: 100, pressed: true, rttMs: Stripes.NearRttMs - 1 })).toBe(
-      "wait",
-    )
+    expect(Stripes.verdict(undefined, { ...pressed(100 * MB), rttMs: Stripes.NearRttMs - 1 }, 1)).toBe("wait")
+  })
+  it("adds no lane that would not carry a piece a second: a 64 kbit/s link keeps to one", () => {
+    expect(Stripes.verdict(undefined, pressed(8000), 1)).toBe("wait")
+    expect(Stripes.verdict(undefined, pressed(4 * Stripes.MinLaneRate), 2)).toBe("add")
+    expect(Stripes.verdict(undefined, pressed(4 * Stripes.MinLaneRate), 4)).toBe("wait")
   })
 })
 
@@ -200,12 +231,28 @@ describe("Stripes over several lanes", () => {
       }).pipe(Effect.scoped),
   )
 
+  it.live("hands on messages several pieces long whole, their pieces spread over the lanes", () =>
+    Effect.gen(function* () {
+      const lanes = yield* memoryLanes([1, 9, 4])
+      const [a, b] = yield* Effect.all([lanes.stripes("a"), lanes.stripes("b")])
+      yield* allOpen(a, 3)
+      yield* allOpen(b, 3)
+      const long = (n: number) => randomBytes(63 * 1024 + n)
+      const sent = range(40).map(long)
+      const receiving = yield* Effect.fork(Effect.forEach(range(40), () => b.incoming.take))
+      for (const body of sent) yield* a.send(body)
+      // Compared as buffers: a deep equality of 2.5 MB byte by byte takes seconds.
+      const got = yield* receiving.await.pipe(Effect.flatten)
+      expect(got.map((body, i) => Buffer.from(body).equals(sent[i]!))).toEqual(range(40).map(() => true))
+    }).pipe(Effect.scoped),
+  )
+
   it.live("sends a burst of small messages as runs of up to RunBytes, not one lane message each", () =>
     Effect.gen(function* () {
       const lanes = yield* memoryLanes([1])
       const [a, b] = yield* Effect.all([lanes.stripes("a"), lanes.stripes("b")])
       const receiving = yield* Effect.fork(receiveAll(b.incoming, 2000))
-      // 2000 messages of 100 bytes: about 210 KB as runs, about four lane messages' worth.
+      // 2000 messages of 100 bytes: about 210 KB as runs, about 13 lane messages' worth.
       yield* a.send(...range(2000).map((n) => message(n).subarray(0, 100)))
       expect(yield* receiving.await.pipe(Effect.flatten)).toEqual(range(2000))
       expect(lanes.sent("a")).toBeLessThanOrEqual(Math.ceil((2000 * 110) / Stripes.RunBytes))
@@ -261,12 +308,6 @@ describe("Stripes against a hostile peer", () => {
         ),
     ),
   )
-  it.effect("refuses a run whose lengths do not add up to the message", () =>
-    Effect.map(
-      hostile((heard) => heard(Stripes.frameRun(0, [bytes(1, 2), bytes(3)]).subarray(0, 14))),
-      (why) => expect(why).toMatch(/malformed message/),
-    ),
-  )
   it.effect("refuses a malformed lane message, and a confirmation of what was never sent", () =>
     Effect.gen(function* () {
       expect(yield* hostile((heard) => heard('{"_tag":"got"}'))).toMatch(/malformed lane message/)
@@ -281,6 +322,15 @@ describe("Stripes against a hostile peer", () => {
         }),
       ),
       (why) => expect(why).toBe("protocol error: the peer confirmed nothing of the last 64 MiB"),
+    ),
+  )
+  it.effect("refuses pieces that never end", () =>
+    Effect.map(
+      hostile((heard) => {
+        for (let seq = 0; seq <= Stripes.MaxJoinedBytes / Stripes.PieceBytes; seq++)
+          heard(Stripes.frame(seq, new Uint8Array(Stripes.PieceBytes), true))
+      }),
+      (why) => expect(why).toBe("protocol error: the peer sent a message of more than 256 KiB"),
     ),
   )
   it.effect("refuses a message so far ahead that holding it could only fill memory", () =>

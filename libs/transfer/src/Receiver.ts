@@ -22,6 +22,7 @@ import * as Payload from "./Payload.js"
 import * as Placer from "./Placer.js"
 import * as Sinks from "./Sinks.js"
 import * as RecvCheckpoint from "./RecvCheckpoint.js"
+import * as Reoffer from "./Reoffer.js"
 import { findConflict, freeBytes, probeFolding, targetOf } from "./Targets.js"
 import { frameReader, sendFrame, unexpected, WriteBatchBytes } from "./Wire.js"
 import { zstd } from "./Zstd.js"
@@ -39,6 +40,11 @@ export interface ReceiveOptions {
   readonly stdout?: Writable | undefined
   /** Counters of an earlier connection of this transfer, carried on after a drop (the user sees them). */
   readonly progress?: Progress | undefined
+  /**
+   * What the user accepted on an earlier connection of this transfer: after a drop the sender must offer
+   * exactly that again (Reoffer), checked before any checkpoint is opened.
+   */
+  readonly accepted?: Manifest.Manifest | undefined
   /** Shows the manifest to the user; false declines the transfer, a failure refuses it (the sender hears why). */
   readonly confirm: (manifest: Manifest.Manifest) => Effect.Effect<boolean, PeerFailed>
   /** Called once the transfer is accepted, with the counters the caller may render. */
@@ -238,7 +244,13 @@ const checkDisk = (
         : yield* RecvCheckpoint.open(checkpoints, manifest.transfer, manifest, options.out, (entry) =>
             targetOf(options.out, entry),
           ).pipe(
-            Effect.tapError(() => Effect.ignore(refuse("the receiver could not read what it already has"))),
+            Effect.tapError((e) =>
+              Effect.ignore(
+                refuse(
+                  e._tag === "PeerFailed" ? e.message : "the receiver could not read what it already has",
+                ),
+              ),
+            ),
           )
     const placedBefore = tracker?.placedBefore ?? new Set<number>()
     const conflict = yield* findConflict(options.out, manifest, options.overwrite, placedBefore).pipe(
@@ -311,6 +323,10 @@ export const receive = Effect.fn("Receiver.receive")(function* (channel: Channel
   }
   // Paths as saved here: indices, and so the protocol, are the sender's.
   const { manifest, renamed } = decoded.right
+  if (options.accepted !== undefined)
+    yield* Reoffer.sameOffer(options.accepted, manifest).pipe(
+      Effect.tapError((e) => Effect.ignore(refuse(e.message))),
+    )
   const { sink, text } = yield* sinkFor(manifest, options, refuse)
   const { tracker, max } =
     sink === undefined

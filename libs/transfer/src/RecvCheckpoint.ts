@@ -96,7 +96,8 @@ const sameEntries = (before: Manifest.Manifest, now: Manifest.Manifest, changed:
  * The receiver's checkpoint for a transfer the manifest names (`transfer`, hostile like the rest of it).
  * If this receiver holds one for the same entries and `out`, it keeps what still stands on disk: verified
  * files still in place, temporary files at least as long as their durable bytes; everything else starts
- * from zero.
+ * from zero. One it holds for other entries is another transfer's (an honest `send --resume` offers the
+ * same entries again): refused, rather than have this one replace it and leave its files behind.
  */
 export const open = (
   options: RecvCheckpointOptions,
@@ -111,10 +112,11 @@ export const open = (
       // Damaged or unreadable: start over; the first save replaces it.
       Effect.orElseSucceed(() => undefined),
     )
-    const previous =
-      loaded?.direction === "recv" && loaded.out === out && sameEntries(loaded.manifest, manifest, changed)
-        ? loaded
-        : undefined
+    if (loaded?.direction === "recv" && !sameEntries(loaded.manifest, manifest, changed))
+      return yield* new PeerFailed({
+        message: `the sender named transfer ${transferId}, of which this receiver keeps a checkpoint for other files`,
+      })
+    const previous = loaded?.direction === "recv" && loaded.out === out ? loaded : undefined
     const before = new Map((previous?.files ?? []).map((f) => [f.index, f]))
     const listed = new Map<string, ReadonlyArray<string>>()
     const orphansOf = (target: string) =>

@@ -248,7 +248,7 @@ const receive = Effect.fn("Transfer.receive")(function* (options: ReceiveOptions
   const session = yield* client.open(options.server, joined.token, signalChange(events))
   const limit = yield* limitOf(options.limitRate)
   /** What the user accepted, and the counters on screen: a connection after a drop carries them on. */
-  let accepted: { readonly manifest: Uint8Array; readonly progress: Progress } | undefined
+  let accepted: { readonly manifest: Manifest.Manifest; readonly progress: Progress } | undefined
   let offered: Manifest.Manifest | undefined
   const { path, renamed, text } = yield* overConnections(
     session,
@@ -277,16 +277,12 @@ const receive = Effect.fn("Transfer.receive")(function* (options: ReceiveOptions
             payloadKey,
             limit,
             // After a drop the sender must offer what the user accepted, and nothing else.
-            confirm: (manifest) =>
-              before === undefined
-                ? ask(events, manifest)
-                : Buffer.from(Manifest.encodeManifest(manifest)).equals(before.manifest)
-                  ? Effect.succeed(true)
-                  : new PeerFailed({ message: "the sender offered other files after reconnecting" }),
+            accepted: before?.manifest,
+            confirm: (manifest) => (before === undefined ? ask(events, manifest) : Effect.succeed(true)),
             progress: before?.progress,
             onStart: (progress, manifest) => {
               offered = manifest
-              accepted = { manifest: Manifest.encodeManifest(manifest), progress }
+              accepted = { manifest, progress }
               return before === undefined
                 ? events.offer(TransferEvent.Started({ progress, manifest, already: progress.bytes }))
                 : Effect.void

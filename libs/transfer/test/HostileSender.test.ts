@@ -1,5 +1,5 @@
 import { layer } from "@effect/vitest"
-import { Manifest, PeerSignal } from "@p2pal/domain"
+import { Ids, Manifest, PeerSignal } from "@p2pal/domain"
 import type { SkippedFile } from "@p2pal/domain/Errors"
 import { encode, HeaderBytes, MaxChunkBytes, MaxFrameBytes, MaxManifestBytes } from "@p2pal/domain/Frames"
 import { MaxEntries } from "@p2pal/domain/ManifestPolicy"
@@ -7,7 +7,8 @@ import { PeerLink, type SignalPort } from "@p2pal/infra/PeerLink"
 import { Hasher } from "@p2pal/transfer/Hasher"
 import * as Receiver from "@p2pal/transfer/Receiver"
 import { WriteBatchBytes } from "@p2pal/transfer/Wire"
-import { Effect, Exit, Layer, Queue, Schema, Stream } from "effect"
+import { Checkpoints } from "@p2pal/transfer/Checkpoints"
+import { ConfigProvider, Context, Duration, Effect, Exit, Layer, Queue, Schema, Stream } from "effect"
 import { spawn } from "node:child_process"
 import { createHash } from "node:crypto"
 import * as fs from "node:fs/promises"
@@ -27,6 +28,7 @@ type Step =
   | { readonly chunk: { readonly file: number; readonly offset: number; readonly bytes: string } }
   | { readonly fileEnd: { readonly file: number; readonly size: number; readonly sha256: string } }
   | { readonly skip: { readonly file: number; readonly reason: string } }
+  | { readonly drop: true }
 
 /** A frame the receiver sent, as the rogue reports it: payload bytes dropped. */
 interface Reply {
@@ -45,7 +47,13 @@ const decodeSignal = Schema.decodeUnknownSync(PeerSignal.PeerSignal)
  */
 const rogue = (script: ReadonlyArray<Step>) =>
   Effect.gen(function* () {
-    const signals = yield* Queue.unbounded<PeerSignal.PeerSignal>()
+    /** The rogue's signals for each of its connections (rounds), as they come. */
+    const rounds = new Map<number, Queue.Queue<PeerSignal.PeerSignal>>()
+    const signalsOf = (round: number) => {
+      const found = rounds.get(round) ?? Effect.runSync(Queue.unbounded<PeerSignal.PeerSignal>())
+      rounds.set(round, found)
+      return found
+    }
     const replies = yield* Queue.unbounded<Reply>()
     const child = yield* Effect.acquireRelease(
       Effect.sync(() => spawn(process.execPath, [rogueScript], { stdio: ["pipe", "pipe", "inherit"] })),
@@ -66,15 +74,16 @@ const rogue = (script: ReadonlyArray<Step>) =>
       Effect.sync(() => void child.stdin.write(JSON.stringify(message) + "\n"))
     createInterface({ input: child.stdout }).on("line", (line) => {
       const message = JSON.parse(line)
-      if (message.signal) Queue.unsafeOffer(signals, decodeSignal(message.signal))
+      if (message.signal) Queue.unsafeOffer(signalsOf(message.round), decodeSignal(message.signal))
       else if (message.frame) Queue.unsafeOffer(replies, message.frame)
       else if (message.error) Queue.unsafeOffer(replies, { _tag: "RogueCrashed", message: message.error })
     })
     yield* write({ script })
-    const port: SignalPort<never> = {
+    /** Signals to and from the rogue's connection of `round`. */
+    const port = (round: number): SignalPort<never> => ({
       send: (signal) => write({ signal }),
-      incoming: Stream.fromQueue(signals),
-    }
+      incoming: Stream.fromQueue(signalsOf(round)),
+    })
     /** The next thing the receiver said that is not an Ack. */
     const nextReply = Queue.take(replies).pipe(
       Effect.repeat({ while: (reply) => reply._tag === "Ack" }),
@@ -406,18 +415,22 @@ const rows: ReadonlyArray<Row> = [
   ),
 ]
 
-const connect = (script: ReadonlyArray<Step>) =>
-  Effect.gen(function* () {
-    const { port, nextReply } = yield* rogue(script)
-    const peers = yield* PeerLink
-    const channel = yield* peers.connect({
+/** The receiving end of the rogue's connection of `round`. */
+const answer = (port: (round: number) => SignalPort<never>, round: number) =>
+  Effect.flatMap(PeerLink, (peers) =>
+    peers.connect({
       role: "answerer",
       iceServers: [],
       relayOnly: false,
-      signal: port,
+      signal: port(round),
       openTimeout: "10 seconds",
-    })
-    return { channel, nextReply }
+    }),
+  )
+
+const connect = (script: ReadonlyArray<Step>) =>
+  Effect.gen(function* () {
+    const { port, nextReply } = yield* rogue(script)
+    return { channel: yield* answer(port, 0), nextReply }
   })
 
 // One node-datachannel runtime for the file: its cleanup() ends every connection in the process.
@@ -553,6 +566,105 @@ layer(Layer.merge(PeerLink.Default, Hasher.Default), { excludeTestServices: true
         expect(yield* Effect.promise(() => fs.readFile(path.join(out, "next.txt")))).toEqual(
           Buffer.from(next),
         )
+      }),
+    )
+
+    /**
+     * Two rounds of one rogue: it offers `first` (one 2 MiB file), is accepted, sends a chunk, drops the
+     * connection and, on the next, offers `second`. The receiver runs as `recv` does, with a checkpoint
+     * store, and takes the second connection as Transfer.receive does after a drop (`accepted`) or, for a
+     * `fresh` one, as a new session of recv would (asking the user, who says yes).
+     */
+    const reconnecting = (first: Manifest.Manifest, second: Manifest.Manifest, fresh = false) =>
+      Effect.gen(function* () {
+        const root = yield* tempDir
+        const out = path.join(root, "out")
+        const home = path.join(root, "home")
+        const store = Context.get(
+          yield* Layer.build(
+            Checkpoints.Default.pipe(
+              Layer.provide(Layer.setConfigProvider(ConfigProvider.fromMap(new Map([["P2PAL_HOME", home]])))),
+            ),
+          ),
+          Checkpoints,
+        )
+        const checkpoints = { store, ttl: Duration.hours(1) }
+        const { port, nextReply } = yield* rogue([
+          { manifest: base64(Manifest.encodeManifest(first)) },
+          { await: "Accept" },
+          { chunk: { file: 0, offset: 0, bytes: base64(new Uint8Array(MaxChunkBytes).fill(7)) } },
+          { drop: true },
+          { manifest: base64(Manifest.encodeManifest(second)) },
+        ])
+        const dropped = yield* Effect.exit(
+          Receiver.receive(yield* answer(port, 0), receiveOptions(out, { checkpoints })),
+        )
+        expect(dropped).toMatchObject({ cause: { error: { _tag: "PeerFailed", lost: true } } })
+        expect(yield* nextReply).toMatchObject({ _tag: "Accept" })
+        // What the first round leaves, as any drop does: the checkpoint, and its temporary file.
+        const kept = yield* store.load(first.transfer!, "recv")
+        const afterDrop = yield* scan(root)
+        const refused = yield* Effect.exit(
+          Receiver.receive(
+            yield* answer(port, 1),
+            receiveOptions(out, { checkpoints, accepted: fresh ? undefined : first }),
+          ).pipe(Effect.timeout("15 seconds")),
+        )
+        const reply = yield* nextReply
+        // Nothing more written, and the first round's checkpoint as it was: a resume still builds on it.
+        expect(yield* scan(root)).toEqual(afterDrop)
+        expect(afterDrop.some((entry) => /^out\/\..+\.p2pal-part$/.test(entry))).toBe(true)
+        expect(afterDrop).not.toContain("out/a.bin")
+        expect(yield* store.load(first.transfer!, "recv")).toEqual(kept)
+        if (second.transfer !== undefined && second.transfer !== first.transfer)
+          expect(Exit.isFailure(yield* Effect.exit(store.load(second.transfer, "recv")))).toBe(true)
+        return { refused, reply }
+      })
+
+    const transferId = (n: number) => Schema.decodeSync(Ids.TransferId)(`rogue-transfer-${n}`.padEnd(22, "x"))
+    const twoMiB = (name: string, transfer: Ids.TransferId): Manifest.Manifest => ({
+      version: 1,
+      entries: [file(name, 2 * 1024 * 1024)],
+      transfer,
+    })
+
+    // A PeerFailed that is no loss: not reconnected, and recv exits 5 (README, Exit codes).
+    it.scoped("refuses a rogue that offers other files after reconnecting, and writes nothing more", () =>
+      Effect.gen(function* () {
+        const { refused, reply } = yield* reconnecting(
+          twoMiB("a.bin", transferId(1)),
+          twoMiB("b.bin", transferId(1)),
+        )
+        const says = "the sender offered other files after reconnecting"
+        expect(refused).toMatchObject({ cause: { error: { _tag: "PeerFailed", message: says } } })
+        expect(Exit.isFailure(refused) && refused.cause).not.toMatchObject({ error: { lost: true } })
+        expect(reply).toMatchObject({ _tag: "Reject", reason: says })
+      }),
+    )
+
+    it.scoped("refuses a rogue that names another transfer's checkpoint after reconnecting", () =>
+      Effect.gen(function* () {
+        const { refused, reply } = yield* reconnecting(
+          twoMiB("a.bin", transferId(1)),
+          twoMiB("a.bin", transferId(2)),
+        )
+        const says = `the sender named another transfer after reconnecting (${transferId(2)}, not ${transferId(1)})`
+        expect(refused).toMatchObject({ cause: { error: { _tag: "PeerFailed", message: says } } })
+        expect(Exit.isFailure(refused) && refused.cause).not.toMatchObject({ error: { lost: true } })
+        expect(reply).toMatchObject({ _tag: "Reject", reason: says })
+      }),
+    )
+
+    it.scoped("refuses a new sender that names a transfer this receiver keeps for other files", () =>
+      Effect.gen(function* () {
+        const { refused, reply } = yield* reconnecting(
+          twoMiB("a.bin", transferId(1)),
+          twoMiB("b.bin", transferId(1)),
+          true,
+        )
+        const says = `the sender named transfer ${transferId(1)}, of which this receiver keeps a checkpoint for other files`
+        expect(refused).toMatchObject({ cause: { error: { _tag: "PeerFailed", message: says } } })
+        expect(reply).toMatchObject({ _tag: "Reject", reason: says })
       }),
     )
   },
