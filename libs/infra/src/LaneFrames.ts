@@ -63,7 +63,7 @@ const LengthBytes = 4
  */
 export const RunBytes = PieceBytes
 
-/** A piece with its sequence number in front (under 2^47), as it crosses a lane. */
+/** A piece with its sequence number in front (under 2^46: the top two bits are flags), as it crosses a lane. */
 export const frame = (seq: number, body: Uint8Array, continued = false): Uint8Array => {
   const framed = new Uint8Array(SeqBytes + body.length)
   const view = new DataView(framed.buffer)
