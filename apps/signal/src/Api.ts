@@ -172,6 +172,8 @@ const decodeBody = <A, I>(schema: Schema.Schema<A, I>) =>
     )
   })
 
+const encodeMessage = Schema.encodeSync(SignalApi.ServerMessageFromJson)
+
 /** The rate limiter and the key it counts this request's client under. */
 const limiterForClient = Effect.all([RateLimiter, Effect.map(ClientIp, limitKey)])
 
@@ -221,6 +223,15 @@ export const joinTransfer = answering(
       Effect.mapError(toApiFailure),
       Effect.tapError((failure) => (FailedJoin.has(failure.error) ? countFailure : Effect.void)),
     )
+    // Told now rather than when the receiver's socket connects: a claim that goes no further (someone
+    // who knows only the nameplate) is then seen by the sender, who makes a new code.
+    yield* store
+      .post(joined.transferId, "sender", encodeMessage({ _tag: "peer-claimed" }))
+      .pipe(
+        Effect.catchAll((e) =>
+          Effect.logWarning("sender not told of the claim").pipe(Effect.annotateLogs({ why: e._tag })),
+        ),
+      )
     yield* Metric.increment(Metrics.transfersJoined)
     yield* Effect.logInfo("transfer joined").pipe(Effect.annotateLogs({ transferId: joined.transferId }))
     return yield* respond(SignalApi.JoinResponse, {

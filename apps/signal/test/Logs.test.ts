@@ -26,6 +26,7 @@ describe("p2pal-signal logs", () => {
     const joined = await joinTransfer(signal, created.nameplate)
     const sender = connect(signal, created.token)
     const receiver = connect(signal, joined.token)
+    expect(await sender.next()).toEqual({ _tag: "peer-claimed" })
     expect(await sender.next()).toEqual({ _tag: "peer-joined" })
     sender.send({ _tag: "signal", data: "offer" })
     expect(await receiver.next()).toEqual({ _tag: "signal", data: "offer" })

@@ -1,8 +1,13 @@
 import { type Ids, JoinCode, Manifest, type NameRules, type SignalApi } from "@p2pal/domain"
-import { PeerFailed } from "@p2pal/domain/Errors"
+import {
+  type CodeRejected,
+  PeerFailed,
+  type ServerFailed,
+  type ServerUnreachable,
+} from "@p2pal/domain/Errors"
 import { type ConnectedPath, PeerLink } from "@p2pal/infra/PeerLink"
 import { SignalClient, type SocketChange } from "@p2pal/infra/SignalClient"
-import { Clock, Context, Deferred, Duration, Effect, Exit } from "effect"
+import { Clock, Context, Deferred, Duration, Effect, Exit, type Scope } from "effect"
 import { randomInt } from "node:crypto"
 import type { Writable } from "node:stream"
 import { Checkpoints } from "./Checkpoints.js"
@@ -100,16 +105,9 @@ const send = Effect.fn("Transfer.send")(function* (options: SendOptions, events:
   if (options.resume !== undefined) yield* checkpoint.keep
   const progress = new Progress(Manifest.totalBytes(options.sources.manifest))
   const limit = yield* limitOf(options.limitRate)
-  const path = yield* sendSession(
-    options,
-    events,
-    created,
-    transferId,
-    checkpoint.acked,
-    progress,
-    limit,
+  const path = yield* offering(options, events, created, (created) =>
+    sendSession(options, events, created, transferId, checkpoint.acked, progress, limit),
   ).pipe(
-    Effect.scoped,
     // Whatever stopped it, the latest acknowledgements are worth keeping.
     Effect.onExit((exit) => (Exit.isFailure(exit) ? checkpoint.update : Effect.void)),
   )
@@ -128,15 +126,9 @@ const sendStream = (options: SendOptions, events: Sink) =>
     const progress = new Progress(Manifest.totalBytes(options.sources.manifest))
     const acked = { bytes: new Map<number, number>(), onChange: Effect.void, accepted: Effect.void }
     const limit = yield* limitOf(options.limitRate)
-    const path = yield* sendSession(
-      { ...options, maxRetries: 0 },
-      events,
-      created,
-      undefined,
-      acked,
-      progress,
-      limit,
-    ).pipe(Effect.scoped, Effect.mapError(cannotResume(options.sources.manifest)))
+    const path = yield* offering(options, events, created, (created) =>
+      sendSession({ ...options, maxRetries: 0 }, events, created, undefined, acked, progress, limit),
+    ).pipe(Effect.mapError(cannotResume(options.sources.manifest)))
     return { transferId: created.transferId, path, resent: 0, progress } satisfies Sent
   })
 
@@ -168,6 +160,42 @@ const signalChange = (events: Sink) => (change: SocketChange) =>
     ),
   )
 
+/**
+ * Runs `session` under `created`'s code and, each time a claim of that code went no further than the
+ * claim, under a new code with a TTL of its own: one request by someone who knows only the nameplate
+ * must not end the transfer. The user is told, and the receiver asks for the new code.
+ */
+const offering = <A, E, R>(
+  options: SendOptions,
+  events: Sink,
+  created: SignalApi.CreateTransferResponse,
+  session: (
+    created: SignalApi.CreateTransferResponse,
+  ) => Effect.Effect<A, E | SignalRelay.ClaimAbandoned, R | Scope.Scope>,
+) =>
+  Effect.gen(function* () {
+    const client = yield* SignalClient
+    const attempt = (
+      created: SignalApi.CreateTransferResponse,
+    ): Effect.Effect<A, E | CodeRejected | ServerFailed | ServerUnreachable, R | SignalClient> =>
+      session(created).pipe(
+        Effect.scoped,
+        Effect.catchIf(
+          (e): e is SignalRelay.ClaimAbandoned => e instanceof SignalRelay.ClaimAbandoned,
+          ({ why }) =>
+            events
+              .offer(TransferEvent.ClaimAbandoned({ why }))
+              .pipe(
+                Effect.zipRight(
+                  client.create(options.server, { ttlSeconds: Duration.toSeconds(options.ttl) }),
+                ),
+                Effect.flatMap(attempt),
+              ),
+        ),
+      )
+    return yield* attempt(created)
+  })
+
 /** One session: the code, the PAKE, the peer connection, and the files, offered under `transferId`. */
 const sendSession = (
   options: SendOptions,
@@ -187,7 +215,14 @@ const sendSession = (
     yield* events.offer(
       TransferEvent.CodeReady({ code: JoinCode.format({ words, nameplate: created.nameplate }) }),
     )
-    yield* SignalRelay.awaitPeer(options.server, session, options.ttl)
+    // The claimer, and a receiver who tries the code later, learn that it is void.
+    const voidCode = <A, E, R>(self: Effect.Effect<A, E, R>) =>
+      Effect.tapError(self, (e) =>
+        e instanceof SignalRelay.ClaimAbandoned
+          ? SignalRelay.leave(session, SignalRelay.ClaimAbandonedReason)
+          : Effect.void,
+      )
+    yield* voidCode(SignalRelay.awaitPeer(options.server, session, options.ttl))
     const { sources } = options
     /** The latest connection's path, read when it opened: the end may come through the relay instead. */
     let latest: ConnectedPath | undefined
@@ -227,7 +262,7 @@ const sendSession = (
         progress.bytes = progress.totalBytes
         return latest
       }),
-    )
+    ).pipe(voidCode)
     // Only bookkeeping for the signal app: the files are there whether or not it hears of it.
     yield* session.send({ _tag: "complete" }).pipe(Effect.timeout("2 seconds"), Effect.ignore)
     return path
