@@ -39,7 +39,9 @@ describe("p2pal-signal logs", () => {
 
     const stopped = await signal.stop()
     expect(stopped.code).toBe(0)
-    expect(stopped.stdout).toBe(`p2pal-signal listening on ${signal.url}\n`)
+    expect(stopped.stdout).toBe(
+      `p2pal-signal metrics on ${signal.metricsUrl}\np2pal-signal listening on ${signal.url}\n`,
+    )
     const lines = stopped.stderr.split("\n").filter((line) => line !== "")
     const logs = lines.map((line) => JSON.parse(line) as LogLine)
     for (const log of logs)

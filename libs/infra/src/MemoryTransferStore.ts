@@ -195,7 +195,16 @@ const make = Effect.gen(function* () {
       }),
     )
 
-  return Store.TransferStore.of({ create, join, authenticate, transition, post, inbox, ping: Effect.void })
+  return Store.TransferStore.of({
+    create,
+    join,
+    authenticate,
+    transition,
+    post,
+    inbox,
+    ping: Effect.void,
+    held: Effect.sync(() => transfers.size),
+  })
 })
 
 /** The embedded default: one process, state in memory, swept every 30 seconds. */
