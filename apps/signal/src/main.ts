@@ -113,7 +113,7 @@ const cli = Command.run(signal, { name: "p2pal-signal", version: "0.1.0" })
 
 process.once("SIGTERM", () => setTimeout(() => process.exit(1), ExitDeadlineMs).unref())
 
-// Logs and errors go to stderr: stdout carries only the listening line.
+// Logs and errors go to stderr: stdout carries only the two listening lines (metrics, API).
 cli(process.argv).pipe(
   // @effect/cli has printed what is wrong with the command line: a usage error, exit 2.
   Effect.catchIf(ValidationError.isValidationError, () => Effect.sync(() => process.exit(2))),
