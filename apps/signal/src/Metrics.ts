@@ -13,17 +13,26 @@ export const transfersJoined = Metric.counter("p2pal_transfers_joined_total", {
   incremental: true,
 })
 
-const rateLimitedOf = (kind: Kind) =>
-  Metric.counter("p2pal_rate_limited_total", {
-    description: "Requests refused with 429, by the limit that refused them.",
-    incremental: true,
-  }).pipe(Metric.tagged("kind", kind))
+/** One counter family, a series per value of its `label`. */
+const family = <V extends string>(
+  name: string,
+  description: string,
+  label: string,
+  values: ReadonlyArray<V>,
+): Record<V, Metric.Metric.Counter<number>> =>
+  Object.fromEntries(
+    values.map((value) => [
+      value,
+      Metric.counter(name, { description, incremental: true }).pipe(Metric.tagged(label, value)),
+    ]),
+  ) as Record<V, Metric.Metric.Counter<number>>
 
-export const rateLimited: Record<Kind, Metric.Metric.Counter<number>> = {
-  create: rateLimitedOf("create"),
-  join: rateLimitedOf("join"),
-  "failed-join": rateLimitedOf("failed-join"),
-}
+export const rateLimited = family<Kind>(
+  "p2pal_rate_limited_total",
+  "Requests refused with 429, by the limit that refused them.",
+  "kind",
+  ["create", "join", "failed-join"],
+)
 
 export const websocketsActive = Metric.gauge("p2pal_websockets_active", {
   description: "Relay WebSockets (GET /api/ws) being served now.",
@@ -32,17 +41,12 @@ export const websocketsActive = Metric.gauge("p2pal_websockets_active", {
 /** Which cap refused a request (see Flags.Caps). */
 export type Cap = "transfers" | "websockets" | "websockets-per-client"
 
-const refusedOf = (cap: Cap) =>
-  Metric.counter("p2pal_refused_total", {
-    description: "Requests refused because a cap was reached (503, or 429 per client), by the cap.",
-    incremental: true,
-  }).pipe(Metric.tagged("cap", cap))
-
-export const refused: Record<Cap, Metric.Metric.Counter<number>> = {
-  transfers: refusedOf("transfers"),
-  websockets: refusedOf("websockets"),
-  "websockets-per-client": refusedOf("websockets-per-client"),
-}
+export const refused = family<Cap>(
+  "p2pal_refused_total",
+  "Requests refused because a cap was reached (503, or 429 per client), by the cap.",
+  "cap",
+  ["transfers", "websockets", "websockets-per-client"],
+)
 
 export const transfersHeld = Metric.gauge("p2pal_transfers_held", {
   description: "Transfers the store held at the last create (the --max-transfers count).",
