@@ -68,14 +68,14 @@ const openSocket = (signal: Signal, token: string, source: string) =>
     socket.once("error", () => resolve({ status: 0, retryAfter: undefined }))
   })
 
-/** A socket that sends part of a request and then nothing: resolves with how long the app kept it open. */
+/** A socket that sends part of a request (or nothing) and then nothing more: resolves with how long the app kept it open. */
 const slowClient = (signal: Signal, source: string, partial: string) =>
   new Promise<number>((resolve) => {
     const { port, hostname } = new URL(signal.url)
     const began = performance.now()
-    const socket = net.connect({ port: Number(port), host: hostname, localAddress: source }, () =>
-      socket.write(partial),
-    )
+    const socket = net.connect({ port: Number(port), host: hostname, localAddress: source }, () => {
+      if (partial !== "") socket.write(partial)
+    })
     socket.on("data", () => {})
     socket.on("error", () => {})
     socket.once("close", () => resolve(performance.now() - began))
@@ -137,8 +137,9 @@ describe("p2pal-signal under a flood from 40 addresses", () => {
       }
     }
     const slow = [
+      // Half send nothing at all, half the start of their headers.
       ...Array.from({ length: 20 }, (_, i) =>
-        slowClient(signal, floodAddress(i), "GET /healthz HTTP/1.1\r\n"),
+        slowClient(signal, floodAddress(i), i < 10 ? "" : "GET /healthz HTTP/1.1\r\n"),
       ),
       ...Array.from({ length: 20 }, (_, i) =>
         slowClient(
