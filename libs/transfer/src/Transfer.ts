@@ -1,16 +1,12 @@
 import { type Ids, JoinCode, Manifest, type NameRules, type SignalApi } from "@p2pal/domain"
-import {
-  type CodeRejected,
-  PeerFailed,
-  type ServerFailed,
-  type ServerUnreachable,
-} from "@p2pal/domain/Errors"
+import { PeerFailed } from "@p2pal/domain/Errors"
 import { type ConnectedPath, PeerLink } from "@p2pal/infra/PeerLink"
 import { SignalClient, type SocketChange } from "@p2pal/infra/SignalClient"
-import { Clock, Context, Deferred, Duration, Effect, Exit, type Scope } from "effect"
+import { Clock, Context, Deferred, Duration, Effect, Exit } from "effect"
 import { randomInt } from "node:crypto"
 import type { Writable } from "node:stream"
 import { Checkpoints } from "./Checkpoints.js"
+import * as CodeOffer from "./CodeOffer.js"
 import type { CompressOptions } from "./Compression.js"
 import { overConnections, type PeerOptions } from "./Connection.js"
 import { Hasher } from "./Hasher.js"
@@ -105,7 +101,7 @@ const send = Effect.fn("Transfer.send")(function* (options: SendOptions, events:
   if (options.resume !== undefined) yield* checkpoint.keep
   const progress = new Progress(Manifest.totalBytes(options.sources.manifest))
   const limit = yield* limitOf(options.limitRate)
-  const path = yield* offering(options, events, created, (created) =>
+  const path = yield* CodeOffer.offering(options, events, created, (created) =>
     sendSession(options, events, created, transferId, checkpoint.acked, progress, limit),
   ).pipe(
     // Whatever stopped it, the latest acknowledgements are worth keeping.
@@ -126,7 +122,7 @@ const sendStream = (options: SendOptions, events: Sink) =>
     const progress = new Progress(Manifest.totalBytes(options.sources.manifest))
     const acked = { bytes: new Map<number, number>(), onChange: Effect.void, accepted: Effect.void }
     const limit = yield* limitOf(options.limitRate)
-    const path = yield* offering(options, events, created, (created) =>
+    const path = yield* CodeOffer.offering(options, events, created, (created) =>
       sendSession({ ...options, maxRetries: 0 }, events, created, undefined, acked, progress, limit),
     ).pipe(Effect.mapError(cannotResume(options.sources.manifest)))
     return { transferId: created.transferId, path, resent: 0, progress } satisfies Sent
@@ -159,42 +155,6 @@ const signalChange = (events: Sink) => (change: SocketChange) =>
         : TransferEvent.SignalBack(),
     ),
   )
-
-/**
- * Runs `session` under `created`'s code and, each time a claim of that code went no further than the
- * claim, under a new code with a TTL of its own: one request by someone who knows only the nameplate
- * must not end the transfer. The user is told, and the receiver asks for the new code.
- */
-const offering = <A, E, R>(
-  options: SendOptions,
-  events: Sink,
-  created: SignalApi.CreateTransferResponse,
-  session: (
-    created: SignalApi.CreateTransferResponse,
-  ) => Effect.Effect<A, E | SignalRelay.ClaimAbandoned, R | Scope.Scope>,
-) =>
-  Effect.gen(function* () {
-    const client = yield* SignalClient
-    const attempt = (
-      created: SignalApi.CreateTransferResponse,
-    ): Effect.Effect<A, E | CodeRejected | ServerFailed | ServerUnreachable, R | SignalClient> =>
-      session(created).pipe(
-        Effect.scoped,
-        Effect.catchIf(
-          (e): e is SignalRelay.ClaimAbandoned => e instanceof SignalRelay.ClaimAbandoned,
-          ({ why }) =>
-            events
-              .offer(TransferEvent.ClaimAbandoned({ why }))
-              .pipe(
-                Effect.zipRight(
-                  client.create(options.server, { ttlSeconds: Duration.toSeconds(options.ttl) }),
-                ),
-                Effect.flatMap(attempt),
-              ),
-        ),
-      )
-    return yield* attempt(created)
-  })
 
 /** One session: the code, the PAKE, the peer connection, and the files, offered under `transferId`. */
 const sendSession = (
