@@ -8,10 +8,7 @@ import * as Metrics from "./Metrics.js"
 import { relay } from "./Relay.js"
 
 export const app = HttpRouter.empty.pipe(
-  HttpRouter.post(
-    "/api/transfer",
-    Effect.zipRight(roomForTransfer, createTransfer).pipe(Effect.catchTag("ApiFailure", errorResponse)),
-  ),
+  HttpRouter.post("/api/transfer", createTransfer(roomForTransfer)),
   HttpRouter.post("/api/join", joinTransfer),
   HttpRouter.get(
     "/api/ws",
