@@ -15,6 +15,8 @@ import { type Signal, startSignal } from "./harness.js"
  */
 const Flooders = 40
 const floodAddress = (i: number) => `127.0.0.${i + 2}`
+/** Enough that the flood outlasts the honest transfer on a fast machine too (past its limits, it is 429s). */
+const MaxRounds = 200
 
 interface Answer {
   readonly status: number
@@ -118,14 +120,15 @@ describe("p2pal-signal under a flood from 40 addresses", () => {
     const [code] = await sender.line(/^[a-z]+-[a-z]+-\d+$/)
 
     let flooding = true
+    const deadline = performance.now() + 45_000
     const creates: Array<Answer> = []
     const joins: Array<Answer> = []
     const sockets: Array<{ status: number; retryAfter: string | undefined }> = []
     const open: Array<WebSocket> = []
     const flooder = async (i: number) => {
       const source = floodAddress(i)
-      // Bounded: at most 12 rounds per address, and only while the honest side is at work.
-      for (let round = 0; round < 12 && flooding; round++) {
+      // Bounded: at most MaxRounds per address, for at most 45 s, and only while the honest side is at work.
+      for (let round = 0; round < MaxRounds && flooding && performance.now() < deadline; round++) {
         const created = await request(signal, "POST", "/api/transfer", { ttlSeconds: 600 }, source)
         creates.push(created)
         joins.push(await request(signal, "POST", "/api/join", { nameplate: String(900_000 + i) }, source))
@@ -166,7 +169,7 @@ describe("p2pal-signal under a flood from 40 addresses", () => {
     })
     const out = await tempDir()
     const received = await run(bin("p2pal"), ["recv", "-y", ...cli, "--out", out, code!])
-    const floodStillRunning = creates.length < Flooders * 12
+    const floodStillRunning = creates.length < Flooders * MaxRounds && performance.now() < deadline
     flooding = false
     await Promise.all([flood, probing])
     const sent = await sender.finished
@@ -174,17 +177,17 @@ describe("p2pal-signal under a flood from 40 addresses", () => {
     expect(received.code, received.stderr).toBe(0)
     expect(sent.code, sent.stderr).toBe(0)
     expect(await fs.readFile(path.join(out, "honest.bin"))).toEqual(await fs.readFile(file))
-    expect(floodStillRunning).toBe(true)
+    expect(floodStillRunning, "the flood ran until the transfer verified").toBe(true)
     // Every honest probe was answered 200, and quickly.
     expect(honest.length).toBeGreaterThan(10)
-    expect(honest.every((a) => a.status === 200)).toBe(true)
+    expect(honest.map((a) => a.status).filter((status) => status !== 200)).toEqual([])
     // Generous for a loaded 2-core CI machine running the flood, the app and both CLIs: the point is that
     // none waits anywhere near a client's timeout.
     expect(Math.max(...honest.map((a) => a.ms))).toBeLessThan(5_000)
 
     // The flood met every cap, each refusal with Retry-After.
     const refused = [...creates, ...joins, ...sockets].filter((a) => a.status === 429 || a.status === 503)
-    expect(refused.every((a) => Number(a.retryAfter) >= 1)).toBe(true)
+    expect(refused.filter((a) => !(Number(a.retryAfter) >= 1))).toEqual([])
     expect(count(creates, 503)).toBeGreaterThan(0)
     expect(count(creates, 201)).toBeLessThanOrEqual(200)
     expect(count(joins, 429)).toBeGreaterThan(0)
@@ -212,7 +215,7 @@ describe("p2pal-signal under a flood from 40 addresses", () => {
           0.99,
         ).toFixed(1)} ms; a 512 KiB transfer verified; RSS ${Math.round(rss / 1024)} MiB`,
     )
-  }, 60_000)
+  }, 90_000)
 })
 
 describe("p2pal-signal's cap on WebSockets in all", () => {
