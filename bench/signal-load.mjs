@@ -147,12 +147,23 @@ async function startRedis(binary) {
   return { redis, url: `redis://127.0.0.1:${port}` }
 }
 
-/** The app's rate limits would refuse a bench from one address: raised past its load, if it has them. */
+/**
+ * The app's rate limits and caps would refuse a bench from one address: raised past its load, if it has
+ * them (bench/signal-flood.mjs is the one that meets them); its metrics listener takes a free port.
+ */
 function limitFlags(help) {
-  const max = String(2 * (transfers + WarmUp))
-  return ["--limit-creates", "--limit-joins", "--limit-failed-joins"]
+  const max = String(2 * (transfers + WarmUp + wantedSockets))
+  return [
+    "--limit-creates",
+    "--limit-joins",
+    "--limit-failed-joins",
+    "--max-transfers",
+    "--max-websockets",
+    "--max-websockets-per-client",
+  ]
     .filter((flag) => help.includes(flag))
     .flatMap((flag) => [flag, max])
+    .concat(help.includes("--metrics-port") ? ["--metrics-port", "0"] : [])
 }
 
 async function helpText() {

@@ -144,7 +144,7 @@ async function main() {
     const server = run(
       "p2pal-signal",
       p2palSignal,
-      ["--port", "0", "--host", "127.0.0.1"],
+      ["--port", "0", "--host", "127.0.0.1", "--metrics-port", "0"],
       ["ignore", "pipe", "pipe"],
     )
     const url = await firstLine(

@@ -80,10 +80,19 @@ const ready = (url: string) =>
     60_000,
   )
 
-/** Polls an instance's /metrics until `name` reads `value`. */
-const metricReaches = (url: string, name: string, value: number) =>
-  waitFor(`${name} to reach ${value} on ${url}`, async () => {
-    const text = await (await fetch(`${url}/metrics`)).text()
+/**
+ * Polls an instance's /metrics until `name` reads `value`. The metrics listener is on the container's
+ * loopback (--metrics-port), so it is read from inside the container, as a sidecar scraper would.
+ */
+const metricReaches = (container: string, name: string, value: number) =>
+  waitFor(`${name} to reach ${value} in ${container}`, async () => {
+    const text = await docker(
+      "exec",
+      container,
+      "node",
+      "-e",
+      "fetch('http://127.0.0.1:9464/metrics').then((r) => r.text()).then((t) => process.stdout.write(t))",
+    )
     const line = text.split("\n").find((l) => l.startsWith(`${name} `))
     return line !== undefined && Number(line.split(" ")[1]) === value ? true : undefined
   })
@@ -217,11 +226,11 @@ if (requireDocker()) {
           const { src, out } = await someTree()
           const { sender, code } = await send(balancer.url, ["-r", src])
           // The sender waits for its peer on the first instance.
-          await metricReaches(urls[0]!, "p2pal_websockets_active", 1)
-          const [first] = await stack.containers("signal")
+          const [first, second] = await stack.containers("signal")
+          await metricReaches(first!, "p2pal_websockets_active", 1)
           await docker("stop", first!)
           expect(await docker("inspect", "-f", "{{.State.ExitCode}}", first!)).toBe("0")
-          await metricReaches(urls[1]!, "p2pal_websockets_active", 1)
+          await metricReaches(second!, "p2pal_websockets_active", 1)
           await delivered(sender, recv(balancer.url, out, code), src, out)
           expect(balancer.handed()[1]).toBeGreaterThan(0)
         } finally {

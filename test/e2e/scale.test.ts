@@ -66,7 +66,7 @@ const expectDelivered = async (
 /** Polls an instance's /metrics until `name` reads `value`. */
 const metricReaches = (signal: Signal, name: string, value: number) =>
   waitFor(`${name} to reach ${value}`, async () => {
-    const text = await (await fetch(new URL("/metrics", signal.url))).text()
+    const text = await (await fetch(signal.metricsUrl)).text()
     const line = text.split("\n").find((l) => l.startsWith(`${name} `))
     return line !== undefined && Number(line.split(" ")[1]) === value ? true : undefined
   })

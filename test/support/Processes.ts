@@ -126,6 +126,8 @@ export const run = (command: string, args: ReadonlyArray<string>, options: { std
 
 export interface Signal {
   readonly url: string
+  /** Its /metrics, on the listener of its own (`--metrics-port`). */
+  readonly metricsUrl: string
   readonly child: ChildProcess
   readonly finished: Promise<Finished>
   /** Stops it with SIGTERM and tells how it ended, stdout after the listening line included. */
@@ -141,6 +143,8 @@ const LimitFlags = ["--limit-creates", "--limit-joins", "--limit-failed-joins"]
  */
 export const signalArgs = (args: ReadonlyArray<string>): ReadonlyArray<string> => [
   ...LimitFlags.filter((flag) => !args.includes(flag)).flatMap((flag) => [flag, "1000000"]),
+  // Several apps run at once: each takes a free metrics port rather than the fixed default.
+  ...(args.includes("--metrics-port") ? [] : ["--metrics-port", "0"]),
   ...args,
 ]
 
@@ -151,8 +155,11 @@ export const signalArgs = (args: ReadonlyArray<string>): ReadonlyArray<string> =
 export const startSignal = async (args: ReadonlyArray<string> = []): Promise<Signal> => {
   const proc = start(bin("p2pal-signal"), signalArgs(["--port", "0", "--host", "127.0.0.1", ...args]))
   const [, url] = await proc.line(/^p2pal-signal listening on (http:\/\/\S+)$/)
+  // Printed before the listening line, so already in its output.
+  const [, metricsUrl] = /^p2pal-signal metrics on (http:\/\/\S+)$/m.exec(proc.output().stdout) ?? []
   return {
     url: url!,
+    metricsUrl: metricsUrl!,
     child: proc.child,
     finished: proc.finished,
     stop: () => {

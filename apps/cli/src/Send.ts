@@ -199,6 +199,12 @@ export const send = Command.make(
                   ? ui.result(event.code)
                   : Effect.zipRight(ui.info(`Join code: ${event.code}`), ui.info("Waiting for receiver..."))
                 return seen
+              case "ClaimAbandoned":
+                yield* ui.notice(
+                  `someone claimed the code, but ${escapeForDisplay(event.why)}: they may know only its number. ` +
+                    "That code is void; the receiver uses this new one:",
+                )
+                return seen
               case "Verified":
                 if (flags.verify) yield* ui.notice(Flags.verificationLine(event.verification))
                 return seen

@@ -172,6 +172,8 @@ const decodeBody = <A, I>(schema: Schema.Schema<A, I>) =>
     )
   })
 
+const encodeMessage = Schema.encodeSync(SignalApi.ServerMessageFromJson)
+
 /** The rate limiter and the key it counts this request's client under. */
 const limiterForClient = Effect.all([RateLimiter, Effect.map(ClientIp, limitKey)])
 
@@ -179,29 +181,32 @@ const limiterForClient = Effect.all([RateLimiter, Effect.map(ClientIp, limitKey)
 const respond = <A, I>(schema: Schema.Schema<A, I>, body: A, status = 200) =>
   Effect.orDie(HttpServerResponse.schemaJson(schema)(body, { status }))
 
-export const createTransfer = answering(
-  Effect.gen(function* () {
-    const [limiter, client] = yield* limiterForClient
-    // Counted before the body is read, so a refusal costs less than any request it refuses.
-    yield* limiter.hit("create", client)
-    const { ttlSeconds } = yield* decodeBody(SignalApi.CreateTransferRequest)
-    const store = yield* TransferStore
-    const created = yield* store.create(ttlSeconds * 1000)
-    yield* Metric.increment(Metrics.transfersCreated)
-    yield* Effect.logInfo("transfer created").pipe(Effect.annotateLogs({ transferId: created.transferId }))
-    return yield* respond(
-      SignalApi.CreateTransferResponse,
-      {
-        nameplate: created.nameplate,
-        transferId: created.transferId,
-        token: created.senderToken,
-        expiresAt: created.expiresAt,
-        iceServers: yield* (yield* IceServers).forTransfer(created.transferId, created.expiresAt),
-      },
-      201,
-    )
-  }),
-)
+/** `room`: fails while the app holds as many transfers as it may (checked after the client's own limit). */
+export const createTransfer = <R>(room: Effect.Effect<void, ApiFailure, R>) =>
+  answering(
+    Effect.gen(function* () {
+      const [limiter, client] = yield* limiterForClient
+      // Counted before the body is read, so a refusal costs less than any request it refuses.
+      yield* limiter.hit("create", client)
+      yield* room
+      const { ttlSeconds } = yield* decodeBody(SignalApi.CreateTransferRequest)
+      const store = yield* TransferStore
+      const created = yield* store.create(ttlSeconds * 1000)
+      yield* Metric.increment(Metrics.transfersCreated)
+      yield* Effect.logInfo("transfer created").pipe(Effect.annotateLogs({ transferId: created.transferId }))
+      return yield* respond(
+        SignalApi.CreateTransferResponse,
+        {
+          nameplate: created.nameplate,
+          transferId: created.transferId,
+          token: created.senderToken,
+          expiresAt: created.expiresAt,
+          iceServers: yield* (yield* IceServers).forTransfer(created.transferId, created.expiresAt),
+        },
+        201,
+      )
+    }),
+  )
 
 /** What a join that named nothing claimable is answered: the answers a client guessing nameplates gets. */
 const FailedJoin: ReadonlySet<SignalApi.ApiErrorCode> = new Set(["not_found", "expired", "already_claimed"])
@@ -221,6 +226,15 @@ export const joinTransfer = answering(
       Effect.mapError(toApiFailure),
       Effect.tapError((failure) => (FailedJoin.has(failure.error) ? countFailure : Effect.void)),
     )
+    // Told now rather than when the receiver's socket connects: a claim that goes no further (someone
+    // who knows only the nameplate) is then seen by the sender, who makes a new code.
+    yield* store
+      .post(joined.transferId, "sender", encodeMessage({ _tag: "peer-claimed" }))
+      .pipe(
+        Effect.catchAll((e) =>
+          Effect.logWarning("sender not told of the claim").pipe(Effect.annotateLogs({ why: e._tag })),
+        ),
+      )
     yield* Metric.increment(Metrics.transfersJoined)
     yield* Effect.logInfo("transfer joined").pipe(Effect.annotateLogs({ transferId: joined.transferId }))
     return yield* respond(SignalApi.JoinResponse, {

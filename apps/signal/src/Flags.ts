@@ -102,3 +102,57 @@ export const turn: Options.Options<
     }),
   ),
 )
+
+const atLeastOne = (name: string, description: string, fallback: number) =>
+  Options.integer(name).pipe(
+    Options.withDescription(`${description}; default ${fallback}`),
+    Options.filterMap((n) => (n >= 1 ? Option.some(n) : Option.none()), `--${name} must be at least 1`),
+    Options.withDefault(fallback),
+  )
+
+/** What one instance takes on at most, whoever asks: past a cap the request is refused, not queued. */
+export interface Caps {
+  /** Transfers the store holds (in memory: this instance's; with Redis: every instance's, not yet ended). */
+  readonly transfers: number
+  /** Relay WebSockets open on this instance, in all and per client. */
+  readonly webSockets: number
+  readonly webSocketsPerClient: number
+}
+
+export const caps: Options.Options<Caps> = Options.all({
+  transfers: atLeastOne(
+    "max-transfers",
+    "transfers the signal app holds at once (without --redis: in this instance's memory, until forgotten; " +
+      "with --redis: all instances' transfers not yet ended); past it, creates get 503 with Retry-After",
+    10_000,
+  ),
+  webSockets: atLeastOne(
+    "max-websockets",
+    "relay WebSockets this instance serves at once; past it, new ones get 503 with Retry-After",
+    5_000,
+  ),
+  webSocketsPerClient: atLeastOne(
+    "max-websockets-per-client",
+    `relay WebSockets ${client} may hold open on this instance; past it, new ones get 429 with Retry-After`,
+    32,
+  ),
+})
+
+/** Where /metrics is served: its own listener, on loopback unless told otherwise. */
+export const metricsPort = Options.integer("metrics-port").pipe(
+  Options.withDescription(
+    "TCP port of the /metrics listener (Prometheus text), 0 (picks a free one) to 65535; default 9464",
+  ),
+  Options.filterMap(
+    (n) => (n >= 0 && n <= 65535 ? Option.some(n) : Option.none()),
+    "p2pal-signal: --metrics-port must be between 0 and 65535",
+  ),
+  Options.withDefault(9464),
+)
+
+export const metricsHost = Options.text("metrics-host").pipe(
+  Options.withDescription(
+    "address of the /metrics listener; default 127.0.0.1 (only this host's scraper reads it)",
+  ),
+  Options.withDefault("127.0.0.1"),
+)

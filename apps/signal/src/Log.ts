@@ -2,7 +2,7 @@ import { type HttpApp, HttpServerError, HttpServerRequest } from "@effect/platfo
 import { Cause, Clock, Effect, Exit, Logger, LogLevel } from "effect"
 import { ClientIp } from "./ClientIp.js"
 
-/** One JSON object per line on stderr, for log collectors; stdout carries only the listening line. */
+/** One JSON object per line on stderr, for log collectors; stdout carries only the two listening lines (metrics, API). */
 export const layer = Logger.replace(Logger.defaultLogger, Logger.withConsoleError(Logger.jsonLogger))
 
 /** A path is the client's text: a long one is cut rather than copied whole into every log line. */

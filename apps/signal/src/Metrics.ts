@@ -1,4 +1,3 @@
-import { HttpServerResponse } from "@effect/platform"
 import type { Kind } from "@p2pal/infra/RateLimiter"
 import { expiredTransfers } from "@p2pal/infra/TransferStore"
 import { Effect, Metric, MetricKeyType, MetricState, Option } from "effect"
@@ -14,20 +13,43 @@ export const transfersJoined = Metric.counter("p2pal_transfers_joined_total", {
   incremental: true,
 })
 
-const rateLimitedOf = (kind: Kind) =>
-  Metric.counter("p2pal_rate_limited_total", {
-    description: "Requests refused with 429, by the limit that refused them.",
-    incremental: true,
-  }).pipe(Metric.tagged("kind", kind))
+/** One counter family, a series per value of its `label`. */
+const family = <V extends string>(
+  name: string,
+  description: string,
+  label: string,
+  values: ReadonlyArray<V>,
+): Record<V, Metric.Metric.Counter<number>> =>
+  Object.fromEntries(
+    values.map((value) => [
+      value,
+      Metric.counter(name, { description, incremental: true }).pipe(Metric.tagged(label, value)),
+    ]),
+  ) as Record<V, Metric.Metric.Counter<number>>
 
-export const rateLimited: Record<Kind, Metric.Metric.Counter<number>> = {
-  create: rateLimitedOf("create"),
-  join: rateLimitedOf("join"),
-  "failed-join": rateLimitedOf("failed-join"),
-}
+export const rateLimited = family<Kind>(
+  "p2pal_rate_limited_total",
+  "Requests refused with 429, by the limit that refused them.",
+  "kind",
+  ["create", "join", "failed-join"],
+)
 
-const websocketsActive = Metric.gauge("p2pal_websockets_active", {
+export const websocketsActive = Metric.gauge("p2pal_websockets_active", {
   description: "Relay WebSockets (GET /api/ws) being served now.",
+})
+
+/** Which cap refused a request (see Flags.Caps). */
+export type Cap = "transfers" | "websockets" | "websockets-per-client"
+
+export const refused = family<Cap>(
+  "p2pal_refused_total",
+  "Requests refused because a cap was reached (503, or 429 per client), by the cap.",
+  "cap",
+  ["transfers", "websockets", "websockets-per-client"],
+)
+
+export const transfersHeld = Metric.gauge("p2pal_transfers_held", {
+  description: "Transfers the store held at the last create (the --max-transfers count).",
 })
 
 /**
@@ -39,16 +61,10 @@ export const register = Effect.all([
   Metric.value(transfersJoined),
   Metric.value(expiredTransfers),
   Metric.value(websocketsActive),
+  Metric.value(transfersHeld),
   ...Object.values(rateLimited).map(Metric.value),
+  ...Object.values(refused).map(Metric.value),
 ])
-
-/** Counts `handler` (the WebSocket relay) as an active socket for as long as it runs. */
-export const countingWebSockets = <A, E, R>(handler: Effect.Effect<A, E, R>) =>
-  Effect.acquireUseRelease(
-    Metric.increment(websocketsActive),
-    () => handler,
-    () => Metric.modify(websocketsActive, -1),
-  )
 
 const escapeHelp = (text: string) => text.replace(/\\/g, "\\\\").replace(/\n/g, "\\n")
 const escapeLabel = (text: string) => escapeHelp(text).replace(/"/g, '\\"')
@@ -99,7 +115,7 @@ export const render = (pairs: ReadonlyArray<MetricPair.MetricPair.Untyped>): str
     .join("")
 }
 
-/** `GET /metrics`: for a Prometheus scraper. */
-export const metrics = Effect.map(Metric.snapshot, (pairs) =>
-  HttpServerResponse.text(render(pairs), { contentType: "text/plain; version=0.0.4; charset=utf-8" }),
-)
+export const ContentType = "text/plain; version=0.0.4; charset=utf-8"
+
+/** What `GET /metrics` answers, for a Prometheus scraper (see MetricsListener). */
+export const text = Effect.map(Metric.snapshot, render)

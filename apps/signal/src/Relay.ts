@@ -9,6 +9,8 @@ import { Shutdown } from "./Shutdown.js"
 
 /** Frames read from a client but not yet relayed; a client that outruns the store is cut off. */
 const FrameBacklog = 64
+/** How long a socket may stay open before its token is checked. */
+const AuthenticateTimeout = "5 seconds"
 /** The WebSocket protocol caps a close reason at 123 bytes. */
 const MaxCloseReasonBytes = 123
 
@@ -99,7 +101,13 @@ const session = (
         code: CloseCode.badMessage,
         reason: "malformed after: expected a message id",
       })
-    const { transferId, side } = yield* store.authenticate(valid.value)
+    const { transferId, side } = yield* store.authenticate(valid.value).pipe(
+      // A socket is open from the upgrade on: one whose token the store cannot check soon is not kept.
+      Effect.timeoutFail({
+        duration: AuthenticateTimeout,
+        onTimeout: () => new Close({ code: CloseCode.tryAgainLater, reason: "authentication timed out" }),
+      }),
+    )
     const peer = side === "sender" ? "receiver" : "sender"
     const tell = (to: Ids.Side, message: SignalApi.ServerMessage) =>
       store.post(transferId, to, encode(message))

@@ -1,18 +1,23 @@
 import { HttpRouter, HttpServer } from "@effect/platform"
 import { Console, Effect, Layer } from "effect"
 import { ApiFailure, createTransfer, errorResponse, healthz, joinTransfer, readyz } from "./Api.js"
+import { roomForTransfer, WebSockets } from "./Caps.js"
 import * as ClientIp from "./ClientIp.js"
 import * as Log from "./Log.js"
 import * as Metrics from "./Metrics.js"
 import { relay } from "./Relay.js"
 
 export const app = HttpRouter.empty.pipe(
-  HttpRouter.post("/api/transfer", createTransfer),
+  HttpRouter.post("/api/transfer", createTransfer(roomForTransfer)),
   HttpRouter.post("/api/join", joinTransfer),
-  HttpRouter.get("/api/ws", Metrics.countingWebSockets(relay)),
+  HttpRouter.get(
+    "/api/ws",
+    Effect.flatMap(WebSockets, ({ admit }) => admit(relay)).pipe(
+      Effect.catchTag("ApiFailure", errorResponse),
+    ),
+  ),
   HttpRouter.get("/healthz", healthz),
   HttpRouter.get("/readyz", readyz),
-  HttpRouter.get("/metrics", Metrics.metrics),
   Effect.catchTag("RouteNotFound", () =>
     errorResponse(new ApiFailure({ error: "not_found", message: "no such endpoint" })),
   ),

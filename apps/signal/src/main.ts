@@ -9,10 +9,12 @@ import * as Redis from "@p2pal/infra/Redis"
 import { layer as RedisRateLimiter } from "@p2pal/infra/RedisRateLimiter"
 import { layer as RedisTransferStore } from "@p2pal/infra/RedisTransferStore"
 import { Cause, Config, Effect, Layer, Option } from "effect"
+import { Caps, WebSockets } from "./Caps.js"
 import { TrustProxy } from "./ClientIp.js"
-import { limits, trustProxy, turn } from "./Flags.js"
+import { caps, limits, metricsHost, metricsPort, trustProxy, turn } from "./Flags.js"
 import { IceServers } from "./IceServers.js"
 import * as Log from "./Log.js"
+import * as MetricsListener from "./MetricsListener.js"
 import * as Server from "./Server.js"
 import { Shutdown } from "./Shutdown.js"
 
@@ -54,18 +56,35 @@ const stores = (redis: Option.Option<string>, limits: Limits) =>
       Layer.merge(RedisTransferStore(), RedisRateLimiter(limits)).pipe(Layer.provide(Redis.layer(url))),
   })
 
+/**
+ * A client must send its request line and headers within HeadersTimeoutMs and the whole request (a body is
+ * at most 4 KiB) within RequestTimeoutMs of connecting, or its socket is closed: slow clients cannot hold
+ * sockets open. Node checks every CheckIntervalMs (30 s by default, which would let them hold on longer).
+ */
+const HeadersTimeoutMs = 5_000
+const RequestTimeoutMs = 10_000
+const CheckIntervalMs = 1_000
+
 const signal = Command.make(
   "p2pal-signal",
-  { port, host, trustProxy, limits, redis, turn },
-  ({ port, host, trustProxy, limits, redis, turn }) =>
+  { port, host, trustProxy, limits, caps, redis, turn, metricsPort, metricsHost },
+  ({ port, host, trustProxy, limits, caps, redis, turn, metricsPort, metricsHost }) =>
     Effect.suspend(() => {
-      const server = createServer()
+      const server = createServer({
+        headersTimeout: HeadersTimeoutMs,
+        requestTimeout: RequestTimeoutMs,
+        connectionsCheckingInterval: CheckIntervalMs,
+      })
       // close() stops accepting at once; open connections go on until they end.
       const stopListening = Effect.sync(() => void server.close())
       return Layer.launch(
         Shutdown.drainOnExit(stopListening, DrainMs).pipe(
           Layer.provide(Server.layer),
           Layer.provide(NodeHttpServer.layer(() => server, { port, host })),
+          // Bound before the API port, so its line is on stdout before the listening line scripts wait for.
+          Layer.provide(MetricsListener.layer(metricsPort, metricsHost)),
+          Layer.provide(WebSockets.layer),
+          Layer.provide(Layer.succeed(Caps, caps)),
           Layer.provide(Shutdown.layer),
           Layer.provide(stores(redis, limits)),
           Layer.provide(Layer.succeed(TrustProxy, trustProxy)),
@@ -94,7 +113,7 @@ const cli = Command.run(signal, { name: "p2pal-signal", version: "0.1.0" })
 
 process.once("SIGTERM", () => setTimeout(() => process.exit(1), ExitDeadlineMs).unref())
 
-// Logs and errors go to stderr: stdout carries only the listening line.
+// Logs and errors go to stderr: stdout carries only the two listening lines (metrics, API).
 cli(process.argv).pipe(
   // @effect/cli has printed what is wrong with the command line: a usage error, exit 2.
   Effect.catchIf(ValidationError.isValidationError, () => Effect.sync(() => process.exit(2))),

@@ -105,6 +105,8 @@ describe("p2pal-signal process", () => {
     await createTransfer(other)
     const stopped = await other.stop()
     expect(stopped.code).toBe(0)
-    expect(stopped.stdout).toBe(`p2pal-signal listening on ${other.url}\n`)
+    expect(stopped.stdout).toBe(
+      `p2pal-signal metrics on ${other.metricsUrl}\np2pal-signal listening on ${other.url}\n`,
+    )
   })
 })

@@ -26,6 +26,7 @@ describe("p2pal-signal logs", () => {
     const joined = await joinTransfer(signal, created.nameplate)
     const sender = connect(signal, created.token)
     const receiver = connect(signal, joined.token)
+    expect(await sender.next()).toEqual({ _tag: "peer-claimed" })
     expect(await sender.next()).toEqual({ _tag: "peer-joined" })
     sender.send({ _tag: "signal", data: "offer" })
     expect(await receiver.next()).toEqual({ _tag: "signal", data: "offer" })
@@ -38,7 +39,9 @@ describe("p2pal-signal logs", () => {
 
     const stopped = await signal.stop()
     expect(stopped.code).toBe(0)
-    expect(stopped.stdout).toBe(`p2pal-signal listening on ${signal.url}\n`)
+    expect(stopped.stdout).toBe(
+      `p2pal-signal metrics on ${signal.metricsUrl}\np2pal-signal listening on ${signal.url}\n`,
+    )
     const lines = stopped.stderr.split("\n").filter((line) => line !== "")
     const logs = lines.map((line) => JSON.parse(line) as LogLine)
     for (const log of logs)

@@ -21,7 +21,7 @@ const Help = new RegExp(`^# HELP (${Name}) .*$`)
  * TYPE or a sample of a family whose TYPE came first. Samples are keyed `name{labels}` as written.
  */
 const scrape = async () => {
-  const response = await fetch(new URL("/metrics", signal.url))
+  const response = await fetch(signal.metricsUrl)
   expect(response.status).toBe(200)
   expect(response.headers.get("content-type")).toMatch(/^text\/plain; version=0\.0\.4/)
   const text = await response.text()
@@ -45,6 +45,13 @@ const scrape = async () => {
 }
 
 describe("p2pal-signal /metrics", () => {
+  it("is served on its own loopback listener (--metrics-port), not on the public API port", async () => {
+    expect(new URL(signal.metricsUrl).hostname).toBe("127.0.0.1")
+    expect(new URL(signal.metricsUrl).port).not.toBe(new URL(signal.url).port)
+    expect((await fetch(new URL("/metrics", signal.url))).status).toBe(404)
+    expect((await fetch(new URL("/other", signal.metricsUrl))).status).toBe(404)
+  })
+
   it("counts creates, joins and refusals by kind", async () => {
     const before = await scrape()
     expect(before.types.get("p2pal_transfers_created_total")).toBe("counter")
@@ -57,6 +64,10 @@ describe("p2pal-signal /metrics", () => {
       'p2pal_rate_limited_total{kind="join"}',
       'p2pal_rate_limited_total{kind="failed-join"}',
       "p2pal_websockets_active",
+      "p2pal_transfers_held",
+      'p2pal_refused_total{cap="transfers"}',
+      'p2pal_refused_total{cap="websockets"}',
+      'p2pal_refused_total{cap="websockets-per-client"}',
     ])
       expect(before.samples.get(series), series).toEqual(expect.any(Number))
 

@@ -109,6 +109,7 @@ describe("p2pal-signal WebSocket relay", () => {
     await sendThenBadFrame(joined.token, [signalMessage("answer")])
 
     const sender = connect(signal, created.token)
+    expect(await sender.next()).toEqual({ _tag: "peer-claimed" })
     expect(await sender.next()).toEqual({ _tag: "peer-joined" })
     expect(await sender.next()).toEqual(signalMessage("answer"))
     expect(await sender.next()).toEqual({ _tag: "peer-left", reason: "peer disconnected" })
@@ -120,6 +121,7 @@ describe("p2pal-signal WebSocket relay", () => {
     const sender = connect(signal, created.token)
     const joined = await joinTransfer(signal, created.nameplate)
     const receiver = connect(signal, joined.token)
+    expect(await sender.next()).toEqual({ _tag: "peer-claimed" })
     expect(await sender.next()).toEqual({ _tag: "peer-joined" })
 
     sender.send(signalMessage("offer"))
@@ -139,6 +141,7 @@ describe("p2pal-signal WebSocket relay", () => {
     const joined = await joinTransfer(signal, created.nameplate)
     const sender = connect(signal, created.token)
     const receiver = connect(signal, joined.token)
+    expect(await sender.next()).toEqual({ _tag: "peer-claimed" })
     expect(await sender.next()).toEqual({ _tag: "peer-joined" })
 
     receiver.send({ _tag: "abort", reason: "user pressed ctrl-c" })
@@ -154,6 +157,7 @@ describe("p2pal-signal WebSocket relay", () => {
     const joined = await joinTransfer(signal, created.nameplate)
     const sender = connect(signal, created.token)
     const receiver = connect(signal, joined.token)
+    expect(await sender.next()).toEqual({ _tag: "peer-claimed" })
     expect(await sender.next()).toEqual({ _tag: "peer-joined" })
 
     receiver.send({ _tag: "complete" })
@@ -175,6 +179,7 @@ describe("p2pal-signal WebSocket relay", () => {
     const sender = connect(signal, created.token)
     const joined = await joinTransfer(signal, created.nameplate)
     const receiver = connect(signal, joined.token)
+    expect(await sender.next()).toEqual({ _tag: "peer-claimed" })
     expect(await sender.next()).toEqual({ _tag: "peer-joined" })
     receiver.send(signalMessage("answer"))
     expect(await sender.next()).toEqual(signalMessage("answer"))
@@ -205,6 +210,7 @@ describe("p2pal-signal shutdown", () => {
     const sender = connect(own, created.token)
     const joined = await joinTransfer(own, created.nameplate)
     const receiver = connect(own, joined.token)
+    expect(await sender.next()).toEqual({ _tag: "peer-claimed" })
     expect(await sender.next()).toEqual({ _tag: "peer-joined" })
     const started = performance.now()
     own.child.kill("SIGTERM")

@@ -72,6 +72,11 @@ export type ClientMessage = typeof ClientMessage.Type
 
 export const ServerMessage = Schema.Union(
   SignalMessage,
+  /**
+   * Sent to the sender when a receiver claims the nameplate (POST /api/join). Knowing the nameplate is
+   * enough for that, so the sender watches whether the socket and the PAKE follow.
+   */
+  Schema.TaggedStruct("peer-claimed", {}),
   /** Sent to the sender once a receiver has joined and connected its socket. */
   Schema.TaggedStruct("peer-joined", {}),
   Schema.TaggedStruct("peer-left", { reason: Schema.String }),

@@ -5,6 +5,13 @@ import * as Store from "./TransferStore.js"
 
 const SweepInterval = "30 seconds"
 
+/**
+ * What all mailboxes of this instance may hold in all, in UTF-16 code units (about bytes for the ASCII
+ * that clients send): each transfer's own cap times --max-transfers would be far more than any machine
+ * has. Past it a post fails as a full mailbox would.
+ */
+export const MailboxesMaxChars = 64 * 1024 * 1024
+
 interface Transfer {
   readonly transferId: Ids.TransferId
   readonly nameplate: Ids.Nameplate
@@ -54,7 +61,13 @@ const make = Effect.gen(function* () {
     return undefined
   }
 
+  /** The characters all mailboxes hold now (see MailboxesMaxChars). */
+  let mailboxChars = 0
+  const sizeOf = (messages: ReadonlyArray<string>) =>
+    messages.reduce((sum, message) => sum + message.length, 0)
+
   const forget = (transfer: Transfer) => {
+    for (const mailbox of Object.values(transfer.mailboxes)) mailboxChars -= sizeOf(mailbox.messages)
     transfers.delete(transfer.transferId)
     byNameplate.delete(transfer.nameplate)
     countNameplate(transfer.nameplate, -1)
@@ -164,8 +177,10 @@ const make = Effect.gen(function* () {
     const transfer = yield* lookup(transferId)
     yield* Store.ensureOpen(transfer.state, now)
     const mailbox = transfer.mailboxes[to]
-    if (mailbox.messages.length >= Store.MailboxCapacity) return yield* new Store.MailboxFull()
+    if (mailbox.messages.length >= Store.MailboxCapacity || mailboxChars + message.length > MailboxesMaxChars)
+      return yield* new Store.MailboxFull()
     mailbox.messages.push(message)
+    mailboxChars += message.length
     yield* SubscriptionRef.set(mailbox.count, Option.some(mailbox.dropped + mailbox.messages.length))
   })
 
@@ -177,7 +192,7 @@ const make = Effect.gen(function* () {
         let delivered = after === undefined ? 0 : Number.parseInt(after, 10)
         const seen = Math.min(delivered - mailbox.dropped, messages.length)
         if (seen > 0) {
-          messages.splice(0, seen)
+          mailboxChars -= sizeOf(messages.splice(0, seen))
           mailbox.dropped += seen
         }
         return count.changes.pipe(
@@ -195,7 +210,16 @@ const make = Effect.gen(function* () {
       }),
     )
 
-  return Store.TransferStore.of({ create, join, authenticate, transition, post, inbox, ping: Effect.void })
+  return Store.TransferStore.of({
+    create,
+    join,
+    authenticate,
+    transition,
+    post,
+    inbox,
+    ping: Effect.void,
+    held: Effect.sync(() => transfers.size),
+  })
 })
 
 /** The embedded default: one process, state in memory, swept every 30 seconds. */

@@ -246,7 +246,19 @@ const make = (options: Options) =>
         }),
       )
 
-    return Store.TransferStore.of({ create, join, authenticate, transition, post, inbox, ping: redis.ping })
+    return Store.TransferStore.of({
+      create,
+      join,
+      authenticate,
+      transition,
+      post,
+      inbox,
+      ping: redis.ping,
+      // The deadline index lists exactly the transfers not yet ended (a passed deadline is swept off it).
+      held: Effect.flatMap(Clock.currentTimeMillis, (now) =>
+        redis.use((client) => client.zcount(Layout.key.deadlines, now, "+inf")),
+      ),
+    })
   })
 
 /** Transfers shared by every instance on one Redis; each instance also keeps a heartbeat Layout.key. */

@@ -129,7 +129,8 @@ export const open = (
         if (decoded._tag === "None") return
         const { id, ...message } = decoded.value
         lastId = id
-        if (message._tag !== "peer-left") peerSeen = true
+        // A claim alone is not the peer: anyone who knows the nameplate can make one.
+        if (message._tag !== "peer-left" && message._tag !== "peer-claimed") peerSeen = true
         inbox.unsafeOffer(message)
       })
       const closed = yield* Deferred.make<Closed>()

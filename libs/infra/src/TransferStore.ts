@@ -155,6 +155,11 @@ export interface Service {
   ) => Stream.Stream<Delivery, TransferNotFound | StoreUnavailable>
   /** Succeeds when the store can serve requests (readiness). */
   readonly ping: Effect.Effect<void, StoreUnavailable>
+  /**
+   * How many transfers count against the signal app's cap: in memory, every record held (until it is
+   * forgotten, which bounds the memory); in Redis, every transfer not yet ended, of all instances.
+   */
+  readonly held: Effect.Effect<number, StoreUnavailable>
 }
 
 export class TransferStore extends Context.Tag("@p2pal/infra/TransferStore")<TransferStore, Service>() {}

@@ -56,6 +56,18 @@ export const transferStoreContract = (
     )
 
     test(
+      "held counts the transfers created (the signal app's --max-transfers cap), and drops them once forgotten",
+      Effect.gen(function* () {
+        const store = yield* TransferStore
+        const before = yield* store.held
+        yield* Effect.replicateEffect(store.create(TtlMs), 3)
+        expect(yield* store.held).toBe(before + 3)
+        yield* time.elapse(TtlMs + ForgetMs)
+        expect(yield* store.held).toBe(before)
+      }),
+    )
+
+    test(
       "join claims the nameplate for the same transfer",
       Effect.gen(function* () {
         const { created, joined } = yield* createAndJoin

@@ -3,7 +3,7 @@ import { PeerFailed, UsageError } from "@p2pal/domain/Errors"
 import * as IceServers from "@p2pal/domain/IceServers"
 import { type Channel, PeerLink } from "@p2pal/infra/PeerLink"
 import type { Session } from "@p2pal/infra/SignalClient"
-import { type Duration, Effect, Either, Ref } from "effect"
+import { Duration, Effect, Either, Ref } from "effect"
 import * as Reconnect from "./Reconnect.js"
 import * as Rounds from "./Rounds.js"
 import * as SecureSignal from "./SecureSignal.js"
@@ -66,16 +66,26 @@ export const overConnections = <A, E, R>(
         return yield* new UsageError({
           message: "--relay-only needs a TURN server: --turn, or a signal app run with --turn-url",
         })
-      const secured = yield* SecureSignal.secure(
-        SignalRelay.relay(options.server, session, side, met),
-        options,
-      ).pipe(
-        // A signal app that dies between the two sides' PAKE messages must not leave them waiting for good.
-        Effect.timeoutFail({
-          duration: Reconnect.OpenTimeout,
-          onTimeout: () => new PeerFailed({ message: "the other side did not finish the code exchange" }),
-        }),
-      )
+      const exchange = SecureSignal.secure(SignalRelay.relay(options.server, session, side, met), options)
+      const secured = yield* side === "sender"
+        ? exchange.pipe(
+            // A claimer that goes silent or leaves before its PAKE message may know only the nameplate.
+            Effect.timeoutFail({
+              duration: SignalRelay.ClaimTimeout,
+              onTimeout: () =>
+                new SignalRelay.ClaimAbandoned({
+                  why: `the code exchange did not follow within ${Duration.format(SignalRelay.ClaimTimeout)}`,
+                }),
+            }),
+            Effect.catchTag("PeerFailed", (e) => new SignalRelay.ClaimAbandoned({ why: e.message })),
+          )
+        : exchange.pipe(
+            // A signal app that dies between the two sides' PAKE messages must not leave them waiting for good.
+            Effect.timeoutFail({
+              duration: Reconnect.OpenTimeout,
+              onTimeout: () => new PeerFailed({ message: "the other side did not finish the code exchange" }),
+            }),
+          )
       yield* events.offer(TransferEvent.Verified({ verification: secured.verification }))
       const rounds = yield* Rounds.make(secured.port)
       const link = yield* PeerLink

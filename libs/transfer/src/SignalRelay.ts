@@ -1,7 +1,7 @@
 import { SignalApi } from "@p2pal/domain"
 import { CodeMismatch, CodeRejected, type ConnectError, PeerFailed, ServerFailed } from "@p2pal/domain/Errors"
 import type { Session } from "@p2pal/infra/SignalClient"
-import { type Duration, Effect, Option, Ref } from "effect"
+import { Data, Duration, Effect, Option, Ref } from "effect"
 import type * as SecureSignal from "./SecureSignal.js"
 
 /** What a side tells the other through the signal app when it stops for good mid-transfer. */
@@ -73,10 +73,47 @@ const next = (server: string, session: Session) =>
     Option.match({ onNone: () => Effect.fail(serverGone(server)), onSome: Effect.succeed }),
   )
 
-/** Waits for the receiver to join, for as long as the code lives (`ttl`, the one the sender asked for). */
+/**
+ * How long a claim of the code (POST /api/join) may take to become a receiver that connected, and then
+ * how long its PAKE may take. An honest receiver does both at once; someone who knows only the nameplate
+ * does neither.
+ */
+export const ClaimTimeout = Duration.seconds(10)
+
+/**
+ * Someone claimed the code but did not go on to prove they know its words: the sender voids the code
+ * (`ClaimAbandonedReason`) and offers a new one rather than wait until its TTL for a receiver that can no
+ * longer join.
+ */
+export class ClaimAbandoned extends Data.TaggedError("ClaimAbandoned")<{ readonly why: string }> {}
+
+/** Why the sender aborts a code after an abandoned claim; whoever still holds that code hears it. */
+export const ClaimAbandonedReason = "the code was claimed without its words; the sender made a new code"
+
+const until = (tags: ReadonlyArray<SignalApi.ServerMessage["_tag"]>) => (message: SignalApi.ServerMessage) =>
+  tags.includes(message._tag)
+
+/**
+ * Waits for the receiver to claim the code, for as long as the code lives (`ttl`, the one the sender asked
+ * for), then for ClaimTimeout for its socket to connect.
+ */
 export const awaitPeer = (server: string, session: Session, ttl: Duration.Duration) =>
   next(server, session).pipe(
-    Effect.repeat({ until: (message) => message._tag === "peer-joined" }),
+    Effect.repeat({ until: until(["peer-claimed", "peer-joined"]) }),
     // The TTL we asked for, not the server's expiresAt: the two machines' clocks need not agree.
     Effect.timeoutFail({ duration: ttl, onTimeout: () => new CodeRejected({ reason: "expired" }) }),
+    Effect.flatMap((message) =>
+      message._tag === "peer-joined"
+        ? Effect.void
+        : next(server, session).pipe(
+            Effect.repeat({ until: until(["peer-joined"]) }),
+            Effect.timeoutFail({
+              duration: ClaimTimeout,
+              onTimeout: () =>
+                new ClaimAbandoned({
+                  why: `no receiver connected within ${Duration.format(ClaimTimeout)} of claiming it`,
+                }),
+            }),
+          ),
+    ),
   )

@@ -6,6 +6,7 @@ import { Clock, Context, Deferred, Duration, Effect, Exit } from "effect"
 import { randomInt } from "node:crypto"
 import type { Writable } from "node:stream"
 import { Checkpoints } from "./Checkpoints.js"
+import * as CodeOffer from "./CodeOffer.js"
 import type { CompressOptions } from "./Compression.js"
 import { overConnections, type PeerOptions } from "./Connection.js"
 import { Hasher } from "./Hasher.js"
@@ -100,16 +101,9 @@ const send = Effect.fn("Transfer.send")(function* (options: SendOptions, events:
   if (options.resume !== undefined) yield* checkpoint.keep
   const progress = new Progress(Manifest.totalBytes(options.sources.manifest))
   const limit = yield* limitOf(options.limitRate)
-  const path = yield* sendSession(
-    options,
-    events,
-    created,
-    transferId,
-    checkpoint.acked,
-    progress,
-    limit,
+  const path = yield* CodeOffer.offering(options, events, created, (created) =>
+    sendSession(options, events, created, transferId, checkpoint.acked, progress, limit),
   ).pipe(
-    Effect.scoped,
     // Whatever stopped it, the latest acknowledgements are worth keeping.
     Effect.onExit((exit) => (Exit.isFailure(exit) ? checkpoint.update : Effect.void)),
   )
@@ -128,15 +122,9 @@ const sendStream = (options: SendOptions, events: Sink) =>
     const progress = new Progress(Manifest.totalBytes(options.sources.manifest))
     const acked = { bytes: new Map<number, number>(), onChange: Effect.void, accepted: Effect.void }
     const limit = yield* limitOf(options.limitRate)
-    const path = yield* sendSession(
-      { ...options, maxRetries: 0 },
-      events,
-      created,
-      undefined,
-      acked,
-      progress,
-      limit,
-    ).pipe(Effect.scoped, Effect.mapError(cannotResume(options.sources.manifest)))
+    const path = yield* CodeOffer.offering(options, events, created, (created) =>
+      sendSession({ ...options, maxRetries: 0 }, events, created, undefined, acked, progress, limit),
+    ).pipe(Effect.mapError(cannotResume(options.sources.manifest)))
     return { transferId: created.transferId, path, resent: 0, progress } satisfies Sent
   })
 
@@ -187,7 +175,14 @@ const sendSession = (
     yield* events.offer(
       TransferEvent.CodeReady({ code: JoinCode.format({ words, nameplate: created.nameplate }) }),
     )
-    yield* SignalRelay.awaitPeer(options.server, session, options.ttl)
+    // The claimer, and a receiver who tries the code later, learn that it is void.
+    const voidCode = <A, E, R>(self: Effect.Effect<A, E, R>) =>
+      Effect.tapError(self, (e) =>
+        e instanceof SignalRelay.ClaimAbandoned
+          ? SignalRelay.leave(session, SignalRelay.ClaimAbandonedReason)
+          : Effect.void,
+      )
+    yield* voidCode(SignalRelay.awaitPeer(options.server, session, options.ttl))
     const { sources } = options
     /** The latest connection's path, read when it opened: the end may come through the relay instead. */
     let latest: ConnectedPath | undefined
@@ -227,7 +222,7 @@ const sendSession = (
         progress.bytes = progress.totalBytes
         return latest
       }),
-    )
+    ).pipe(voidCode)
     // Only bookkeeping for the signal app: the files are there whether or not it hears of it.
     yield* session.send({ _tag: "complete" }).pipe(Effect.timeout("2 seconds"), Effect.ignore)
     return path

@@ -16,6 +16,8 @@ export type TransferEvent = Data.TaggedEnum<{
   SignalBack: {}
   /** The join code to show the user. */
   CodeReady: { readonly code: string }
+  /** The code shown last was claimed by someone who went no further (`why`): it is void, a new one follows. */
+  ClaimAbandoned: { readonly why: string }
   /** The PAKE succeeded: the string both sides can compare (`--verify`). */
   Verified: { readonly verification: string }
   /**

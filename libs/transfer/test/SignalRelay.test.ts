@@ -1,9 +1,9 @@
 import { describe, expect, it } from "@effect/vitest"
 import { SignalApi } from "@p2pal/domain"
-import { CodeMismatch, PeerFailed, ServerFailed } from "@p2pal/domain/Errors"
+import { CodeMismatch, CodeRejected, PeerFailed, ServerFailed } from "@p2pal/domain/Errors"
 import type { Session } from "@p2pal/infra/SignalClient"
 import * as SignalRelay from "@p2pal/transfer/SignalRelay"
-import { Effect, Option, Queue, Ref } from "effect"
+import { Duration, Effect, Fiber, Option, Queue, Ref, TestClock } from "effect"
 
 /** A signal socket played by the test: what the server "sends" is offered to `from`; None is a close. */
 const socket = Effect.gen(function* () {
@@ -91,5 +91,41 @@ describe("SignalRelay (the signal socket as a relay of opaque strings)", () => {
         expect(SignalRelay.farewell(new PeerFailed({ message: "disk" }), false)).toBeUndefined()
         expect(SignalRelay.farewell(new PeerFailed({ message: "gone", lost: true }), true)).toBeUndefined()
       }),
+  )
+})
+
+describe("SignalRelay.awaitPeer (the sender waiting for its receiver)", () => {
+  it.effect("a claim whose socket does not follow within ClaimTimeout is an abandoned claim", () =>
+    Effect.gen(function* () {
+      const { from, session } = yield* socket
+      yield* Queue.offer(from, Option.some({ _tag: "peer-claimed" }))
+      const waiting = yield* Effect.fork(
+        SignalRelay.awaitPeer("http://signal.test", session, Duration.minutes(5)),
+      )
+      yield* TestClock.adjust(Duration.subtract(SignalRelay.ClaimTimeout, Duration.millis(1)))
+      expect(Option.isNone(yield* Fiber.poll(waiting))).toBe(true)
+      yield* TestClock.adjust(Duration.millis(1))
+      const failure = yield* Effect.flip(Fiber.join(waiting))
+      expect(failure).toBeInstanceOf(SignalRelay.ClaimAbandoned)
+      expect((failure as SignalRelay.ClaimAbandoned).why).toBe(
+        "no receiver connected within 10s of claiming it",
+      )
+    }),
+  )
+
+  it.effect("a claim whose socket connects is the receiver; a code nobody claims expires with its TTL", () =>
+    Effect.gen(function* () {
+      const { from, session } = yield* socket
+      yield* Queue.offerAll(from, [
+        Option.some({ _tag: "peer-claimed" }),
+        Option.some({ _tag: "peer-joined" }),
+      ])
+      yield* SignalRelay.awaitPeer("http://signal.test", session, Duration.minutes(5))
+      const waiting = yield* Effect.fork(
+        SignalRelay.awaitPeer("http://signal.test", session, Duration.minutes(5)),
+      )
+      yield* TestClock.adjust(Duration.minutes(5))
+      expect(yield* Effect.flip(Fiber.join(waiting))).toEqual(new CodeRejected({ reason: "expired" }))
+    }),
   )
 })

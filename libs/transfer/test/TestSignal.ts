@@ -14,8 +14,8 @@ const asToken = Schema.decodeSync(Ids.Token)
 const peerOf = (side: Ids.Side): Ids.Side => (side === "sender" ? "receiver" : "sender")
 
 /**
- * The signal app in memory, as apps/signal's Relay.ts behaves towards its clients: `peer-joined` to the
- * sender once the receiver's socket is open, signals passed on, an abort told to the other side as
+ * The signal app in memory, as apps/signal's Api.ts and Relay.ts behave towards their clients: `peer-claimed`
+ * to the sender when the receiver joins, `peer-joined` once the receiver's socket is open, signals passed on, an abort told to the other side as
  * `peer-left` with its reason, and a socket that closes told as `peer-left` "peer disconnected".
  */
 export const make = Effect.gen(function* () {
@@ -45,6 +45,7 @@ export const make = Effect.gen(function* () {
       if (relay === undefined) return yield* new CodeRejected({ reason: "not_found" })
       const token = asToken(`receiver_token_${relay.nameplate}_xxxxxxxxxxx`)
       byToken.set(token, { relay, side: "receiver" })
+      yield* Queue.offer(relay.inbox.sender, { _tag: "peer-claimed" })
       return { transferId: relay.transferId, token, expiresAt: 0, iceServers: [] }
     })
 
