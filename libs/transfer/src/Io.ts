@@ -27,8 +27,15 @@ export const errnoText = (e: unknown): string => {
   return e instanceof Error ? e.message : String(e)
 }
 
+const FullCodes: ReadonlyArray<unknown> = ["ENOSPC", "EDQUOT"]
+
 /** A failed file-system call on `path`, as the user will read it. */
-export const ioError = (path: string) => (e: unknown) => new LocalIoFailed({ path, message: errnoText(e) })
+export const ioError = (path: string) => (e: unknown) =>
+  new LocalIoFailed({
+    path,
+    message: errnoText(e),
+    ...(FullCodes.includes((e as NodeJS.ErrnoException | undefined)?.code) ? { diskFull: true } : {}),
+  })
 
 /** Nothing is there: no such entry, or a component of the path on the way to it is not a directory. */
 export const isAbsent = (e: unknown) => {
