@@ -36,8 +36,8 @@ const signalPort = 8080
 const redisPort = 6390
 const cli = ["--server", `http://${addresses.sig}:${signalPort}`, "--stun", ""]
 
-/** About 3 minutes on the loaded 2-core CI machine. */
-const DefaultN = 10
+/** Every kind twice; about 3 minutes on the loaded 2-core CI machine. */
+const DefaultN = 14
 const n = Number(process.env.P2PAL_CHAOS_N ?? DefaultN)
 const seed = Number(process.env.P2PAL_CHAOS_SEED ?? Date.now() % 2 ** 31)
 const replay = `P2PAL_CHAOS_SEED=${seed} P2PAL_CHAOS_N=${n} npx vitest run test/e2e/chaos.test.ts`
@@ -394,16 +394,25 @@ describe.skipIf(!canUseNetns && process.env.CI !== "true")(
         expect(documented[plan.kind], `the sides' endings [sender, receiver]\n${first.log}`).toContainEqual(
           endings,
         )
-        if (endings.every((e) => e === 0)) return expectVerified(first, src, out, homes)
+        if (endings.every((e) => e === 0)) {
+          await expectVerified(first, src, out, homes)
+          return /^Reconnected/m.test(first.log) ? "reconnected, verified" : "verified"
+        }
 
         expect(await strays(src, out), `what the fault left in --out\n${first.log}`).toEqual([])
         tally.stopped[plan.kind]++
-        const ids = (await checkpoints(homes.snd)).filter((f) => f.endsWith(".send.json"))
-        expect(ids, `the sender's checkpoint\n${first.log}`).toHaveLength(1)
-        const id = ids[0]!.replace(/\.send\.json$/, "")
+        // The resume a side printed (a SIGKILLed one prints nothing), for the checkpoint the sender kept.
+        const printed = new Set(
+          [...first.log.matchAll(/p2pal send --resume (\S+?)(?:,|$)/gm)].map((m) => m[1]),
+        )
+        const kept = (await checkpoints(homes.snd)).filter((f) => f.endsWith(".send.json"))
+        expect([...printed], `the resume printed\n${first.log}`).toHaveLength(1)
+        const id = [...printed][0]!
+        expect(kept, `the sender's checkpoint\n${first.log}`).toEqual([`${id}.send.json`])
         const again = await pair(["--resume", id], plan.rate, out, homes)
         await expectVerified(await bothEnd(again.sender, again.receiver), src, out, homes)
         tally.resumed++
+        return `stopped (sender ${endings[0]}, receiver ${endings[1]}), resumed, verified`
       } finally {
         if (tmpfs) await run("umount", [out])
       }
@@ -414,8 +423,9 @@ describe.skipIf(!canUseNetns && process.env.CI !== "true")(
       { timeout: 2 * EndsWithinMs + 60_000 },
       async (plan) => {
         try {
-          await soak(plan)
+          const outcome = await soak(plan)
           tally.verified++
+          console.log(`chaos.test: ${plan.index}/${n} ${describePlan(plan)}: ${outcome}`)
         } catch (e) {
           const error = e as Error
           error.message = `chaos seed ${seed}, transfer ${plan.index}/${n}: ${describePlan(plan)} (replay: ${replay}): ${error.message}`
