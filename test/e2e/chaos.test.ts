@@ -40,6 +40,8 @@ const cli = ["--server", `http://${addresses.sig}:${signalPort}`, "--stun", ""]
 const DefaultN = 14
 const n = Number(process.env.P2PAL_CHAOS_N ?? DefaultN)
 const seed = Number(process.env.P2PAL_CHAOS_SEED ?? Date.now() % 2 ** 31)
+if (!Number.isInteger(n) || n < 1 || !Number.isInteger(seed))
+  throw new Error(`P2PAL_CHAOS_N must be a positive integer and P2PAL_CHAOS_SEED an integer`)
 const replay = `P2PAL_CHAOS_SEED=${seed} P2PAL_CHAOS_N=${n} npx vitest run test/e2e/chaos.test.ts`
 const random = prng(seed)
 const between = (lo: number, hi: number) => lo + random() * (hi - lo)
@@ -99,24 +101,36 @@ const names = ["data.bin", "notes.txt", "photo 1.jpg", "Ωmega.dat", "x", "archi
 /** Long drops take the retries to their end; with the default N they are kept short to fit its budget. */
 const maxDownS = n > DefaultN ? 40 : 8
 
+/**
+ * Seconds of the transfer, at its rate cap, that come before the earliest fault point and after the
+ * latest: the fault always lands in a running transfer, even when the machine is slow to strike it.
+ */
+const LeadS = 3
+const MarginS = 1.5
+
 const plans: ReadonlyArray<Plan> = kindsFor(n).map((kind, index) => {
+  const rate = pick([8, 12])
   const files = Array.from({ length: 1 + Math.floor(random() * 6) }, (_, i): FileSpec => {
-    const tiny = random() < 0.3
-    const size = tiny ? Math.floor(random() * 4097) : Math.floor(between(2, 16) * MiB)
+    const shape = pick(["tiny", "random", "random", "sparse"] as const)
+    // Sparse files are kept small: compressed, they pass the cap, so they would shorten the margin.
+    const size =
+      shape === "tiny"
+        ? Math.floor(random() * 4097)
+        : Math.floor(shape === "random" ? between(2, 16) * MiB : between(0.1, 2) * MiB)
     const folder = pick(folders)
-    return { path: path.posix.join(folder, `${i}-${pick(names)}`), size, sparse: !tiny && random() < 0.2 }
+    return { path: path.posix.join(folder, `${i}-${pick(names)}`), size, sparse: shape === "sparse" }
   })
-  // At least 8 MiB, so the transfer lasts past the fault at the rates below.
-  if (files.every((f) => f.size < 8 * MiB)) files[0] = { ...files[0]!, size: 8 * MiB + 1, sparse: false }
-  const emptyDirs = random() < 0.3 ? ["empty"] : []
+  const short = LeadS * rate * MiB - files.reduce((sum, f) => sum + f.size, 0)
+  if (short > 0) files[0] = { ...files[0]!, size: files[0]!.size + short, sparse: false }
+  const total = files.reduce((sum, f) => sum + f.size, 0)
   return {
     index: index + 1,
     files,
-    emptyDirs,
-    total: files.reduce((sum, f) => sum + f.size, 0),
-    rate: pick(["8M", "16M"]),
+    emptyDirs: random() < 0.3 ? ["empty"] : [],
+    total,
+    rate: `${rate}M`,
     kind,
-    at: Math.round(between(0.1, 0.8) * 100) / 100,
+    at: Math.floor(between(0.1, 1 - (MarginS * rate * MiB) / total) * 100) / 100,
     side: pick(["snd", "rcv"] as const),
     downS: Math.round(between(1, maxDownS) * 10) / 10,
     signalDownS: Math.round(between(0.2, 5) * 10) / 10,
@@ -401,15 +415,16 @@ describe.skipIf(!canUseNetns && process.env.CI !== "true")(
 
         expect(await strays(src, out), `what the fault left in --out\n${first.log}`).toEqual([])
         tally.stopped[plan.kind]++
-        // The resume a side printed (a SIGKILLed one prints nothing), for the checkpoint the sender kept.
-        const printed = new Set(
-          [...first.log.matchAll(/p2pal send --resume (\S+?)(?:,|$)/gm)].map((m) => m[1]),
-        )
+        // Each side that could speak printed the resume (a SIGKILLed one cannot), of the checkpoint the sender kept.
+        const printed = [first.sent, first.received]
+          .filter((side) => side.signal === null)
+          .map((side) => side.stderr.match(/p2pal send --resume (\S+?)(?:,|$)/m)?.[1])
+        const [id] = printed
+        expect(id, `the resume printed\n${first.log}`).toBeDefined()
+        expect(printed, `the resume printed by both\n${first.log}`).toEqual(printed.map(() => id))
         const kept = (await checkpoints(homes.snd)).filter((f) => f.endsWith(".send.json"))
-        expect([...printed], `the resume printed\n${first.log}`).toHaveLength(1)
-        const id = [...printed][0]!
         expect(kept, `the sender's checkpoint\n${first.log}`).toEqual([`${id}.send.json`])
-        const again = await pair(["--resume", id], plan.rate, out, homes)
+        const again = await pair(["--resume", id!], plan.rate, out, homes)
         await expectVerified(await bothEnd(again.sender, again.receiver), src, out, homes)
         tally.resumed++
         return `stopped (sender ${endings[0]}, receiver ${endings[1]}), resumed, verified`
