@@ -105,8 +105,8 @@ const maxDownS = n > DefaultN ? 40 : 8
  * Seconds of the transfer, at its rate cap, that come before the earliest fault point and after the
  * latest: the fault always lands in a running transfer, even when the machine is slow to strike it.
  */
-const LeadS = 3
-const MarginS = 1.5
+const LeadS = 2.5
+const MarginS = 1.25
 
 const plans: ReadonlyArray<Plan> = kindsFor(n).map((kind, index) => {
   const rate = pick([8, 12])
