@@ -399,8 +399,10 @@ describe.skipIf(cannot !== undefined && process.env.CI !== "true")(
         const { sender, receiver } = await pair(["-r", path.join(src, "t")], plan.rate, out, homes)
         await untilOnDisk(out, Math.floor(plan.at * plan.total), [sender, receiver], EndsWithinMs)
         tally.faults[plan.kind]++
+        const struck = Date.now()
         await strike(plan, sender, receiver, out)
         const first = await bothEnd(sender, receiver)
+        const ended = `both ended ${((Date.now() - struck) / 1000).toFixed(1)} s after the fault struck`
         if (tmpfs) await fs.rm(path.join(out, "filler"))
         const endings = [ending(first.sent), ending(first.received)]
         expect(documented[plan.kind], `the sides' endings [sender, receiver]\n${first.log}`).toContainEqual(
@@ -408,7 +410,7 @@ describe.skipIf(cannot !== undefined && process.env.CI !== "true")(
         )
         if (endings.every((e) => e === 0)) {
           await expectVerified(first, src, out, homes)
-          return /^Reconnected/m.test(first.log) ? "reconnected, verified" : "verified"
+          return `${/^Reconnected/m.test(first.log) ? "reconnected, " : ""}verified; ${ended}`
         }
 
         expect(await strays(src, out), `what the fault left in --out\n${first.log}`).toEqual([])
@@ -425,7 +427,7 @@ describe.skipIf(cannot !== undefined && process.env.CI !== "true")(
         const again = await pair(["--resume", id!], plan.rate, out, homes)
         await expectVerified(await bothEnd(again.sender, again.receiver), src, out, homes)
         tally.resumed++
-        return `stopped (sender ${endings[0]}, receiver ${endings[1]}), resumed, verified`
+        return `stopped (sender ${endings[0]}, receiver ${endings[1]}), resumed, verified; ${ended}`
       } finally {
         if (tmpfs) await run("umount", [out])
       }
