@@ -225,26 +225,31 @@ describe("Checkpoints", () => {
     }),
   )
 
-  it.scoped("remove takes one direction or both with its dead temp files, and fails when there is nothing to remove", () =>
-    Effect.gen(function* () {
-      const store = yield* freshStore
-      yield* store.save(sending(A))
-      yield* store.save(receiving(A))
-      yield* store.save(sending(B))
-      // Left by a save that a SIGKILL cut short, in an earlier run of the same transfer.
-      yield* write(path.join(store.dir, `${A}.send.json.tmp-00ff`), '{"direction": "se')
-      yield* write(path.join(store.dir, `${B}.send.json.tmp-0aff`), "{")
-      expect(yield* store.remove(A, "send")).toEqual(["send"])
-      expect(yield* names(store.dir)).toEqual([
-        `${A}.recv.json`,
-        `${B}.send.json`,
-        `${B}.send.json.tmp-0aff`,
-      ])
-      expect(yield* store.remove(A)).toEqual(["recv"])
-      expect(yield* Effect.flip(store.remove(A))).toMatchObject({ _tag: "CheckpointNotFound", transferId: A })
-      expect(yield* Effect.flip(store.load(A, "recv"))).toMatchObject({ _tag: "CheckpointNotFound" })
-      expect(yield* store.list()).toEqual([Either.right(sending(B))])
-    }),
+  it.scoped(
+    "remove takes one direction or both with its dead temp files, and fails when there is nothing to remove",
+    () =>
+      Effect.gen(function* () {
+        const store = yield* freshStore
+        yield* store.save(sending(A))
+        yield* store.save(receiving(A))
+        yield* store.save(sending(B))
+        // Left by a save that a SIGKILL cut short, in an earlier run of the same transfer.
+        yield* write(path.join(store.dir, `${A}.send.json.tmp-00ff`), '{"direction": "se')
+        yield* write(path.join(store.dir, `${B}.send.json.tmp-0aff`), "{")
+        expect(yield* store.remove(A, "send")).toEqual(["send"])
+        expect(yield* names(store.dir)).toEqual([
+          `${A}.recv.json`,
+          `${B}.send.json`,
+          `${B}.send.json.tmp-0aff`,
+        ])
+        expect(yield* store.remove(A)).toEqual(["recv"])
+        expect(yield* Effect.flip(store.remove(A))).toMatchObject({
+          _tag: "CheckpointNotFound",
+          transferId: A,
+        })
+        expect(yield* Effect.flip(store.load(A, "recv"))).toMatchObject({ _tag: "CheckpointNotFound" })
+        expect(yield* store.list()).toEqual([Either.right(sending(B))])
+      }),
   )
 
   it.scoped("has nothing to list or clean before the first save", () =>
