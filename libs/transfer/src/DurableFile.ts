@@ -64,7 +64,8 @@ export interface DurableFile {
 const writeAll = async (handle: fs.FileHandle, bytes: Uint8Array, position: number) => {
   for (let at = 0; at < bytes.length;) {
     const { bytesWritten } = await handle.write(bytes, at, bytes.length - at, position + at)
-    if (bytesWritten === 0) throw new Error("the disk took no more bytes")
+    // A full disk, as an ENOSPC would say it, so the transfer stays resumable once there is room.
+    if (bytesWritten === 0) throw Object.assign(new Error("the disk took no more bytes"), { code: "ENOSPC" })
     at += bytesWritten
   }
 }
