@@ -292,7 +292,6 @@ describe.skipIf(cannot !== undefined && process.env.CI !== "true")(
 
     /** Strikes `plan`'s fault at the transfer; resolves once it is over (the link back, the app restarted). */
     const strike = async (plan: Plan, sender: Running, receiver: Running, out: string) => {
-      const side = { sender, receiver }
       switch (plan.kind) {
         case "link-down": {
           await cut(plan.side)
@@ -307,8 +306,7 @@ describe.skipIf(cannot !== undefined && process.env.CI !== "true")(
         }
         case "sigkill-sender":
         case "sigkill-receiver": {
-          const [victim, survivor] =
-            plan.kind === "sigkill-sender" ? [side.sender, side.receiver] : [side.receiver, side.sender]
+          const [victim, survivor] = plan.kind === "sigkill-sender" ? [sender, receiver] : [receiver, sender]
           victim.child.kill("SIGKILL")
           await victim.finished
           return stopOnceLost(survivor)
