@@ -207,7 +207,7 @@ describe("a receiving disk that fills up", () => {
 
   it.skipIf(!canMount && process.env.CI !== "true")(
     canMount
-      ? "fills up while receiving: the receiver stops naming the disk, the sender hears it at once and does not reconnect"
+      ? "fills up while receiving: the receiver stops naming the disk, keeping what arrived for a resume; the sender hears it at once and does not reconnect"
       : "SKIPPED: mounting a small tmpfs to fill up needs root",
     async () => {
       expect(canMount, "run as root: the test mounts a 64 MiB tmpfs").toBe(true)
@@ -236,8 +236,12 @@ describe("a receiving disk that fills up", () => {
         expect(received.stderr).toMatch(/ENOSPC|no space left|took no more bytes/i)
         expect(sent.stderr).toMatch(/^p2pal: the peer left \(the other side stopped on an error\)$/m)
         expect(sent.stderr).not.toContain("attempt 2")
-        // Not resumable: its partial copy went with it.
-        expect(await leftIn(out)).toEqual(["filler"])
+        // Resumable once there is room again: the partial copy and the checkpoint stay.
+        expect(received.stderr).toMatch(/Kept what arrived; the sender can resume with p2pal send --resume /)
+        expect(await leftIn(out)).toEqual([
+          expect.stringMatching(/^\.big\.bin\.[0-9a-f]{8}\.p2pal-part$/),
+          "filler",
+        ])
       } finally {
         await run("umount", [out])
       }

@@ -2,6 +2,7 @@ import * as fs from "node:fs/promises"
 import * as path from "node:path"
 import { afterAll, afterEach, beforeEach, describe, expect, it } from "vitest"
 import { addresses, canUseNetns, cannotUseNetns, useNetns } from "../support/Netns.js"
+import { startRedisIn, startSignalIn } from "../support/NetnsApps.js"
 import {
   bin,
   drawnLines,
@@ -10,7 +11,6 @@ import {
   onTty,
   removeTempDirs,
   type Running,
-  signalArgs,
   snapshot,
   sparseRandomFile,
   tempDir,
@@ -32,23 +32,8 @@ const RecoverWithinMs = 30_000
 /** Far from done once the receiver holds 8 MiB, so the restart and the outage hit a running transfer. */
 const largeSize = 200 * MiB
 
-/** Whether the signal app answers /readyz with 200 (its store is reachable), asked from inside `sig`. */
-const isReady = `fetch(process.argv[1]).then((r) => process.exit(r.status === 200 ? 0 : 1), () => process.exit(1))`
-
 /** The signal app in `sig`, once it listens and its store is reachable. */
-const startSignal = async (args: ReadonlyArray<string> = []) => {
-  const app = netns().start(
-    "sig",
-    bin("p2pal-signal"),
-    signalArgs([...["--host", "0.0.0.0", "--port", String(signalPort)], ...args]),
-  )
-  await app.line(/^p2pal-signal listening on /)
-  const readyz = `http://${addresses.sig}:${signalPort}/readyz`
-  await waitFor("the signal app ready", async () =>
-    (await netns().run("sig", process.execPath, ["-e", isReady, readyz])).code === 0 ? true : undefined,
-  )
-  return app
-}
+const startSignal = (args: ReadonlyArray<string> = []) => startSignalIn(netns(), signalPort, args)
 
 let signalApp: Running | undefined
 beforeEach(async () => {
@@ -250,13 +235,8 @@ describe.skipIf(!canUseNetns && process.env.CI !== "true")(
     }) => {
       precondition()
       expect(onPath("redis-server"), "redis-server on the PATH").toBeDefined()
-      const redis = netns().start("sig", "redis-server", [
-        ...["--port", "6390", "--bind", addresses.sig, "--save", "", "--appendonly", "no"],
-        // Only the signal app, in the same namespace, can reach it; it is not on loopback, though.
-        ...["--protected-mode", "no"],
-      ])
+      const redis = await startRedisIn(netns(), 6390)
       try {
-        await redis.line(/Ready to accept connections/)
         const redisArgs = ["--redis", `redis://${addresses.sig}:6390`]
         signalApp!.child.kill("SIGTERM")
         await signalApp!.finished

@@ -4,16 +4,15 @@ import * as path from "node:path"
 import { describe, expect, it } from "vitest"
 import {
   bin,
-  type Finished,
-  type Running,
   run,
   snapshot,
   sparseRandomFile,
   start,
   tempDir,
+  untilOnDisk,
   useSignalApp,
-  waitFor,
 } from "../support/Processes.js"
+import { prng } from "../support/Random.js"
 
 const signalApp = useSignalApp()
 
@@ -21,13 +20,7 @@ const p2pal = bin("p2pal")
 const MiB = 1024 * 1024
 const joinCode = /^[a-z]+-[a-z]+-\d+$/
 
-/** mulberry32: the interruption points are random, but a failing run can be replayed with its seed. */
-const prng = (seed: number) => () => {
-  seed = (seed + 0x6d2b79f5) | 0
-  let t = Math.imul(seed ^ (seed >>> 15), 1 | seed)
-  t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t
-  return ((t ^ (t >>> 14)) >>> 0) / 4_294_967_296
-}
+// The interruption points are random, but a failing run can be replayed with its seed.
 const seed = Number(process.env.P2PAL_RESUME_SEED ?? Date.now() % 2 ** 31)
 const random = prng(seed)
 /**
@@ -49,26 +42,6 @@ const tree = async (root: string) => {
   for (let i = 0; i < 5; i++)
     await sparseRandomFile(path.join(src, "d", `f${i}.bin`), 16 * MiB + Math.floor(random() * 8 * MiB))
   return src
-}
-
-/** Bytes on disk under `out/d`, temporary files included. */
-const bytesIn = async (out: string) => {
-  const dir = path.join(out, "d")
-  let total = 0
-  for (const name of await fs.readdir(dir).catch(() => []))
-    total += (await fs.stat(path.join(dir, name)).catch(() => undefined))?.size ?? 0
-  return total
-}
-
-/** Resolves once `out` holds `bytes`; fails at once if one of the processes exits first. */
-const untilOnDisk = (out: string, bytes: number, processes: ReadonlyArray<Running>) => {
-  const exits: Array<Finished> = []
-  for (const p of processes) void p.finished.then((f) => exits.push(f))
-  return waitFor(`${bytes} bytes in ${out}`, async () => {
-    if (exits.length > 0)
-      throw new Error(`a process exited before the interruption point: ${JSON.stringify(exits)}`)
-    return (await bytesIn(out)) >= bytes ? true : undefined
-  })
 }
 
 /** One side's view of a round: its own P2PAL_HOME, so its checkpoints are the only ones there. */

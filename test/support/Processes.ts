@@ -332,3 +332,36 @@ export const leftIn = async (dir: string): Promise<Array<string>> => {
   }
   return found.sort()
 }
+
+/** Bytes in the files below `dir` (temporary files included), at any depth; 0 if it does not exist. */
+export const bytesUnder = async (dir: string): Promise<number> => {
+  let total = 0
+  for (const entry of await fs.readdir(dir, { withFileTypes: true }).catch(() => [])) {
+    const full = path.join(dir, entry.name)
+    if (entry.isDirectory()) total += await bytesUnder(full)
+    else total += (await fs.stat(full).catch(() => undefined))?.size ?? 0
+  }
+  return total
+}
+
+/** Resolves once the files below `out` hold `bytes`; fails at once if one of `processes` exits first. */
+export const untilOnDisk = (
+  out: string,
+  bytes: number,
+  processes: ReadonlyArray<Running>,
+  timeoutMs?: number,
+) => {
+  const exits: Array<Finished> = []
+  for (const p of processes) void p.finished.then((f) => exits.push(f))
+  return waitFor(
+    `${bytes} bytes in ${out}`,
+    async () => {
+      // The bytes first: a process may have exited just after they arrived.
+      if ((await bytesUnder(out)) >= bytes) return true
+      if (exits.length > 0)
+        throw new Error(`a process exited before the interruption point: ${JSON.stringify(exits)}`)
+      return undefined
+    },
+    timeoutMs,
+  )
+}

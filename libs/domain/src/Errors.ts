@@ -39,6 +39,8 @@ export class IntegrityFailed extends Schema.TaggedError<IntegrityFailed>()("Inte
 export class LocalIoFailed extends Schema.TaggedError<LocalIoFailed>()("LocalIoFailed", {
   path: Schema.String,
   message: Schema.String,
+  /** The disk was full (or the quota used up): once there is room again, a resume can go on. */
+  diskFull: Schema.optional(Schema.Boolean),
 }) {}
 
 /**

@@ -27,14 +27,22 @@ export const errnoText = (e: unknown): string => {
   return e instanceof Error ? e.message : String(e)
 }
 
+const FullCodes: ReadonlyArray<unknown> = ["ENOSPC", "EDQUOT"]
+
 /** A failed file-system call on `path`, as the user will read it. */
-export const ioError = (path: string) => (e: unknown) => new LocalIoFailed({ path, message: errnoText(e) })
+export const ioError = (path: string) => (e: unknown) =>
+  new LocalIoFailed({
+    path,
+    message: errnoText(e),
+    ...(FullCodes.includes((e as NodeJS.ErrnoException | undefined)?.code) ? { diskFull: true } : {}),
+  })
 
 /** Writes all of `bytes` at `position`: a write may stop short (a disk filling up), so it goes on from there. */
 export const writeAll = async (handle: fs.FileHandle, bytes: Uint8Array, position: number) => {
   for (let at = 0; at < bytes.length;) {
     const { bytesWritten } = await handle.write(bytes, at, bytes.length - at, position + at)
-    if (bytesWritten === 0) throw new Error("the disk took no more bytes")
+    // A full disk, as an ENOSPC would say it, so the transfer stays resumable once there is room.
+    if (bytesWritten === 0) throw Object.assign(new Error("the disk took no more bytes"), { code: "ENOSPC" })
     at += bytesWritten
   }
 }

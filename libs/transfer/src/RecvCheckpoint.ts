@@ -1,5 +1,5 @@
 import type { Checkpoint, Ids, Manifest } from "@p2pal/domain"
-import { type CheckpointIo, type LocalIoFailed, PeerFailed } from "@p2pal/domain/Errors"
+import { type CheckpointIo, LocalIoFailed, PeerFailed } from "@p2pal/domain/Errors"
 import { Cause, Clock, Duration, Effect, Exit, Option } from "effect"
 import { randomBytes } from "node:crypto"
 import * as fs from "node:fs/promises"
@@ -55,11 +55,18 @@ const tracked = (index: number, changed: Set<number>): FileState =>
     },
   )
 
-/** The transfer stopped in a way a resume can build on: Ctrl+C, or the peer or the network went away. */
+/**
+ * The transfer stopped in a way a resume can build on: Ctrl+C, the peer or the network went away, or
+ * the receiver's disk filled up (what is on it is sound; the resume goes on once there is room).
+ */
 export const resumable = (exit: Exit.Exit<unknown, unknown>) =>
   Exit.isFailure(exit) &&
   (Cause.isInterruptedOnly(exit.cause) ||
-    Option.exists(Cause.failureOption(exit.cause), (e) => e instanceof PeerFailed && e.lost === true))
+    Option.exists(
+      Cause.failureOption(exit.cause),
+      (e) =>
+        (e instanceof PeerFailed && e.lost === true) || (e instanceof LocalIoFailed && e.diskFull === true),
+    ))
 
 const TempSuffix = ".p2pal-part"
 

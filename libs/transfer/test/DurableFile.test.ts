@@ -279,7 +279,11 @@ describe("DurableFile", () => {
           appendAll(file, chunks(randomBytes(4 * MiB), 64 * 1024)),
         ).pipe(Effect.provide(Hasher.Default), Effect.flip)
         expect(error).toBeInstanceOf(LocalIoFailed)
-        expect(error).toMatchObject({ path: target, message: expect.stringMatching(/ENOSPC/) })
+        expect(error).toMatchObject({
+          path: target,
+          message: expect.stringMatching(/ENOSPC/),
+          diskFull: true,
+        })
         expect(yield* names(out)).toEqual([])
       }),
   )
