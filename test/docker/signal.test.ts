@@ -9,6 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { startBalancer } from "../support/Balancer.js"
 import {
   buildSignalImage,
+  buildMode,
   composeStack,
   docker,
   type Engine,
@@ -162,7 +163,9 @@ if (requireDocker()) {
     const published = "http://127.0.0.1:8080"
     beforeAll(async () => {
       await stack.down()
-      await stack.compose(["up", "-d", ...(process.env.P2PAL_DOCKER_BUILD === "always" ? ["--build"] : [])])
+      // Built by compose as a user's `up` would, unless told to reuse it: an image left from an earlier
+      // run holds an earlier app.
+      await stack.compose(["up", "-d", ...(buildMode === "skip" ? [] : ["--build"])])
       for (const container of await stack.containers("signal")) await healthy(container)
     }, 600_000)
     afterAll(() => stack.down(), 120_000)
