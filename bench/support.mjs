@@ -127,7 +127,14 @@ export function waitForLine(proc, pick, timeoutMs, what) {
 
 /** The built signal app on a free port of `host`, in namespace `ns` if given; `url` is what it printed. */
 export async function startSignal({ ns, host = "127.0.0.1" } = {}) {
-  const server = startIn(ns, "p2pal-signal", join(root, "bin/p2pal-signal"), ["--port", "0", "--host", host, "--metrics-port", "0"])
+  const server = startIn(ns, "p2pal-signal", join(root, "bin/p2pal-signal"), [
+    "--port",
+    "0",
+    "--host",
+    host,
+    "--metrics-port",
+    "0",
+  ])
   const url = await waitForLine(
     server,
     (line) => /^p2pal-signal listening on (http:\/\/\S+)/.exec(line)?.[1],
