@@ -29,6 +29,8 @@ export interface Options {
   readonly size: number
   /** Replace a file already at `target` (otherwise placing fails rather than clobber it). */
   readonly overwrite: boolean
+  /** A pipe's bytes: `size` is no bound on them, so they are never held in memory (see HeldBytes). */
+  readonly pipe?: boolean | undefined
   /** Without one, any failure removes the temporary file; with one, a resumable stop keeps it. */
   readonly checkpoint?: Checkpointed | undefined
   /** Places the file with others, in the background; without one, `place` places it at once, on its own. */
@@ -149,7 +151,7 @@ export const use = <A, E, R>(options: Options, body: (file: DurableFile) => Effe
       path.dirname(target),
       from > 0 && state?.temp !== undefined ? state.temp : RecvCheckpoint.tempName(target),
     )
-    if (placer !== undefined && from === 0 && size <= HeldBytes)
+    if (placer !== undefined && !options.pipe && from === 0 && size <= HeldBytes)
       return yield* Effect.scoped(body(held({ ...options, placer }, temp)))
     if (state !== undefined) state.temp = path.basename(temp)
     const hasher = yield* Hasher

@@ -428,7 +428,14 @@ const receiveFiles = (
                 const checkpoint = state === undefined || save === undefined ? undefined : { state, save }
                 const overwrite = options.overwrite || (tracker?.placedBefore.has(index) ?? false)
                 return DurableFile.use(
-                  { target, size: entry.size, overwrite, checkpoint, placer: files.placer },
+                  {
+                    target,
+                    size: entry.size,
+                    overwrite,
+                    pipe: manifest.stream === "pipe",
+                    checkpoint,
+                    placer: files.placer,
+                  },
                   body,
                 )
               }),
