@@ -130,6 +130,8 @@ export interface Signal {
   readonly metricsUrl: string
   readonly child: ChildProcess
   readonly finished: Promise<Finished>
+  /** What it has logged so far. */
+  readonly output: () => { readonly stdout: string; readonly stderr: string }
   /** Stops it with SIGTERM and tells how it ended, stdout after the listening line included. */
   readonly stop: () => Promise<Finished>
 }
@@ -162,6 +164,7 @@ export const startSignal = async (args: ReadonlyArray<string> = []): Promise<Sig
     metricsUrl: metricsUrl!,
     child: proc.child,
     finished: proc.finished,
+    output: proc.output,
     stop: () => {
       proc.child.kill("SIGTERM")
       return proc.finished
