@@ -157,7 +157,7 @@ const session = (
     const relayed = Effect.raceFirst(relayFrames, deliver).pipe(
       Effect.ensuring(
         Effect.unlessEffect(
-          Effect.ignore(tell(peer, { _tag: "peer-left", reason: SignalApi.PeerDisconnected })),
+          Effect.ignore(tell(peer, { _tag: "peer-left", reason: "disconnected" })),
           shutdown.isBegun,
         ),
       ),

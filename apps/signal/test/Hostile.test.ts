@@ -61,7 +61,12 @@ const frames = FastCheck.oneof(
     JSON.stringify({ _tag: "signal", data: "x".repeat(size) }),
   ),
   FastCheck.string({ maxLength: 200 }).map((data) => JSON.stringify({ _tag: "signal", data })),
-  FastCheck.constantFrom('{"_tag":"complete"}', '{"_tag":"abort","reason":"fuzz"}', '{"_tag":"peer-joined"}'),
+  FastCheck.constantFrom(
+    '{"_tag":"complete"}',
+    '{"_tag":"abort","reason":"stopped"}',
+    '{"_tag":"abort","reason":"fuzz"}',
+    '{"_tag":"peer-joined"}',
+  ),
   FastCheck.record(
     {
       _tag: FastCheck.constantFrom("signal", "complete", "abort", "peer-left", "offer"),

@@ -35,6 +35,8 @@ describe("p2pal-signal WebSocket relay", () => {
     ["not JSON", "hello"],
     ["an unknown tag", JSON.stringify({ _tag: "offer", sdp: "x" })],
     ["a signal without data", JSON.stringify({ _tag: "signal" })],
+    // Stop reasons are data: prose cannot be passed off as one.
+    ["an abort whose reason is prose", JSON.stringify({ _tag: "abort", reason: "the code did not match" })],
   ])("closes with 4400 and a reason on %s", async (_, frame) => {
     const created = await createTransfer(signal)
     const client = connect(signal, created.token)
@@ -99,7 +101,7 @@ describe("p2pal-signal WebSocket relay", () => {
     const receiver = connect(signal, joined.token)
     expect(await receiver.next()).toEqual(signalMessage("offer"))
     expect(await receiver.next()).toEqual(signalMessage("ice-1"))
-    expect(await receiver.next()).toEqual({ _tag: "peer-left", reason: "peer disconnected" })
+    expect(await receiver.next()).toEqual({ _tag: "peer-left", reason: "disconnected" })
     receiver.ws.close(1000)
   })
 
@@ -112,7 +114,7 @@ describe("p2pal-signal WebSocket relay", () => {
     expect(await sender.next()).toEqual({ _tag: "peer-claimed" })
     expect(await sender.next()).toEqual({ _tag: "peer-joined" })
     expect(await sender.next()).toEqual(signalMessage("answer"))
-    expect(await sender.next()).toEqual({ _tag: "peer-left", reason: "peer disconnected" })
+    expect(await sender.next()).toEqual({ _tag: "peer-left", reason: "disconnected" })
     sender.ws.close(1000)
   })
 
@@ -132,7 +134,7 @@ describe("p2pal-signal WebSocket relay", () => {
     for (const data of ["ice-1", "ice-2", "ice-3"]) expect(await receiver.next()).toEqual(signalMessage(data))
 
     sender.ws.close(1000)
-    expect(await receiver.next()).toEqual({ _tag: "peer-left", reason: "peer disconnected" })
+    expect(await receiver.next()).toEqual({ _tag: "peer-left", reason: "disconnected" })
     receiver.ws.close(1000)
   })
 
@@ -144,9 +146,9 @@ describe("p2pal-signal WebSocket relay", () => {
     expect(await sender.next()).toEqual({ _tag: "peer-claimed" })
     expect(await sender.next()).toEqual({ _tag: "peer-joined" })
 
-    receiver.send({ _tag: "abort", reason: "user pressed ctrl-c" })
+    receiver.send({ _tag: "abort", reason: "stopped" })
     receiver.send(signalMessage("after abort"))
-    expect(await sender.next()).toEqual({ _tag: "peer-left", reason: "user pressed ctrl-c" })
+    expect(await sender.next()).toEqual({ _tag: "peer-left", reason: "stopped" })
     expect(await receiver.closed()).toEqual({ code: CloseCode.ended, reason: "transfer aborted" })
     sender.send(signalMessage("too late"))
     expect(await sender.closed()).toEqual({ code: CloseCode.ended, reason: "transfer aborted" })

@@ -63,12 +63,39 @@ export const SignalMessage = Schema.TaggedStruct("signal", {
   data: Schema.String.pipe(Schema.maxLength(MaxSignalDataChars)),
 })
 
+/**
+ * Why a side stops for good, as it tells the other through the relay. Data, not prose: each client turns
+ * it into its own words, so rewording a message can never change how the other side ends.
+ */
+export const AbortReason = Schema.Literal(
+  /** The PAKE failed: the receiver's code did not match; the code is burned. */
+  "wrong-code",
+  /** The PAKE or a sealed message was altered on the way. */
+  "tampered",
+  /** The user stopped it (Ctrl+C). */
+  "stopped",
+  /** It gave up reconnecting. */
+  "gave-up",
+  /** It stopped on an error of its own (a full disk, a bad hash), which stays with it. */
+  "failed",
+  /** The sender voided the code after a claim that did not prove the words, and made a new one. */
+  "code-voided",
+)
+export type AbortReason = typeof AbortReason.Type
+
 export const ClientMessage = Schema.Union(
   SignalMessage,
   Schema.TaggedStruct("complete", {}),
-  Schema.TaggedStruct("abort", { reason: Schema.String.pipe(Schema.maxLength(512)) }),
+  Schema.TaggedStruct("abort", { reason: AbortReason }),
 )
 export type ClientMessage = typeof ClientMessage.Type
+
+/**
+ * Why the relay says the other side left: its `abort`, or "disconnected" when its socket closed without
+ * one (its network may have dropped, and it may come back on a new socket).
+ */
+export const PeerLeftReason = Schema.Literal(...AbortReason.literals, "disconnected")
+export type PeerLeftReason = typeof PeerLeftReason.Type
 
 export const ServerMessage = Schema.Union(
   SignalMessage,
@@ -79,15 +106,9 @@ export const ServerMessage = Schema.Union(
   Schema.TaggedStruct("peer-claimed", {}),
   /** Sent to the sender once a receiver has joined and connected its socket. */
   Schema.TaggedStruct("peer-joined", {}),
-  Schema.TaggedStruct("peer-left", { reason: Schema.String }),
+  Schema.TaggedStruct("peer-left", { reason: PeerLeftReason }),
 )
 export type ServerMessage = typeof ServerMessage.Type
-
-/**
- * The `peer-left` reason when the other side's socket closed without an `abort`: its network may have
- * dropped, and it may come back on a new socket.
- */
-export const PeerDisconnected = "peer disconnected"
 
 /**
  * Where a message sits in its mailbox (a Redis stream id, or a counter in memory): opaque to clients,

@@ -116,7 +116,7 @@ export const overConnections = <A, E, R>(
         use: (channel, context) => use(channel, { ...context, payloadKey: secured.payloadKey, tellVerified }),
         onReconnecting: (attempt, of, why) => events.offer(TransferEvent.Reconnecting({ attempt, of, why })),
         onReconnected: (path) => events.offer(TransferEvent.Reconnected({ path })),
-        giveUp: SignalRelay.leave(session, SignalRelay.GaveUpReason),
+        giveUp: SignalRelay.leave(session, "gave-up"),
       })
       return yield* whenVerified === undefined
         ? connected
@@ -128,6 +128,6 @@ export const overConnections = <A, E, R>(
           return reason === undefined ? Effect.void : SignalRelay.leave(session, reason)
         }),
       ),
-      Effect.onInterrupt(() => SignalRelay.leave(session, SignalRelay.StoppedReason)),
+      Effect.onInterrupt(() => SignalRelay.leave(session, "stopped")),
     )
   })

@@ -4,36 +4,33 @@ import type { Session } from "@p2pal/infra/SignalClient"
 import { Data, Duration, Effect, Option, Ref } from "effect"
 import type * as SecureSignal from "./SecureSignal.js"
 
-/** What a side tells the other through the signal app when it stops for good mid-transfer. */
-export const StoppedReason = "the other side stopped the transfer"
-export const GaveUpReason = "the other side gave up reconnecting"
-/** Its own failure (a full disk, a bad hash) stays with the side that had it: the other one hears only this. */
-export const FailedReason = "the other side stopped on an error"
-
-/**
- * The abort reasons a side gives the signal app when the PAKE or a sealed message fails; the server
- * passes them on to the other side as `peer-left`, which then stops with the same explanation.
- */
-export const MismatchReason: Record<CodeMismatch["cause"], string> = {
+/** The other side's reason for leaving, in the words this side prints (`the peer left (...)`). */
+export const LeftText: Record<SignalApi.PeerLeftReason, string> = {
+  stopped: "the other side stopped the transfer",
+  "gave-up": "the other side gave up reconnecting",
+  // Its own failure (a full disk, a bad hash) stays with the side that had it: the other one hears only this.
+  failed: "the other side stopped on an error",
   "wrong-code": "the code did not match",
   tampered: "a connection message was tampered with",
+  "code-voided": "the code was claimed without its words; the sender made a new code",
+  disconnected: "peer disconnected",
 }
 
 export const serverGone = (server: string) => new ServerFailed({ server, detail: "it closed the connection" })
 
 /** Tells the other side, through the signal app, why this one stops; best effort, as it is on its way out. */
-export const leave = (session: Session, reason: string) =>
+export const leave = (session: Session, reason: SignalApi.AbortReason) =>
   session.send({ _tag: "abort", reason }).pipe(Effect.timeout("1 second"), Effect.ignore)
 
 /**
  * What the other side hears when this one fails with `error`: a code mismatch burns the code, a failure
  * after the peers met stops the other side too; a lost connection says nothing (the other side saw it).
  */
-export const farewell = (error: unknown, met: boolean): string | undefined =>
+export const farewell = (error: unknown, met: boolean): SignalApi.AbortReason | undefined =>
   error instanceof CodeMismatch
-    ? MismatchReason[error.cause]
+    ? error.cause
     : met && !(error instanceof PeerFailed && error.lost === true)
-      ? FailedReason
+      ? "failed"
       : undefined
 
 /**
@@ -49,15 +46,13 @@ export const relay = (
   send: (data) => session.send({ _tag: "signal", data }),
   next: Effect.flatMap(next(server, session), (message) =>
     Effect.flatMap(Ref.get(met), (hasMet) => {
-      if (message._tag !== "peer-left" || (hasMet && message.reason === SignalApi.PeerDisconnected))
+      if (message._tag !== "peer-left" || (hasMet && message.reason === "disconnected"))
         return Effect.succeed(message)
-      const cause = (Object.keys(MismatchReason) as Array<CodeMismatch["cause"]>).find(
-        (c) => MismatchReason[c] === message.reason,
-      )
+      const { reason } = message
       return Effect.fail<ConnectError>(
-        cause === undefined
-          ? new PeerFailed({ message: `the peer left (${message.reason})`, lost: hasMet || undefined })
-          : new CodeMismatch({ side, cause }),
+        reason === "wrong-code" || reason === "tampered"
+          ? new CodeMismatch({ side, cause: reason })
+          : new PeerFailed({ message: `the peer left (${LeftText[reason]})`, lost: hasMet || undefined }),
       )
     }),
   ).pipe(
@@ -82,13 +77,10 @@ export const ClaimTimeout = Duration.seconds(10)
 
 /**
  * Someone claimed the code but did not go on to prove they know its words: the sender voids the code
- * (`ClaimAbandonedReason`) and offers a new one rather than wait until its TTL for a receiver that can no
+ * (abort "code-voided") and offers a new one rather than wait until its TTL for a receiver that can no
  * longer join.
  */
 export class ClaimAbandoned extends Data.TaggedError("ClaimAbandoned")<{ readonly why: string }> {}
-
-/** Why the sender aborts a code after an abandoned claim; whoever still holds that code hears it. */
-export const ClaimAbandonedReason = "the code was claimed without its words; the sender made a new code"
 
 const until = (tags: ReadonlyArray<SignalApi.ServerMessage["_tag"]>) => (message: SignalApi.ServerMessage) =>
   tags.includes(message._tag)

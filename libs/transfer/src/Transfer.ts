@@ -179,7 +179,7 @@ const sendSession = (
     const voidCode = <A, E, R>(self: Effect.Effect<A, E, R>) =>
       Effect.tapError(self, (e) =>
         e instanceof SignalRelay.ClaimAbandoned
-          ? SignalRelay.leave(session, SignalRelay.ClaimAbandonedReason)
+          ? SignalRelay.leave(session, "code-voided")
           : Effect.void,
       )
     yield* voidCode(SignalRelay.awaitPeer(options.server, session, options.ttl))

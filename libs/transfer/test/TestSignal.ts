@@ -55,7 +55,7 @@ export const make = Effect.gen(function* () {
       const tell = (message: SignalApi.ServerMessage) =>
         Effect.asVoid(Queue.offer(relay.inbox[peerOf(side)], message))
       if (side === "receiver") yield* tell({ _tag: "peer-joined" })
-      yield* Effect.addFinalizer(() => tell({ _tag: "peer-left", reason: SignalApi.PeerDisconnected }))
+      yield* Effect.addFinalizer(() => tell({ _tag: "peer-left", reason: "disconnected" }))
       const session: Session = {
         send: (message) => {
           switch (message._tag) {
