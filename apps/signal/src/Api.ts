@@ -14,27 +14,14 @@ import { Data, Effect, Metric, ParseResult, Schema } from "effect"
 import { ClientIp, limitKey } from "./ClientIp.js"
 import * as Metrics from "./Metrics.js"
 
-const StatusOf: Record<SignalApi.ApiErrorCode, number> = {
-  bad_request: 400,
-  unauthorized: 401,
-  not_found: 404,
-  already_claimed: 409,
-  expired: 410,
-  payload_too_large: 413,
-  rate_limited: 429,
-  unavailable: 503,
-}
-
 /** How the relay (Relay.ts) answers a request it cannot upgrade; the REST endpoints fail with SignalHttpApi's errors. */
 export class ApiFailure extends Data.TaggedError("ApiFailure")<{
-  readonly error: SignalApi.ApiErrorCode
+  readonly error: "bad_request"
   readonly message: string
 }> {}
 
 export const errorResponse = ({ error, message }: ApiFailure) =>
-  HttpServerResponse.unsafeJson({ error, message } satisfies SignalApi.ApiErrorBody, {
-    status: StatusOf[error],
-  })
+  HttpServerResponse.unsafeJson({ error, message } satisfies SignalApi.ApiErrorBody, { status: 400 })
 
 /** Fails with `error`, answered with a Retry-After of `seconds`: the declared errors carry a body only. */
 export const refuseFor =

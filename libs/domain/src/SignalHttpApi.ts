@@ -1,4 +1,4 @@
-import { HttpApi, HttpApiEndpoint, HttpApiGroup, HttpApiSchema } from "@effect/platform"
+import { HttpApi, HttpApiEndpoint, HttpApiGroup, HttpApiSchema, OpenApi } from "@effect/platform"
 import { Schema } from "effect"
 import {
   type ApiErrorCode,
@@ -93,4 +93,6 @@ const readyz = HttpApiEndpoint.get("readyz", "/readyz").addSuccess(Readiness).ad
 export class SignalHttpApi extends HttpApi.make("p2pal-signal")
   .add(HttpApiGroup.make("signal", { topLevel: true }).add(create).add(join).add(healthz).add(readyz))
   // Any other path.
-  .addError(Answers.notFound) {}
+  .addError(Answers.notFound)
+  .annotate(OpenApi.Title, "p2pal signal app")
+  .annotate(OpenApi.Version, "0.1.0") {}

@@ -1,25 +1,19 @@
-import { HttpApiClient, type HttpApiError, HttpClient, HttpClientError } from "@effect/platform"
+import { HttpApiClient, HttpClient, HttpClientError } from "@effect/platform"
 import * as NodeHttpClient from "@effect/platform-node/NodeHttpClient"
 import type { SignalApi } from "@p2pal/domain"
 import { CodeRejected, ServerFailed, ServerUnreachable } from "@p2pal/domain/Errors"
 import type { Token } from "@p2pal/domain/Ids"
-import * as Answer from "@p2pal/domain/SignalHttpApi"
-import { Effect, type ParseResult } from "effect"
+import { SignalHttpApi } from "@p2pal/domain/SignalHttpApi"
+import { Effect } from "effect"
 import * as Socket from "./SignalSocket.js"
 
 const RequestTimeoutMs = 15_000
 
-type Failure =
-  | Answer.BadRequest
-  | Answer.NotFound
-  | Answer.AlreadyClaimed
-  | Answer.Expired
-  | Answer.PayloadTooLarge
-  | Answer.RateLimited
-  | Answer.Unavailable
-  | HttpApiError.HttpApiDecodeError
-  | HttpClientError.HttpClientError
-  | ParseResult.ParseError
+const clientFor = (httpClient: HttpClient.HttpClient, server: string) =>
+  HttpApiClient.makeWith(SignalHttpApi, { httpClient, baseUrl: server })
+type Api = Effect.Effect.Success<ReturnType<typeof clientFor>>
+/** Every way a call can fail: join's declared errors include create's. */
+type Failure = Effect.Effect.Error<ReturnType<Api["join"]>>
 
 const causeText = (e: unknown): string => {
   const cause = e instanceof Error && e.cause instanceof Error ? e.cause : e
@@ -67,9 +61,6 @@ const fromFailure =
         return new ServerFailed({ server, detail: e.message })
     }
   }
-
-const clientFor = (httpClient: HttpClient.HttpClient, server: string) =>
-  HttpApiClient.makeWith(Answer.SignalHttpApi, { httpClient, baseUrl: server })
 
 export type { Session, SocketChange } from "./SignalSocket.js"
 
