@@ -1,6 +1,6 @@
 import { HttpApiBuilder, type HttpApp, HttpServer, type HttpServerError } from "@effect/platform"
 import { NotFound, SignalHttpApi } from "@p2pal/domain/SignalHttpApi"
-import { TransferStore } from "@p2pal/infra/TransferStore"
+import type { TransferStore } from "@p2pal/infra/TransferStore"
 import { Console, Effect, Layer } from "effect"
 import { createTransfer, healthz, joinTransfer, readyz } from "./Api.js"
 import { roomForTransfer, WebSockets } from "./Caps.js"
