@@ -1,8 +1,9 @@
 import type { IncomingMessage } from "node:http"
-import { HttpServerRequest, HttpServerResponse } from "@effect/platform"
+import { HttpApp, HttpServerRequest, HttpServerResponse } from "@effect/platform"
 import { NodeHttpServerRequest } from "@effect/platform-node"
 import { SignalApi } from "@p2pal/domain"
 import * as Excerpt from "@p2pal/domain/Excerpt"
+import * as Answer from "@p2pal/domain/SignalHttpApi"
 import { RateLimiter } from "@p2pal/infra/RateLimiter"
 import type { RateLimited } from "@p2pal/infra/RateLimiter"
 import { TransferStore } from "@p2pal/infra/TransferStore"
@@ -13,33 +14,25 @@ import { Data, Effect, Metric, ParseResult, Schema } from "effect"
 import { ClientIp, limitKey } from "./ClientIp.js"
 import * as Metrics from "./Metrics.js"
 
-const StatusOf: Record<SignalApi.ApiErrorCode, number> = {
-  bad_request: 400,
-  unauthorized: 401,
-  not_found: 404,
-  already_claimed: 409,
-  expired: 410,
-  payload_too_large: 413,
-  rate_limited: 429,
-  unavailable: 503,
-}
-
-/** Every failure a client can cause ends as one of these, answered with an ApiErrorBody. */
+/** How the relay (Relay.ts) answers a request it cannot upgrade; the REST endpoints fail with SignalHttpApi's errors. */
 export class ApiFailure extends Data.TaggedError("ApiFailure")<{
-  readonly error: SignalApi.ApiErrorCode
+  readonly error: "bad_request"
   readonly message: string
-  /** With `rate_limited`: whole seconds until the client may try again, sent as Retry-After. */
-  readonly retryAfterSeconds?: number
 }> {}
 
-export const errorResponse = ({ error, message, retryAfterSeconds }: ApiFailure) =>
-  HttpServerResponse.unsafeJson({ error, message } satisfies SignalApi.ApiErrorBody, {
-    status: StatusOf[error],
-    headers: retryAfterSeconds === undefined ? {} : { "retry-after": String(retryAfterSeconds) },
-  })
+export const errorResponse = ({ error, message }: ApiFailure) =>
+  HttpServerResponse.unsafeJson({ error, message } satisfies SignalApi.ApiErrorBody, { status: 400 })
 
-type ServiceError =
-  Store.TransferNotFound | Store.Rejected | Store.NameplatesExhausted | Store.StoreUnavailable | RateLimited
+/** Fails with `error`, answered with a Retry-After of `seconds`: the declared errors carry a body only. */
+export const refuseFor =
+  (seconds: number) =>
+  <E>(error: E): Effect.Effect<never, E> =>
+    Effect.zipRight(
+      HttpApp.appendPreResponseHandler((_, response) =>
+        Effect.succeed(HttpServerResponse.setHeader(response, "retry-after", String(seconds))),
+      ),
+      Effect.fail(error),
+    )
 
 const Limited: Record<RateLimited["kind"], string> = {
   create: "new transfers",
@@ -47,77 +40,58 @@ const Limited: Record<RateLimited["kind"], string> = {
   "failed-join": "failed joins",
 }
 
-const toApiFailure = (e: ServiceError): ApiFailure => {
-  switch (e._tag) {
-    case "TransferNotFound":
-      return new ApiFailure({
-        error: "not_found",
-        message: "no transfer has this code: check it with the sender",
-      })
-    case "TransferExpired":
-      return new ApiFailure({
-        error: "expired",
-        message: "this code has expired: ask the sender for a new one",
-      })
-    case "TransferEnded":
-      // A completed transfer's code was used: saying "expired" would send the user looking at --ttl.
-      return e.status === "completed"
-        ? new ApiFailure({
-            error: "already_claimed",
-            message: "this code was already used: ask the sender for a new one",
-          })
-        : new ApiFailure({
-            error: "expired",
-            message: `this transfer is ${e.status}: ask the sender for a new code`,
-          })
-    case "AlreadyClaimed":
-      return new ApiFailure({
-        error: "already_claimed",
-        message: "someone already used this code: ask the sender for a new one",
-      })
-    case "TransitionNotAllowed":
-      return new ApiFailure({
-        error: "bad_request",
-        message: `a ${e.status} transfer does not accept ${e.event}`,
-      })
-    case "NameplatesExhausted":
-    case "StoreUnavailable":
-      return new ApiFailure({
-        error: "unavailable",
-        message: "the signal server cannot take transfers now: retry later",
-      })
-    case "RateLimited": {
-      // Retry-After counts whole seconds; rounding down would send the client back too early.
-      const seconds = Math.max(1, Math.ceil(e.retryAfterMs / 1000))
-      return new ApiFailure({
-        error: "rate_limited",
-        message: `too many ${Limited[e.kind]} from this address: retry in ${seconds} s`,
-        retryAfterSeconds: seconds,
-      })
-    }
-  }
-}
+const unavailable = () =>
+  new Answer.Unavailable({ message: "the signal server cannot take transfers now: retry later" })
 
-/** Answers every failure of `handler` with its error body; a rate-limit refusal is also counted and logged. */
-const answering = <R>(
-  handler: Effect.Effect<HttpServerResponse.HttpServerResponse, ApiFailure | ServiceError, R>,
-) =>
-  handler.pipe(
+/** A rate-limiter call whose refusal is counted, logged, and answered 429 with Retry-After. */
+const limited = <A>(effect: Effect.Effect<A, RateLimited | Store.StoreUnavailable>) =>
+  effect.pipe(
     Effect.tapErrorTag("RateLimited", ({ kind }) =>
       Effect.zipRight(
         Metric.increment(Metrics.rateLimited[kind]),
         Effect.logWarning("rate limited").pipe(Effect.annotateLogs({ kind })),
       ),
     ),
-    Effect.catchAll((e) => errorResponse(e._tag === "ApiFailure" ? e : toApiFailure(e))),
+    Effect.catchTags({
+      RateLimited: ({ kind, retryAfterMs }) => {
+        // Retry-After counts whole seconds; rounding down would send the client back too early.
+        const seconds = Math.max(1, Math.ceil(retryAfterMs / 1000))
+        const message = `too many ${Limited[kind]} from this address: retry in ${seconds} s`
+        return refuseFor(seconds)(new Answer.RateLimited({ message }))
+      },
+      StoreUnavailable: () => Effect.fail(unavailable()),
+    }),
   )
+
+/** What a join the store refused is answered. */
+const joinRefused = (e: Store.TransferNotFound | Store.Rejected | Store.StoreUnavailable) => {
+  switch (e._tag) {
+    case "TransferNotFound":
+      return new Answer.NotFound({ message: "no transfer has this code: check it with the sender" })
+    case "TransferExpired":
+      return new Answer.Expired({ message: "this code has expired: ask the sender for a new one" })
+    case "TransferEnded":
+      // A completed transfer's code was used: saying "expired" would send the user looking at --ttl.
+      return e.status === "completed"
+        ? new Answer.AlreadyClaimed({ message: "this code was already used: ask the sender for a new one" })
+        : new Answer.Expired({ message: `this transfer is ${e.status}: ask the sender for a new code` })
+    case "AlreadyClaimed":
+      return new Answer.AlreadyClaimed({
+        message: "someone already used this code: ask the sender for a new one",
+      })
+    case "TransitionNotAllowed":
+      return new Answer.BadRequest({ message: `a ${e.status} transfer does not accept ${e.event}` })
+    case "StoreUnavailable":
+      return unavailable()
+  }
+}
 
 /**
  * Collects at most `limit` bytes. Past that it answers at once and leaves the rest unread for Node to
  * discard, so the client gets its 413 instead of a reset connection.
  */
 const readText = (source: IncomingMessage, limit: number) =>
-  Effect.async<string, ApiFailure>((resume) => {
+  Effect.async<string, Answer.PayloadTooLarge | Answer.BadRequest>((resume) => {
     const chunks: Array<Buffer> = []
     let size = 0
     const stop = () => {
@@ -129,11 +103,7 @@ const readText = (source: IncomingMessage, limit: number) =>
       size += chunk.length
       if (size <= limit) return void chunks.push(chunk)
       stop()
-      resume(
-        Effect.fail(
-          new ApiFailure({ error: "payload_too_large", message: `request body exceeds ${limit} bytes` }),
-        ),
-      )
+      resume(Effect.fail(new Answer.PayloadTooLarge({ message: `request body exceeds ${limit} bytes` })))
     }
     const onEnd = () => {
       stop()
@@ -141,9 +111,7 @@ const readText = (source: IncomingMessage, limit: number) =>
     }
     const onError = (cause: Error) => {
       stop()
-      resume(
-        Effect.fail(new ApiFailure({ error: "bad_request", message: `unreadable body: ${cause.message}` })),
-      )
+      resume(Effect.fail(new Answer.BadRequest({ message: `unreadable body: ${cause.message}` })))
     }
     source.on("data", onData)
     source.on("end", onEnd)
@@ -160,6 +128,11 @@ export const parseErrorText = (e: ParseResult.ParseError) => {
   return Excerpt.chars(path === "" ? message : `${path}: ${message}`, MaxErrorTextChars)
 }
 
+/**
+ * The request's body as `schema`, read here rather than by HttpApiBuilder: that one picks a parser by
+ * content type (`curl -d` sends a form, `fetch` text) and would answer a body over the cap with a reset
+ * and malformed JSON with a 500. Here any body is JSON, capped, and refused with a 413 or a 400.
+ */
 const decodeBody = <A, I>(schema: Schema.Schema<A, I>) =>
   Effect.gen(function* () {
     const request = yield* HttpServerRequest.HttpServerRequest
@@ -168,7 +141,7 @@ const decodeBody = <A, I>(schema: Schema.Schema<A, I>) =>
       SignalApi.MaxRequestBodyBytes,
     )
     return yield* Schema.decodeUnknown(Schema.parseJson(schema))(text).pipe(
-      Effect.mapError((e) => new ApiFailure({ error: "bad_request", message: parseErrorText(e) })),
+      Effect.mapError((e) => new Answer.BadRequest({ message: parseErrorText(e) })),
     )
   })
 
@@ -177,89 +150,73 @@ const encodeMessage = Schema.encodeSync(SignalApi.ServerMessageFromJson)
 /** The rate limiter and the key it counts this request's client under. */
 const limiterForClient = Effect.all([RateLimiter, Effect.map(ClientIp, limitKey)])
 
-/** Encoding what the store returned cannot fail: if it does, that is a bug, answered 500 and logged. */
-const respond = <A, I>(schema: Schema.Schema<A, I>, body: A, status = 200) =>
-  Effect.orDie(HttpServerResponse.schemaJson(schema)(body, { status }))
-
 /** `room`: fails while the app holds as many transfers as it may (checked after the client's own limit). */
-export const createTransfer = <R>(room: Effect.Effect<void, ApiFailure, R>) =>
-  answering(
-    Effect.gen(function* () {
-      const [limiter, client] = yield* limiterForClient
-      // Counted before the body is read, so a refusal costs less than any request it refuses.
-      yield* limiter.hit("create", client)
-      yield* room
-      const { ttlSeconds } = yield* decodeBody(SignalApi.CreateTransferRequest)
-      const store = yield* TransferStore
-      const created = yield* store.create(ttlSeconds * 1000)
-      yield* Metric.increment(Metrics.transfersCreated)
-      yield* Effect.logInfo("transfer created").pipe(Effect.annotateLogs({ transferId: created.transferId }))
-      return yield* respond(
-        SignalApi.CreateTransferResponse,
-        {
-          nameplate: created.nameplate,
-          transferId: created.transferId,
-          token: created.senderToken,
-          expiresAt: created.expiresAt,
-          iceServers: yield* (yield* IceServers).forTransfer(created.transferId, created.expiresAt),
-        },
-        201,
-      )
-    }),
-  )
-
-/** What a join that named nothing claimable is answered: the answers a client guessing nameplates gets. */
-const FailedJoin: ReadonlySet<SignalApi.ApiErrorCode> = new Set(["not_found", "expired", "already_claimed"])
-
-export const joinTransfer = answering(
+export const createTransfer = <E, R>(room: Effect.Effect<void, E, R>) =>
   Effect.gen(function* () {
     const [limiter, client] = yield* limiterForClient
-    // Past its failed-join allowance a client is refused before the store hears its next guess.
-    yield* limiter.check("failed-join", client)
-    yield* limiter.hit("join", client)
-    const { nameplate } = yield* decodeBody(SignalApi.JoinRequest)
-    const store = yield* TransferStore
-    // A concurrent failure may have used the last of the allowance first: this answer stands all the
-    // same, and the next join is the one refused.
-    const countFailure = Effect.catchTag(limiter.hit("failed-join", client), "RateLimited", () => Effect.void)
-    const joined = yield* store.join(nameplate).pipe(
-      Effect.mapError(toApiFailure),
-      Effect.tapError((failure) => (FailedJoin.has(failure.error) ? countFailure : Effect.void)),
-    )
-    // Told now rather than when the receiver's socket connects: a claim that goes no further (someone
-    // who knows only the nameplate) is then seen by the sender, who makes a new code.
-    yield* store
-      .post(joined.transferId, "sender", encodeMessage({ _tag: "peer-claimed" }))
-      .pipe(
-        Effect.catchAll((e) =>
-          Effect.logWarning("sender not told of the claim").pipe(Effect.annotateLogs({ why: e._tag })),
-        ),
-      )
-    yield* Metric.increment(Metrics.transfersJoined)
-    yield* Effect.logInfo("transfer joined").pipe(Effect.annotateLogs({ transferId: joined.transferId }))
-    return yield* respond(SignalApi.JoinResponse, {
-      transferId: joined.transferId,
-      token: joined.receiverToken,
-      expiresAt: joined.expiresAt,
-      iceServers: yield* (yield* IceServers).forTransfer(joined.transferId, joined.expiresAt),
-    })
-  }),
-)
+    // Counted before the body is read, so a refusal costs less than any request it refuses.
+    yield* limited(limiter.hit("create", client))
+    yield* room
+    const { ttlSeconds } = yield* decodeBody(SignalApi.CreateTransferRequest)
+    const created = yield* Effect.mapError((yield* TransferStore).create(ttlSeconds * 1000), unavailable)
+    yield* Metric.increment(Metrics.transfersCreated)
+    yield* Effect.logInfo("transfer created").pipe(Effect.annotateLogs({ transferId: created.transferId }))
+    return {
+      nameplate: created.nameplate,
+      transferId: created.transferId,
+      token: created.senderToken,
+      expiresAt: created.expiresAt,
+      iceServers: yield* (yield* IceServers).forTransfer(created.transferId, created.expiresAt),
+    }
+  })
 
-export const healthz = Effect.succeed(HttpServerResponse.unsafeJson({ status: "ok" }))
+/** The answers a join that named nothing claimable gets: the ones a client guessing nameplates gets. */
+const FailedJoin: ReadonlySet<string> = new Set(["NotFound", "Expired", "AlreadyClaimed"])
 
-export const readyz = answering(
-  Effect.gen(function* () {
-    // A load balancer stops routing here while the sockets drain.
-    if (yield* (yield* Shutdown).isBegun)
-      return yield* new ApiFailure({ error: "unavailable", message: "shutting down" })
-    const store = yield* TransferStore
-    yield* store.ping.pipe(
-      Effect.timeoutFail({
-        duration: "2 seconds",
-        onTimeout: () => new ApiFailure({ error: "unavailable", message: "the store did not answer" }),
-      }),
+export const joinTransfer = Effect.gen(function* () {
+  const [limiter, client] = yield* limiterForClient
+  // Past its failed-join allowance a client is refused before the store hears its next guess.
+  yield* limited(Effect.zipRight(limiter.check("failed-join", client), limiter.hit("join", client)))
+  const { nameplate } = yield* decodeBody(SignalApi.JoinRequest)
+  const store = yield* TransferStore
+  // A concurrent failure may have used the last of the allowance first: this answer stands all the
+  // same, and the next join is the one refused.
+  const countFailure = limiter.hit("failed-join", client).pipe(
+    Effect.catchTag("RateLimited", () => Effect.void),
+    Effect.mapError(unavailable),
+  )
+  const joined = yield* Effect.mapError(store.join(nameplate), joinRefused).pipe(
+    Effect.tapError((answer) => (FailedJoin.has(answer._tag) ? countFailure : Effect.void)),
+  )
+  // Told now rather than when the receiver's socket connects: a claim that goes no further (someone
+  // who knows only the nameplate) is then seen by the sender, who makes a new code.
+  yield* store
+    .post(joined.transferId, "sender", encodeMessage({ _tag: "peer-claimed" }))
+    .pipe(
+      Effect.catchAll((e) =>
+        Effect.logWarning("sender not told of the claim").pipe(Effect.annotateLogs({ why: e._tag })),
+      ),
     )
-    return HttpServerResponse.unsafeJson({ status: "ready" })
-  }),
-)
+  yield* Metric.increment(Metrics.transfersJoined)
+  yield* Effect.logInfo("transfer joined").pipe(Effect.annotateLogs({ transferId: joined.transferId }))
+  return {
+    transferId: joined.transferId,
+    token: joined.receiverToken,
+    expiresAt: joined.expiresAt,
+    iceServers: yield* (yield* IceServers).forTransfer(joined.transferId, joined.expiresAt),
+  }
+})
+
+export const healthz = Effect.succeed({ status: "ok" } as const)
+
+export const readyz = Effect.gen(function* () {
+  // A load balancer stops routing here while the sockets drain.
+  if (yield* (yield* Shutdown).isBegun) return yield* new Answer.Unavailable({ message: "shutting down" })
+  yield* Effect.mapError((yield* TransferStore).ping, unavailable).pipe(
+    Effect.timeoutFail({
+      duration: "2 seconds",
+      onTimeout: () => new Answer.Unavailable({ message: "the store did not answer" }),
+    }),
+  )
+  return { status: "ready" } as const
+})

@@ -1,7 +1,9 @@
+import type { HttpServerRequest } from "@effect/platform"
+import { RateLimited, Unavailable } from "@p2pal/domain/SignalHttpApi"
 import { TransferStore } from "@p2pal/infra/TransferStore"
 import { Context, Effect, Layer, Metric } from "effect"
-import { ApiFailure } from "./Api.js"
-import { ClientIp, limitKey } from "./ClientIp.js"
+import { refuseFor } from "./Api.js"
+import { ClientIp, limitKey, type TrustProxy } from "./ClientIp.js"
 import type * as Flags from "./Flags.js"
 import * as Metrics from "./Metrics.js"
 
@@ -14,29 +16,26 @@ export class Caps extends Context.Tag("@p2pal/signal/Caps")<Caps, Flags.Caps>() 
  */
 const RetryAfterSeconds = 5
 
-const refuse = (cap: Metrics.Cap, failure: ApiFailure) =>
+const refuse = <E>(cap: Metrics.Cap, failure: E) =>
   Effect.zipRight(
     Metric.increment(Metrics.refused[cap]),
-    Effect.zipRight(Effect.logWarning("refused: cap reached").pipe(Effect.annotateLogs({ cap })), failure),
+    Effect.zipRight(
+      Effect.logWarning("refused: cap reached").pipe(Effect.annotateLogs({ cap })),
+      refuseFor(RetryAfterSeconds)(failure),
+    ),
   )
 
 /** Fails with a 503 once the store holds `--max-transfers` transfers; checked before each create. */
 export const roomForTransfer = Effect.gen(function* () {
   const { transfers } = yield* Caps
   const held = yield* (yield* TransferStore).held.pipe(
-    Effect.mapError(
-      () => new ApiFailure({ error: "unavailable", message: "the store did not answer: retry later" }),
-    ),
+    Effect.mapError(() => new Unavailable({ message: "the store did not answer: retry later" })),
   )
   yield* Metric.set(Metrics.transfersHeld, held)
   if (held >= transfers)
     return yield* refuse(
       "transfers",
-      new ApiFailure({
-        error: "unavailable",
-        message: "the signal server holds as many transfers as it may: retry later",
-        retryAfterSeconds: RetryAfterSeconds,
-      }),
+      new Unavailable({ message: "the signal server holds as many transfers as it may: retry later" }),
     )
 })
 
@@ -47,7 +46,7 @@ export class WebSockets extends Context.Tag("@p2pal/signal/WebSockets")<
     /** Runs `handler` (the relay) as one open socket of the current client, if the caps leave room. */
     readonly admit: <A, E, R>(
       handler: Effect.Effect<A, E, R>,
-    ) => Effect.Effect<A, E | ApiFailure, R | ClientIp>
+    ) => Effect.Effect<A, E | Unavailable | RateLimited, R | HttpServerRequest.HttpServerRequest | TrustProxy>
   }
 >() {
   static readonly layer = Layer.effect(
@@ -67,24 +66,20 @@ export class WebSockets extends Context.Tag("@p2pal/signal/WebSockets")<
         )
       // Checked and counted with no yield in between, so concurrent upgrades cannot both take the last slot.
       const acquire = (client: string) =>
-        Effect.suspend(() => {
+        Effect.suspend((): Effect.Effect<string, Unavailable | RateLimited> => {
           if (total >= caps.webSockets)
             return refuse(
               "websockets",
-              new ApiFailure({
-                error: "unavailable",
+              new Unavailable({
                 message: "the signal server has as many sockets open as it may: retry later",
-                retryAfterSeconds: RetryAfterSeconds,
               }),
             )
           const mine = byClient.get(client) ?? 0
           if (mine >= caps.webSocketsPerClient)
             return refuse(
               "websockets-per-client",
-              new ApiFailure({
-                error: "rate_limited",
+              new RateLimited({
                 message: `too many open sockets from this address: retry in ${RetryAfterSeconds} s`,
-                retryAfterSeconds: RetryAfterSeconds,
               }),
             )
           total++

@@ -1,5 +1,5 @@
 import { isIPv4, isIPv6 } from "node:net"
-import { type HttpApp, HttpServerRequest } from "@effect/platform"
+import { HttpServerRequest } from "@effect/platform"
 import { Context, Effect, Option } from "effect"
 
 /**
@@ -7,9 +7,6 @@ import { Context, Effect, Option } from "effect"
  * else can write the header, and a limit keyed on it would reset with every made-up address.
  */
 export class TrustProxy extends Context.Tag("@p2pal/signal/TrustProxy")<TrustProxy, boolean>() {}
-
-/** The address of the client behind the current request, as `address` returns it. */
-export class ClientIp extends Context.Tag("@p2pal/signal/ClientIp")<ClientIp, string>() {}
 
 /** Two bytes of a dotted IPv4 address as one IPv6 group, in hex. */
 const hexGroup = (high: string | undefined, low: string | undefined) =>
@@ -75,15 +72,12 @@ export const limitKey = (ip: string): string =>
         .join(":")}::/64`
     : ip
 
-/** Works out the request's client IP once and provides it as `ClientIp` to the app. */
-export const middleware = <E, R>(app: HttpApp.Default<E, R>) =>
-  Effect.gen(function* () {
-    const request = yield* HttpServerRequest.HttpServerRequest
-    const trustProxy = yield* TrustProxy
-    const ip = address(
-      Option.getOrUndefined(request.remoteAddress),
-      request.headers["x-forwarded-for"],
-      trustProxy,
-    )
-    return yield* Effect.provideService(app, ClientIp, ip)
-  })
+/** The address of the client behind the current request, as `address` returns it. */
+export const ClientIp = Effect.gen(function* () {
+  const request = yield* HttpServerRequest.HttpServerRequest
+  return address(
+    Option.getOrUndefined(request.remoteAddress),
+    request.headers["x-forwarded-for"],
+    yield* TrustProxy,
+  )
+})

@@ -16,6 +16,17 @@ afterAll(async () => {
 })
 
 const isApiError = Schema.is(SignalApi.ApiErrorBody)
+
+/** Whether `text` is a request the endpoint at `path` takes (extra fields are ignored, as the app does). */
+const accepts = (path: string, text: string) => {
+  const is =
+    path === "/api/transfer" ? Schema.is(SignalApi.CreateTransferRequest) : Schema.is(SignalApi.JoinRequest)
+  try {
+    return is(JSON.parse(text))
+  } catch {
+    return false
+  }
+}
 const Endpoints = ["/api/transfer", "/api/join", "/api/ws", "/healthz", "/readyz", "/metrics"]
 
 const methods = FastCheck.constantFrom("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
@@ -144,6 +155,51 @@ describe("p2pal-signal under hostile clients", () => {
         expect(response.status).toBeLessThan(500)
         if (response.status >= 400 && method !== "HEAD") expect(isApiError(JSON.parse(text))).toBe(true)
       }),
+      { numRuns: 100 },
+    )
+  })
+
+  it("answers malformed or wrongly typed bodies 400 and bodies over the cap 413, whatever their content type", async () => {
+    const wrong = FastCheck.oneof(
+      FastCheck.string({ maxLength: 200 }).filter((text) => {
+        try {
+          JSON.parse(text)
+          return false
+        } catch {
+          return true
+        }
+      }),
+      FastCheck.jsonValue({ maxDepth: 3 }).map((value) => JSON.stringify(value)),
+      FastCheck.anything().map((value) => JSON.stringify({ ttlSeconds: value, nameplate: value }) ?? "{}"),
+    )
+    const body = FastCheck.oneof(
+      wrong.map((text) => ({ text, status: 400, error: "bad_request" })),
+      FastCheck.integer({ min: SignalApi.MaxRequestBodyBytes + 1, max: 64 * 1024 }).map((size) => ({
+        text: JSON.stringify({ ttlSeconds: 60, nameplate: "42", pad: "x".repeat(size) }),
+        status: 413,
+        error: "payload_too_large",
+      })),
+    )
+    await FastCheck.assert(
+      FastCheck.asyncProperty(
+        FastCheck.constantFrom("/api/transfer", "/api/join"),
+        contentTypes,
+        body,
+        async (path, type, { text, status, error }) => {
+          // What the contract accepts is no hostile body (it succeeds, or a join finds no transfer).
+          FastCheck.pre(status === 413 || !accepts(path, text))
+          const response = await fetch(`${signal.url}${path}`, {
+            method: "POST",
+            body: text,
+            headers: type === undefined ? {} : { "content-type": type },
+            signal: AbortSignal.timeout(RequestMs),
+          })
+          expect({ status: response.status, body: await response.json() }).toMatchObject({
+            status,
+            body: { error },
+          })
+        },
+      ),
       { numRuns: 100 },
     )
   })

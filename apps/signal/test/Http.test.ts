@@ -92,6 +92,39 @@ describe("p2pal-signal HTTP API", () => {
     expect(streamed.status).toBe(413)
   })
 
+  it.each([
+    ["application/json", "application/json"],
+    ["a form (curl -d)", "application/x-www-form-urlencoded"],
+    ["text", "text/plain"],
+    ["bytes", "application/octet-stream"],
+  ])("takes a JSON body sent as %s", async (_, type) => {
+    const response = await fetch(new URL("/api/transfer", signal.url), {
+      method: "POST",
+      body: '{"ttlSeconds":60}',
+      headers: { "content-type": type },
+    })
+    expect(response.status).toBe(201)
+  })
+
+  it("serves the OpenAPI document of the endpoints, with each answer's status", async () => {
+    const response = await fetch(new URL("/api/openapi.json", signal.url))
+    expect(response.status).toBe(200)
+    const { openapi, paths } = (await response.json()) as {
+      openapi: string
+      paths: Record<string, Record<string, { responses: Record<string, unknown> }>>
+    }
+    expect(openapi).toMatch(/^3\./)
+    const statuses = (path: string, method: string) => Object.keys(paths[path]?.[method]?.responses ?? {})
+    expect(statuses("/api/transfer", "post")).toEqual(
+      expect.arrayContaining(["201", "400", "413", "429", "503"]),
+    )
+    expect(statuses("/api/join", "post")).toEqual(
+      expect.arrayContaining(["200", "400", "404", "409", "410", "413", "429", "503"]),
+    )
+    expect(statuses("/healthz", "get")).toContain("200")
+    expect(statuses("/readyz", "get")).toEqual(expect.arrayContaining(["200", "503"]))
+  })
+
   it("answers 404 with an error body to unknown endpoints", async () => {
     const response = await fetch(new URL("/api/nothing", signal.url))
     expect(response.status).toBe(404)
