@@ -1,9 +1,10 @@
 import { Context, Effect, Layer, Runtime } from "effect"
 import type { Scope } from "effect"
-import { Redis as Client, type RedisOptions } from "ioredis"
+import { Cluster, Redis as Node, type RedisOptions } from "ioredis"
 import { StoreUnavailable } from "./TransferStore.js"
 
-export type { Client }
+/** One Redis, or a Redis Cluster: the same commands, each routed by its keys' hash slot. */
+export type Client = Node | Cluster
 
 /** How long a command may wait for its answer before the request fails instead of hanging. */
 const CommandTimeoutMs = 1_000
@@ -33,7 +34,10 @@ export interface Service {
     channel: string,
     onMessage: () => void,
   ) => Effect.Effect<void, StoreUnavailable, Scope.Scope>
-  /** Succeeds when both connections are up: the command one answers PING, the subscriber one is ready. */
+  /**
+   * Succeeds when both connections are up: the command one answers PING (a cluster: serves every slot),
+   * the subscriber one is ready.
+   */
   readonly ping: Effect.Effect<void, StoreUnavailable>
 }
 
@@ -41,6 +45,49 @@ export class Redis extends Context.Tag("@p2pal/infra/Redis")<Redis, Service>() {
 
 const attempt = <A>(f: () => Promise<A>) =>
   Effect.tryPromise({ try: f, catch: (cause) => new StoreUnavailable({ cause }) })
+
+/** The scheme of a Redis Cluster's URL; after it come its seed nodes, `host:port` separated by commas. */
+const ClusterScheme = "redis+cluster://"
+
+/**
+ * A client for `url`: `redis://...` as ioredis reads it, or `redis+cluster://[[user]:password@]host:port
+ * [,host:port...]`, whose nodes it asks for the others and for who serves which slot.
+ */
+const clientFor = (url: string): Client => {
+  if (!url.startsWith(ClusterScheme)) return new Node(url, options)
+  const rest = url.slice(ClusterScheme.length)
+  const at = rest.lastIndexOf("@")
+  const credentials = new URL(`redis://${rest.slice(0, at + 1)}seed`)
+  const nodes = rest
+    .slice(at + 1)
+    .split(",")
+    .map((node) => new URL(`redis://${node}`))
+    .map(({ hostname, port }) => ({ host: hostname.replace(/^\[(.*)\]$/, "$1"), port: Number(port || 6379) }))
+  return new Cluster(nodes, {
+    enableOfflineQueue: false,
+    clusterRetryStrategy: options.retryStrategy!,
+    redisOptions: {
+      ...options,
+      username: decodeURIComponent(credentials.username),
+      password: decodeURIComponent(credentials.password),
+    },
+  })
+}
+
+/**
+ * Succeeds when `client` can serve every key: a node answers PING; a cluster, through the node asked,
+ * reports every slot served (`cluster_state:ok`).
+ */
+const answers = (client: Client) =>
+  client instanceof Cluster
+    ? attempt(() => client.cluster("INFO")).pipe(
+        Effect.filterOrFail(
+          (info) => info.includes("cluster_state:ok"),
+          (info) =>
+            new StoreUnavailable({ cause: `redis cluster not serving every slot: ${info.split("\r\n")[0]}` }),
+        ),
+      )
+    : attempt(() => client.ping())
 
 /** When the client is ready: now, or the next time it connects. */
 const ready = (client: Client) =>
@@ -56,19 +103,22 @@ const connect = (url: string, role: string) =>
   Effect.gen(function* () {
     const runFork = Runtime.runFork(yield* Effect.runtime<never>())
     const client = yield* Effect.acquireRelease(
-      Effect.sync(() => new Client(url, options)),
+      Effect.sync(() => clientFor(url)),
       (client) =>
         Effect.promise(() => client.quit().catch(() => undefined)).pipe(
           Effect.ensuring(Effect.sync(() => client.disconnect())),
         ),
     )
     // ioredis emits "error" on every failed reconnect; without a listener each one would crash the process.
+    // A cluster emits "node error" for each of its nodes' connections.
     let down = false
-    client.on("error", (error: Error) => {
+    const onError = (error: Error) => {
       if (down) return
       down = true
       runFork(Effect.logWarning(`redis ${role} connection down, reconnecting: ${error.message}`))
-    })
+    }
+    client.on("error", onError)
+    client.on("node error", onError)
     client.on("ready", () => {
       if (!down) return
       down = false
@@ -109,7 +159,7 @@ const make = (url: string) =>
       })
 
     const ping = Effect.zipRight(
-      attempt(() => commands.ping()),
+      answers(commands),
       Effect.suspend(() =>
         subscriber.status === "ready"
           ? Effect.void
@@ -128,7 +178,8 @@ const make = (url: string) =>
   })
 
 /**
- * One command connection and one subscriber connection to `url`. Building it never fails: with Redis
+ * One command connection and one subscriber connection to `url` (with a cluster: each to every node it
+ * needs). Building it never fails: with Redis
  * down the app starts anyway, every request fails with StoreUnavailable, and it recovers on its own.
  */
 export const layer = (url: string): Layer.Layer<Redis> => Layer.scoped(Redis, make(url))

@@ -72,6 +72,26 @@ const make = (options: Options) =>
       )
 
     /**
+     * Brings the deadline index (a slot of its own, so not in the write's script) in step with the record
+     * `written`; again from a fresh read while another writer changed the record meanwhile, so the index
+     * ends as the last write left it, however the two writers' index updates interleaved.
+     */
+    const follow = (transferId: Ids.TransferId, written: { raw: string; record: Layout.TransferRecord }) => {
+      let current = written
+      return Layout.casRetry(
+        Effect.gen(function* () {
+          const now = yield* Clock.currentTimeMillis
+          const args = Layout.indexArgs(transferId, current.record, ttlOf(current.record.state, now))
+          yield* redis.use((client) => client.eval(Layout.IndexLua, 1, Layout.key.deadlines, ...args))
+          const after = yield* read(transferId)
+          if (Option.isNone(after) || after.value.raw === current.raw) return
+          current = after.value
+          return yield* new Layout.Conflict()
+        }),
+      )
+    }
+
+    /**
      * Stores `record` with `newTokens` added, if the stored one still reads `expected`; false when another
      * writer came first.
      */
@@ -81,19 +101,22 @@ const make = (options: Options) =>
       record: Layout.TransferRecord,
       newTokens: ReadonlyArray<Layout.TokenKey>,
       now: number,
-    ) => {
-      const { keys, args } = Layout.writeCall(
-        transferId,
-        expected,
-        record,
-        newTokens,
-        ttlOf(record.state, now),
-      )
-      return Effect.map(
-        redis.use((client) => client.eval(Layout.WriteLua, keys.length, ...keys, ...args)),
-        (written) => written === 1,
-      )
-    }
+    ) =>
+      Effect.gen(function* () {
+        const { keys, args, raw } = Layout.writeCall(
+          transferId,
+          expected,
+          record,
+          newTokens,
+          ttlOf(record.state, now),
+        )
+        const written = yield* redis.use((client) =>
+          client.eval(Layout.WriteLua, keys.length, ...keys, ...args),
+        )
+        if (written !== 1) return false
+        yield* follow(transferId, { raw, record })
+        return true
+      })
 
     /**
      * Applies `event` with `TransferState.step` (the one state machine) and writes the result with
@@ -118,16 +141,17 @@ const make = (options: Options) =>
         }),
       )
 
-    /** Claims a free nameplate for `transferId`: a few random picks per length, shortest first. */
-    const allocate = (transferId: Ids.TransferId, ttlMs: number) =>
+    /** Claims a free nameplate for a new transfer: a few random picks per length, shortest first. */
+    const allocate = (ttlMs: number) =>
       Effect.gen(function* () {
         for (const digits of Store.NameplateDigits) {
           for (let i = 0; i < Store.NameplateTries; i++) {
-            const candidate = String(randomInt(10 ** (digits - 1), 10 ** digits))
+            const nameplate = Ids.Nameplate.make(String(randomInt(10 ** (digits - 1), 10 ** digits)))
+            const transferId = Ids.TransferId.make(Layout.idFor(nameplate))
             const claimed = yield* redis.use((client) =>
-              client.set(Layout.key.nameplate(candidate), transferId, "PX", ttlMs, "NX"),
+              client.set(Layout.key.nameplate(nameplate), transferId, "PX", ttlMs, "NX"),
             )
-            if (claimed === "OK") return Ids.Nameplate.make(candidate)
+            if (claimed === "OK") return { nameplate, transferId }
           }
         }
         return yield* new Store.NameplatesExhausted()
@@ -136,9 +160,8 @@ const make = (options: Options) =>
     const create = Effect.fn("TransferStore.create")(function* (ttlMs: number) {
       const now = yield* Clock.currentTimeMillis
       const state = TransferState.initial(now, ttlMs)
-      const transferId = Ids.TransferId.make(Store.randomId())
-      const nameplate = yield* allocate(transferId, ttlOf(state, now))
-      const sender = Layout.issueToken(transferId, "sender")
+      const { nameplate, transferId } = yield* allocate(ttlOf(state, now))
+      const sender = Layout.issueToken(nameplate, transferId, "sender")
       yield* write(transferId, "", { nameplate, tokens: [], state }, [sender.key], now)
       return {
         nameplate,
@@ -153,14 +176,14 @@ const make = (options: Options) =>
       const claimed = yield* redis.use((client) => client.get(Layout.key.nameplate(nameplate)))
       if (claimed === null) return yield* new Store.TransferNotFound()
       const transferId = Ids.TransferId.make(claimed)
-      const receiver = Layout.issueToken(transferId, "receiver")
+      const receiver = Layout.issueToken(nameplate, transferId, "receiver")
       const state = yield* apply(transferId, { _tag: "Join", at: now }, [receiver.key])
       return { transferId, receiverToken: receiver.token, expiresAt: state.expiresAt } satisfies Store.Joined
     })
 
     const authenticate = Effect.fn("TransferStore.authenticate")(function* (token: Ids.Token) {
       const now = yield* Clock.currentTimeMillis
-      const raw = yield* redis.use((client) => client.get(Layout.key.token(Layout.digest(token))))
+      const raw = yield* redis.use((client) => client.get(Layout.tokenKey(token)))
       if (raw === null) return yield* new Store.Unauthorized()
       const authenticated = yield* Effect.orDie(Schema.decode(Layout.TokenJson)(raw))
       const found = yield* read(authenticated.transferId)

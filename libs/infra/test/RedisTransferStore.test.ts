@@ -67,7 +67,7 @@ describe.runIf(requireRedis())("RedisTransferStore", () => {
   const twoInstances = twoInstancesOf(store)
 
   it.scopedLive(
-    "tokens are kept only as digests, and every key expires, after Activate with the new deadline",
+    "tokens are kept only as digests, every key expires, after Activate with the new deadline, and a transfer's keys share its hash tag",
     () =>
       Effect.gen(function* () {
         const { redis, a } = yield* twoInstances
@@ -88,7 +88,16 @@ describe.runIf(requireRedis())("RedisTransferStore", () => {
             })),
           )
         })
-        expect(keys.filter(({ key }) => key.startsWith("p2pal:token:"))).toHaveLength(2)
+        const tag = `p2pal:{${created.nameplate}}:`
+        expect(keys.filter(({ key }) => key.startsWith(`${tag}token:`))).toHaveLength(2)
+        // Redis Cluster runs a script only on keys of one slot: the transfer's all carry its nameplate as tag.
+        const ownKeys = keys.filter(
+          ({ key }) => key !== "p2pal:deadlines" && !key.startsWith("p2pal:instance:"),
+        )
+        const kinds = ownKeys.map(({ key }) =>
+          key.startsWith(tag) ? key.slice(tag.length).split(":")[0] : key,
+        )
+        expect(kinds.sort()).toEqual(["mailbox", "mailbox", "nameplate", "token", "token", "transfer"])
         for (const { key, pttl, content } of keys) {
           expect(key).toMatch(/^p2pal:/)
           expect(pttl, key).toBeGreaterThan(Lease)
