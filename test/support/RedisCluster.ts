@@ -32,6 +32,10 @@ export interface RedisCluster {
   /** The `--redis` URL naming every master. */
   readonly url: string
   readonly stop: () => Promise<void>
+  /** Stops every node with SIGKILL, as a crash would. */
+  readonly kill: () => Promise<void>
+  /** Starts every node again, empty, on its ports and with its slots; resolves once the cluster is ok. */
+  readonly restart: () => Promise<void>
 }
 
 /** `n` distinct free loopback ports: all held open at once, so none is handed out twice. */
@@ -69,42 +73,63 @@ export const startRedisCluster = async (): Promise<RedisCluster> => {
   if (server === undefined || cli === undefined) throw new Error("redis-server or redis-cli not on the PATH")
   const dir = await fs.mkdtemp(path.join(os.tmpdir(), "p2pal-redis-cluster-"))
   const ports = await freePorts(2 * Masters)
-  const nodes = ports.slice(0, Masters).map((port, i) => ({ port, bus: ports[Masters + i]! }))
-  const running: Array<Running> = nodes.map(({ port, bus }) =>
-    start(server, [
-      ...["--port", String(port), "--bind", "127.0.0.1", "--dir", dir],
-      ...["--cluster-enabled", "yes", "--cluster-port", String(bus)],
-      ...["--cluster-config-file", `nodes-${port}.conf`],
-      ...["--save", "", "--appendonly", "no", "--maxmemory-policy", "noeviction"],
-    ]),
-  )
-  const stop = async () => {
-    running.forEach((node) => node.child.kill("SIGTERM"))
+  const nodes = ports
+    .slice(0, Masters)
+    .map((port, i) => ({ port: String(port), bus: String(ports[Masters + i]) }))
+  // A node failing is noticed after a second (not the default 15), so a test of an outage is quick.
+  const launch = () =>
+    nodes.map(({ port, bus }) =>
+      start(server, [
+        ...["--port", port, "--bind", "127.0.0.1", "--dir", dir],
+        ...["--cluster-enabled", "yes", "--cluster-port", bus, "--cluster-node-timeout", "1000"],
+        ...["--cluster-config-file", `nodes-${port}.conf`],
+        ...["--save", "", "--appendonly", "no", "--maxmemory-policy", "noeviction"],
+      ]),
+    )
+  let running: ReadonlyArray<Running> = launch()
+  const end = async (signal: NodeJS.Signals) => {
+    running.forEach((node) => node.child.kill(signal))
     await Promise.all(running.map((node) => node.finished))
+  }
+  const stop = async () => {
+    await end("SIGTERM")
     await fs.rm(dir, { recursive: true, force: true })
   }
-  try {
-    const everyNode = (what: string, probe: (port: string) => Promise<boolean>) =>
-      waitFor(what, async () =>
-        (await Promise.all(nodes.map(({ port }) => probe(String(port))))).every(Boolean) ? true : undefined,
-      )
-    await everyNode("every cluster node to answer PING", async (port) => {
-      const ended = running.find((node) => node.child.exitCode !== null)
-      if (ended !== undefined) throw new Error(`redis-server exited: ${(await ended.finished).stdout}`)
-      return (await run(cli, ["-p", port, "ping"])).stdout.trim() === "PONG"
+  const everyNode = (what: string, probe: (port: string) => Promise<boolean>) =>
+    waitFor(what, async () => {
+      const exited = running.find((node) => node.child.exitCode !== null)
+      if (exited !== undefined) throw new Error(`redis-server exited: ${(await exited.finished).stdout}`)
+      return (await Promise.all(nodes.map(({ port }) => probe(port)))).every(Boolean) ? true : undefined
     })
+  const clusterOk = () =>
+    everyNode("every cluster node to report cluster_state:ok", async (port) =>
+      (await redisCli(["-p", port, "cluster", "info"])).includes("cluster_state:ok"),
+    )
+  try {
+    await everyNode(
+      "every cluster node to answer PING",
+      async (port) => (await run(cli, ["-p", port, "ping"])).stdout.trim() === "PONG",
+    )
     await redisCli([
       ...["--cluster", "create", ...nodes.map(({ port }) => `127.0.0.1:${port}`)],
       ...["--cluster-replicas", "0", "--cluster-yes"],
     ])
-    await everyNode("every cluster node to report cluster_state:ok", async (port) =>
-      (await redisCli(["-p", port, "cluster", "info"])).includes("cluster_state:ok"),
-    )
+    await clusterOk()
   } catch (error) {
     await stop()
     throw error
   }
-  return { url: `redis+cluster://${nodes.map(({ port }) => `127.0.0.1:${port}`).join(",")}`, stop }
+  return {
+    url: `redis+cluster://${nodes.map(({ port }) => `127.0.0.1:${port}`).join(",")}`,
+    stop,
+    kill: () => end("SIGKILL"),
+    restart: async () => {
+      await end("SIGKILL")
+      // Each node reads its identity and slots back from its config file, so the cluster forms again.
+      running = launch()
+      await clusterOk()
+    },
+  }
 }
 
 /** One Redis Cluster for the calling test file (call it inside the file's cluster `describe`), stopped after it. */
