@@ -42,7 +42,8 @@ const host = Options.text("host").pipe(
 const redis = Options.text("redis").pipe(
   Options.withDescription(
     "Redis URL (redis://[:password@]host:6379[/db]) whose state every instance shares, so any number " +
-      "of them can run behind a load balancer; env REDIS_URL. Without it: one instance, state in memory",
+      "of them can run behind a load balancer; a Redis Cluster as redis+cluster://[:password@]host:port" +
+      "[,host:port...]; env REDIS_URL. Without it: one instance, state in memory",
   ),
   Options.withFallbackConfig(Config.string("REDIS_URL")),
   Options.optional,
