@@ -110,20 +110,24 @@ const connect = (url: string, role: string) =>
         ),
     )
     // ioredis emits "error" on every failed reconnect; without a listener each one would crash the process.
-    // A cluster emits "node error" for each of its nodes' connections.
-    let down = false
-    const onError = (error: Error) => {
-      if (down) return
-      down = true
-      runFork(Effect.logWarning(`redis ${role} connection down, reconnecting: ${error.message}`))
+    // A cluster stays ready while one node is down: it emits "node error" naming the node, and reconnects
+    // it as a new client, ready once that node answers again. Each outage is logged once per node.
+    const down = new Set<string>()
+    const to = (node: string) => (node === "" ? "" : ` to ${node}`)
+    const lost = (error: Error, node = "") => {
+      if (down.has(node)) return
+      down.add(node)
+      runFork(Effect.logWarning(`redis ${role} connection${to(node)} down, reconnecting: ${error.message}`))
     }
-    client.on("error", onError)
-    client.on("node error", onError)
-    client.on("ready", () => {
-      if (!down) return
-      down = false
-      runFork(Effect.logInfo(`redis ${role} connection back`))
-    })
+    const back = (node = "") => {
+      if (down.delete(node)) runFork(Effect.logInfo(`redis ${role} connection${to(node)} back`))
+    }
+    client.on("error", (error: Error) => lost(error))
+    client.on("ready", () => back())
+    client.on("node error", lost)
+    client.on("+node", (node: Node) =>
+      node.once("ready", () => back(`${node.options.host}:${node.options.port}`)),
+    )
     return client
   })
 
