@@ -158,6 +158,14 @@ describe.runIf(requireRedis())("several signal instances on one Redis", () => {
     outageThenBack(redis()))
 })
 
+it("refuses a malformed redis+cluster:// URL: exit 2, one line saying what it expected", async () => {
+  const refused = await run(bin("p2pal-signal"), ["--port", "0", "--redis", "redis+cluster://h:7000,:7001"])
+  expect(refused.code).toBe(2)
+  expect(refused.stderr.trim()).toBe(
+    "--redis: expected redis+cluster://[[user]:password@]host:port[,host:port...]",
+  )
+})
+
 describe.runIf(requireRedisCluster())("several signal instances on one Redis Cluster", () => {
   const cluster = useRedisCluster()
 

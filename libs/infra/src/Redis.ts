@@ -1,4 +1,4 @@
-import { Context, Effect, Layer, Runtime } from "effect"
+import { Context, Effect, Either, Layer, Option, Runtime } from "effect"
 import type { Scope } from "effect"
 import { Cluster, Redis as Node, type RedisOptions } from "ioredis"
 import { StoreUnavailable } from "./TransferStore.js"
@@ -50,29 +50,45 @@ const attempt = <A>(f: () => Promise<A>) =>
 const ClusterScheme = "redis+cluster://"
 
 /**
- * A client for `url`: `redis://...` as ioredis reads it, or `redis+cluster://[[user]:password@]host:port
- * [,host:port...]`, whose nodes it asks for the others and for who serves which slot.
+ * The seed nodes and credentials of `redis+cluster://[[user]:password@]host:port[,host:port...]` (the
+ * client asks them for the other nodes and who serves which slot); None for any other URL; a failure
+ * saying why when it is such a URL, but not a well-formed one.
  */
-const clientFor = (url: string): Client => {
-  if (!url.startsWith(ClusterScheme)) return new Node(url, options)
+export const clusterSeeds = (url: string) => {
+  if (!url.startsWith(ClusterScheme)) return Either.right(Option.none())
   const rest = url.slice(ClusterScheme.length)
   const at = rest.lastIndexOf("@")
-  const credentials = new URL(`redis://${rest.slice(0, at + 1)}seed`)
-  const nodes = rest
-    .slice(at + 1)
-    .split(",")
-    .map((node) => new URL(`redis://${node}`))
-    .map(({ hostname, port }) => ({ host: hostname.replace(/^\[(.*)\]$/, "$1"), port: Number(port || 6379) }))
-  return new Cluster(nodes, {
-    enableOfflineQueue: false,
-    clusterRetryStrategy: options.retryStrategy!,
-    redisOptions: {
-      ...options,
-      username: decodeURIComponent(credentials.username),
-      password: decodeURIComponent(credentials.password),
+  return Either.try({
+    try: () => {
+      const credentials = new URL(`redis://${rest.slice(0, at + 1)}seed`)
+      const nodes = rest
+        .slice(at + 1)
+        .split(",")
+        .map((node) => new URL(`redis://${node}`))
+        .map(({ hostname, port }) => ({
+          host: hostname.replace(/^\[(.*)\]$/, "$1"),
+          port: Number(port || 6379),
+        }))
+      if (nodes.some(({ host }) => host === "")) throw new Error("a node without a host")
+      const username = decodeURIComponent(credentials.username)
+      const password = decodeURIComponent(credentials.password)
+      return Option.some({ nodes, username, password })
     },
+    catch: () => `expected ${ClusterScheme}[[user]:password@]host:port[,host:port...]`,
   })
 }
+
+/** A client for `url`: `redis://...` as ioredis reads it, or a cluster's (see clusterSeeds). */
+const clientFor = (url: string): Client =>
+  Option.match(Either.getOrThrow(clusterSeeds(url)), {
+    onNone: () => new Node(url, options),
+    onSome: ({ nodes, username, password }) =>
+      new Cluster(nodes, {
+        enableOfflineQueue: false,
+        clusterRetryStrategy: options.retryStrategy!,
+        redisOptions: { ...options, username, password },
+      }),
+  })
 
 /**
  * Succeeds when `client` can serve every key: a node answers PING; a cluster, through the node asked,
