@@ -74,7 +74,10 @@ const metricReaches = (signal: Signal, name: string, value: number) =>
 
 const status = async (signal: Signal, route: string) => (await fetch(new URL(route, signal.url))).status
 
-/** Two instances on `redis`, both ready: a sender on one and a receiver on the other pair, and the file verifies. */
+/**
+ * Two instances on `redis`, both ready: a sender on one and a receiver on the other pair, the file
+ * verifies, and both then stop cleanly on SIGTERM.
+ */
 const pairsAcrossInstances = async (redis: string) => {
   const [a, b] = [await instance(redis), await instance(redis)]
   expect([await status(a, "/readyz"), await status(b, "/readyz")]).toEqual([200, 200])
@@ -82,6 +85,8 @@ const pairsAcrossInstances = async (redis: string) => {
   const sender = await startSend(a.url, files.file)
   const received = await receive(b.url, files.out, sender.code)
   await expectDelivered(sender.finished, received, files)
+  const stopped = await Promise.all([a.stop(), b.stop()])
+  expect(stopped.map(({ code, signal }) => signal ?? code)).toEqual([0, 0])
 }
 
 /**
@@ -125,7 +130,7 @@ const outageThenBack = async (server: {
 describe.runIf(requireRedis())("several signal instances on one Redis", () => {
   const redis = useRedisServer()
 
-  it("pairs a sender on instance A with a receiver on instance B: the transfer verifies", () =>
+  it("pairs a sender on instance A with a receiver on instance B: the transfer verifies, then both stop on SIGTERM", () =>
     pairsAcrossInstances(redis().url))
 
   it.each([
@@ -169,7 +174,7 @@ it("refuses a malformed redis+cluster:// URL: exit 2, one line saying what it ex
 describe.runIf(requireRedisCluster())("several signal instances on one Redis Cluster", () => {
   const cluster = useRedisCluster()
 
-  it("pairs a sender on instance A with a receiver on instance B: the transfer verifies", () =>
+  it("pairs a sender on instance A with a receiver on instance B: the transfer verifies, then both stop on SIGTERM", () =>
     pairsAcrossInstances(cluster().url))
 
   it("the cluster killed and back empty: live but not ready meanwhile, fails fast with 503, then new transfers work", () =>
