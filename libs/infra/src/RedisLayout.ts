@@ -87,31 +87,6 @@ export const writeCall = (
   return { keys, args: [expected, raw, ttl, ...newTokens.map((token) => token.value)], raw }
 }
 
-/**
- * Keeps the deadline index KEYS[1] in step with one transfer: member ARGV[1] is scored by its deadline
- * ARGV[2] while live and removed once final (ARGV[2] ''), and the index lives at least ARGV[3] more ms.
- */
-export const IndexLua = `
-if ARGV[2] == '' then return redis.call('ZREM', KEYS[1], ARGV[1]) end
-redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
-local ttl = tonumber(ARGV[3])
-if redis.call('PTTL', KEYS[1]) < ttl then redis.call('PEXPIRE', KEYS[1], ttl) end
-return 1
-`
-
-/**
- * The deadline index outlives its members' records by this much, so a sweep still finds a passed deadline
- * whose record is already gone (a retention shorter than the sweep interval, instances restarting).
- */
-const DeadlinesSlackMs = 60_000
-
-/** IndexLua's arguments for `transferId` whose record is `record` and lives `ttl` more ms. */
-export const indexArgs = (transferId: Ids.TransferId, record: TransferRecord, ttl: number) => [
-  transferId,
-  TransferState.isFinal(record.state.status) ? "" : String(record.state.expiresAt),
-  ttl + DeadlinesSlackMs,
-]
-
 /** The lowest stream id after `id` ("ms-seq", or "ms" for "ms-0"): XTRIM MINID keeps ids from it on. */
 export const nextId = (id: string) => {
   const [ms, seq = "0"] = id.split("-")

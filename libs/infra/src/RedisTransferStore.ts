@@ -1,7 +1,8 @@
 import { randomInt } from "node:crypto"
 import { Ids, SignalApi, TransferState } from "@p2pal/domain"
-import { Clock, Effect, Either, Layer, Metric, Option, Queue, Schedule, Schema, Stream } from "effect"
+import { Clock, Effect, Either, Layer, Option, Queue, Schedule, Schema, Stream } from "effect"
 import { Redis } from "./Redis.js"
+import * as Deadlines from "./RedisDeadlines.js"
 import * as Layout from "./RedisLayout.js"
 import * as Store from "./TransferStore.js"
 
@@ -11,8 +12,6 @@ import * as Store from "./TransferStore.js"
  * forgotten); every waiting socket costs two commands per poll, so it is slow.
  */
 const PollMs = 20_000
-/** How often each instance looks for transfers whose deadline passed, to count them. */
-const SweepInterval = "1 second"
 const HeartbeatInterval = "5 seconds"
 const HeartbeatTtlMs = 15_000
 export interface Options {
@@ -40,16 +39,6 @@ const make = (options: Options) =>
     const ttlOf = (state: TransferState.TransferState, now: number) =>
       Math.ceil(Store.forgetAt(state, now, retentionMs) - now)
 
-    // Every instance sweeps; ZREM counts each removed member for exactly one of them.
-    const sweep = Effect.gen(function* () {
-      const now = yield* Clock.currentTimeMillis
-      const due = yield* redis.use((client) => client.zrangebyscore(Layout.key.deadlines, "-inf", now))
-      if (due.length === 0) return
-      const removed = yield* redis.use((client) => client.zrem(Layout.key.deadlines, ...due))
-      yield* Metric.incrementBy(Store.expiredTransfers, removed)
-    })
-    yield* Effect.forkScoped(Effect.repeat(Effect.ignore(sweep), Schedule.spaced(SweepInterval)))
-
     /** The record as stored (for compare-and-set) and decoded; None once forgotten. */
     const read = (transferId: Ids.TransferId) =>
       Effect.flatMap(
@@ -71,29 +60,11 @@ const make = (options: Options) =>
         }),
       )
 
-    /**
-     * Brings the deadline index (a slot of its own, so not in the write's script) in step with the record
-     * `written`; again from a fresh read while another writer changed the record meanwhile, so the index
-     * ends as the last write left it, however the two writers' index updates interleaved.
-     */
-    const follow = (transferId: Ids.TransferId, written: { raw: string; record: Layout.TransferRecord }) => {
-      let current = written
-      return Layout.casRetry(
-        Effect.gen(function* () {
-          const now = yield* Clock.currentTimeMillis
-          const args = Layout.indexArgs(transferId, current.record, ttlOf(current.record.state, now))
-          yield* redis.use((client) => client.eval(Layout.IndexLua, 1, Layout.key.deadlines, ...args))
-          const after = yield* read(transferId)
-          if (Option.isNone(after) || after.value.raw === current.raw) return
-          current = after.value
-          return yield* new Layout.Conflict()
-        }),
-      )
-    }
+    const deadlines = yield* Deadlines.make(redis, read, ttlOf)
 
     /**
-     * Stores `record` with `newTokens` added, if the stored one still reads `expected`; false when another
-     * writer came first.
+     * Stores `record` with `newTokens` added, if the stored one still reads `expected`, then brings the
+     * deadline index in step; false when another writer came first.
      */
     const write = (
       transferId: Ids.TransferId,
@@ -114,7 +85,7 @@ const make = (options: Options) =>
           client.eval(Layout.WriteLua, keys.length, ...keys, ...args),
         )
         if (written !== 1) return false
-        yield* follow(transferId, { raw, record })
+        yield* deadlines.follow(transferId, { raw, record })
         return true
       })
 
@@ -277,10 +248,7 @@ const make = (options: Options) =>
       post,
       inbox,
       ping: redis.ping,
-      // The deadline index lists exactly the transfers not yet ended (a passed deadline is swept off it).
-      held: Effect.flatMap(Clock.currentTimeMillis, (now) =>
-        redis.use((client) => client.zcount(Layout.key.deadlines, now, "+inf")),
-      ),
+      held: deadlines.held,
     })
   })
 
