@@ -86,7 +86,10 @@ const pairsAcrossInstances = async (redis: string) => {
   const received = await receive(b.url, files.out, sender.code)
   await expectDelivered(sender.finished, received, files)
   const stopped = await Promise.all([a.stop(), b.stop()])
-  expect(stopped.map(({ code, signal }) => signal ?? code)).toEqual([0, 0])
+  expect(
+    stopped.map(({ code, signal }) => signal ?? code),
+    stopped.map(({ stderr }) => stderr.split("\n").slice(-5).join("\n")).join("\n"),
+  ).toEqual([0, 0])
 }
 
 /**

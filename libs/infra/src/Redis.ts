@@ -43,8 +43,21 @@ export interface Service {
 
 export class Redis extends Context.Tag("@p2pal/infra/Redis")<Redis, Service>() {}
 
+/**
+ * Every command ends within this: a cluster's subscriber connection is ioredis' own, without the command
+ * timeout, and would otherwise wait for its node forever (holding a subscription's lock, or a shutdown).
+ * The wait is interruptible even where its caller is not (a subscription's acquire and release).
+ */
+const AnswerWait = "2 seconds"
+
 const attempt = <A>(f: () => Promise<A>) =>
-  Effect.tryPromise({ try: f, catch: (cause) => new StoreUnavailable({ cause }) })
+  Effect.tryPromise({ try: f, catch: (cause) => new StoreUnavailable({ cause }) }).pipe(
+    Effect.interruptible,
+    Effect.timeoutFail({
+      duration: AnswerWait,
+      onTimeout: () => new StoreUnavailable({ cause: "no answer" }),
+    }),
+  )
 
 /** The scheme of a Redis Cluster's URL; after it come its seed nodes, `host:port` separated by commas. */
 const ClusterScheme = "redis+cluster://"
@@ -121,7 +134,7 @@ const connect = (url: string, role: string) =>
     const client = yield* Effect.acquireRelease(
       Effect.sync(() => clientFor(url)),
       (client) =>
-        Effect.promise(() => client.quit().catch(() => undefined)).pipe(
+        Effect.ignore(attempt(() => client.quit())).pipe(
           Effect.ensuring(Effect.sync(() => client.disconnect())),
         ),
     )
