@@ -15,6 +15,7 @@ import {
   waitFor,
 } from "../support/Processes.js"
 import { requireRedis, useRedisServer } from "../support/Redis.js"
+import { requireRedisCluster, useRedisCluster } from "../support/RedisCluster.js"
 
 const p2pal = bin("p2pal")
 const flags = (server: string) => ["--server", server, "--stun", ""]
@@ -73,16 +74,67 @@ const metricReaches = (signal: Signal, name: string, value: number) =>
 
 const status = async (signal: Signal, route: string) => (await fetch(new URL(route, signal.url))).status
 
+/**
+ * Two instances on `redis`, both ready: a sender on one and a receiver on the other pair, the file
+ * verifies, and both then stop cleanly on SIGTERM.
+ */
+const pairsAcrossInstances = async (redis: string) => {
+  const [a, b] = [await instance(redis), await instance(redis)]
+  expect([await status(a, "/readyz"), await status(b, "/readyz")]).toEqual([200, 200])
+  const files = await someFile()
+  const sender = await startSend(a.url, files.file)
+  const received = await receive(b.url, files.out, sender.code)
+  await expectDelivered(sender.finished, received, files)
+  const stopped = await Promise.all([a.stop(), b.stop()])
+  expect(
+    stopped.map(({ code, signal }) => signal ?? code),
+    stopped.map(({ stderr }) => stderr.split("\n").slice(-5).join("\n")).join("\n"),
+  ).toEqual([0, 0])
+}
+
+/**
+ * With `server` (one Redis or a cluster) killed, an instance on it stays live but reports not ready and
+ * refuses creates fast with 503; once it is back, empty, new transfers work.
+ */
+const outageThenBack = async (server: {
+  readonly url: string
+  readonly kill: () => Promise<void>
+  readonly restart: () => Promise<void>
+}) => {
+  const signal = await instance(server.url)
+  expect(await status(signal, "/readyz")).toBe(200)
+  await server.kill()
+  await waitFor("/readyz to report 503", async () =>
+    (await status(signal, "/readyz")) === 503 ? true : undefined,
+  )
+  expect(await status(signal, "/healthz")).toBe(200)
+  const started = performance.now()
+  const refused = await fetch(new URL("/api/transfer", signal.url), {
+    method: "POST",
+    body: JSON.stringify({ ttlSeconds: 60 }),
+  })
+  expect(refused.status).toBe(503)
+  expect(((await refused.json()) as { message: string }).message).toMatch(/retry/)
+  expect(performance.now() - started).toBeLessThan(3_000)
+  const files = await someFile()
+  const failed = await run(p2pal, ["send", "-q", ...flags(signal.url), files.file])
+  expect(failed.code).not.toBe(0)
+  expect(failed.stderr).toMatch(/signal server/)
+
+  await server.restart()
+  await waitFor("/readyz to report 200 again", async () =>
+    (await status(signal, "/readyz")) === 200 ? true : undefined,
+  )
+  const sender = await startSend(signal.url, files.file)
+  const received = await receive(signal.url, files.out, sender.code)
+  await expectDelivered(sender.finished, received, files)
+}
+
 describe.runIf(requireRedis())("several signal instances on one Redis", () => {
   const redis = useRedisServer()
 
-  it("pairs a sender on instance A with a receiver on instance B: the transfer verifies", async () => {
-    const [a, b] = [await instance(redis().url), await instance(redis().url)]
-    const files = await someFile()
-    const sender = await startSend(a.url, files.file)
-    const received = await receive(b.url, files.out, sender.code)
-    await expectDelivered(sender.finished, received, files)
-  })
+  it("pairs a sender on instance A with a receiver on instance B: the transfer verifies, then both stop on SIGTERM", () =>
+    pairsAcrossInstances(redis().url))
 
   it.each([
     ["killed (SIGKILL: the socket just breaks)", "SIGKILL"],
@@ -110,34 +162,24 @@ describe.runIf(requireRedis())("several signal instances on one Redis", () => {
     },
   )
 
-  it("Redis killed and back empty: live but not ready meanwhile, fails fast with 503, then new transfers work", async () => {
-    const server = redis()
-    const signal = await instance(server.url)
-    expect(await status(signal, "/readyz")).toBe(200)
-    await server.kill()
-    await waitFor("/readyz to report 503", async () =>
-      (await status(signal, "/readyz")) === 503 ? true : undefined,
-    )
-    expect(await status(signal, "/healthz")).toBe(200)
-    const started = performance.now()
-    const refused = await fetch(new URL("/api/transfer", signal.url), {
-      method: "POST",
-      body: JSON.stringify({ ttlSeconds: 60 }),
-    })
-    expect(refused.status).toBe(503)
-    expect(((await refused.json()) as { message: string }).message).toMatch(/retry/)
-    expect(performance.now() - started).toBeLessThan(3_000)
-    const files = await someFile()
-    const failed = await run(p2pal, ["send", "-q", ...flags(signal.url), files.file])
-    expect(failed.code).not.toBe(0)
-    expect(failed.stderr).toMatch(/signal server/)
+  it("Redis killed and back empty: live but not ready meanwhile, fails fast with 503, then new transfers work", () =>
+    outageThenBack(redis()))
+})
 
-    await server.restart()
-    await waitFor("/readyz to report 200 again", async () =>
-      (await status(signal, "/readyz")) === 200 ? true : undefined,
-    )
-    const sender = await startSend(signal.url, files.file)
-    const received = await receive(signal.url, files.out, sender.code)
-    await expectDelivered(sender.finished, received, files)
-  })
+it("refuses a malformed redis+cluster:// URL: exit 2, one line saying what it expected", async () => {
+  const refused = await run(bin("p2pal-signal"), ["--port", "0", "--redis", "redis+cluster://h:7000,:7001"])
+  expect(refused.code).toBe(2)
+  expect(refused.stderr.trim()).toBe(
+    "--redis: expected redis+cluster://[[user]:password@]host:port[,host:port...]",
+  )
+})
+
+describe.runIf(requireRedisCluster())("several signal instances on one Redis Cluster", () => {
+  const cluster = useRedisCluster()
+
+  it("pairs a sender on instance A with a receiver on instance B: the transfer verifies, then both stop on SIGTERM", () =>
+    pairsAcrossInstances(cluster().url))
+
+  it("the cluster killed and back empty: live but not ready meanwhile, fails fast with 503, then new transfers work", () =>
+    outageThenBack(cluster()))
 })

@@ -1,5 +1,6 @@
 import * as net from "node:net"
 import { Effect, Layer } from "effect"
+import { Cluster } from "ioredis"
 import { afterAll, beforeAll, expect, test } from "vitest"
 import * as RedisService from "../../libs/infra/src/Redis.js"
 import { type Running, start, waitFor, onPath } from "./Processes.js"
@@ -109,11 +110,20 @@ export const useRedisServer = () => {
   return () => server!
 }
 
-/** The Redis service on `url()`, emptied (FLUSHALL) when built: every test that provides it starts clean. */
+/**
+ * The Redis service on `url()`, emptied (FLUSHALL, on every master of a cluster) when built: every test
+ * that provides it starts clean.
+ */
 export const emptyRedis = (url: () => string): Layer.Layer<RedisService.Redis> =>
   Layer.unwrapEffect(
     Effect.sync(() => {
-      const flush = Effect.flatMap(RedisService.Redis, (redis) => redis.use((client) => client.flushall()))
+      const flush = Effect.flatMap(RedisService.Redis, (redis) =>
+        redis.use((client) =>
+          client instanceof Cluster
+            ? Promise.all(client.nodes("master").map((node) => node.flushall())).then(() => "OK")
+            : client.flushall(),
+        ),
+      )
       return Layer.provideMerge(Layer.effectDiscard(Effect.orDie(flush)), RedisService.layer(url()))
     }),
   )

@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 import { createServer } from "node:http"
-import { Command, Options, ValidationError } from "@effect/cli"
+import { Command, HelpDoc, Options, ValidationError } from "@effect/cli"
 import { NodeContext, NodeHttpServer, NodeRuntime } from "@effect/platform-node"
 import { layer as MemoryRateLimiter } from "@p2pal/infra/MemoryRateLimiter"
 import { layer as MemoryTransferStore } from "@p2pal/infra/MemoryTransferStore"
@@ -8,7 +8,7 @@ import type { Limits } from "@p2pal/infra/RateLimiter"
 import * as Redis from "@p2pal/infra/Redis"
 import { layer as RedisRateLimiter } from "@p2pal/infra/RedisRateLimiter"
 import { layer as RedisTransferStore } from "@p2pal/infra/RedisTransferStore"
-import { Cause, Config, Effect, Layer, Option } from "effect"
+import { Cause, Config, Effect, Either, Layer, Option } from "effect"
 import { Caps, WebSockets } from "./Caps.js"
 import { TrustProxy } from "./ClientIp.js"
 import { caps, limits, metricsHost, metricsPort, trustProxy, turn } from "./Flags.js"
@@ -42,9 +42,16 @@ const host = Options.text("host").pipe(
 const redis = Options.text("redis").pipe(
   Options.withDescription(
     "Redis URL (redis://[:password@]host:6379[/db]) whose state every instance shares, so any number " +
-      "of them can run behind a load balancer; env REDIS_URL. Without it: one instance, state in memory",
+      "of them can run behind a load balancer; a Redis Cluster as redis+cluster://[:password@]host:port" +
+      "[,host:port...]; env REDIS_URL. Without it: one instance, state in memory",
   ),
   Options.withFallbackConfig(Config.string("REDIS_URL")),
+  Options.mapEffect((url) =>
+    Either.mapBoth(Redis.clusterSeeds(url), {
+      onLeft: (expected) => ValidationError.invalidValue(HelpDoc.p(`--redis: ${expected}`)),
+      onRight: () => url,
+    }),
+  ),
   Options.optional,
 )
 

@@ -1,9 +1,10 @@
-import { Context, Effect, Layer, Runtime } from "effect"
+import { Context, Effect, Either, Layer, Option, Runtime } from "effect"
 import type { Scope } from "effect"
-import { Redis as Client, type RedisOptions } from "ioredis"
+import { Cluster, Redis as Node, type RedisOptions } from "ioredis"
 import { StoreUnavailable } from "./TransferStore.js"
 
-export type { Client }
+/** One Redis, or a Redis Cluster: the same commands, each routed by its keys' hash slot. */
+export type Client = Node | Cluster
 
 /** How long a command may wait for its answer before the request fails instead of hanging. */
 const CommandTimeoutMs = 1_000
@@ -33,14 +34,89 @@ export interface Service {
     channel: string,
     onMessage: () => void,
   ) => Effect.Effect<void, StoreUnavailable, Scope.Scope>
-  /** Succeeds when both connections are up: the command one answers PING, the subscriber one is ready. */
+  /**
+   * Succeeds when both connections are up: the command one answers PING (a cluster: serves every slot),
+   * the subscriber one is ready.
+   */
   readonly ping: Effect.Effect<void, StoreUnavailable>
 }
 
 export class Redis extends Context.Tag("@p2pal/infra/Redis")<Redis, Service>() {}
 
+/**
+ * Every command ends within this: a cluster's subscriber connection is ioredis' own, without the command
+ * timeout, and would otherwise wait for its node forever (holding a subscription's lock, or a shutdown).
+ * The wait is interruptible even where its caller is not (a subscription's acquire and release).
+ */
+const AnswerWait = "2 seconds"
+
 const attempt = <A>(f: () => Promise<A>) =>
-  Effect.tryPromise({ try: f, catch: (cause) => new StoreUnavailable({ cause }) })
+  Effect.tryPromise({ try: f, catch: (cause) => new StoreUnavailable({ cause }) }).pipe(
+    Effect.interruptible,
+    Effect.timeoutFail({
+      duration: AnswerWait,
+      onTimeout: () => new StoreUnavailable({ cause: "no answer" }),
+    }),
+  )
+
+/** The scheme of a Redis Cluster's URL; after it come its seed nodes, `host:port` separated by commas. */
+const ClusterScheme = "redis+cluster://"
+
+/**
+ * The seed nodes and credentials of `redis+cluster://[[user]:password@]host:port[,host:port...]` (the
+ * client asks them for the other nodes and who serves which slot); None for any other URL; a failure
+ * saying why when it is such a URL, but not a well-formed one.
+ */
+export const clusterSeeds = (url: string) => {
+  if (!url.startsWith(ClusterScheme)) return Either.right(Option.none())
+  const rest = url.slice(ClusterScheme.length)
+  const at = rest.lastIndexOf("@")
+  return Either.try({
+    try: () => {
+      const credentials = new URL(`redis://${rest.slice(0, at + 1)}seed`)
+      const nodes = rest
+        .slice(at + 1)
+        .split(",")
+        .map((node) => new URL(`redis://${node}`))
+        .map(({ hostname, port }) => ({
+          host: hostname.replace(/^\[(.*)\]$/, "$1"),
+          port: Number(port || 6379),
+        }))
+      if (nodes.some(({ host }) => host === "")) throw new Error("a node without a host")
+      const username = decodeURIComponent(credentials.username)
+      const password = decodeURIComponent(credentials.password)
+      return Option.some({ nodes, username, password })
+    },
+    catch: () => `expected ${ClusterScheme}[[user]:password@]host:port[,host:port...]`,
+  })
+}
+
+/** A client for `url`: `redis://...` as ioredis reads it, or a cluster's (see clusterSeeds). */
+const clientFor = (url: string): Client =>
+  Option.match(Either.getOrThrow(clusterSeeds(url)), {
+    onNone: () => new Node(url, options),
+    onSome: ({ nodes, username, password }) =>
+      new Cluster(nodes, {
+        enableOfflineQueue: false,
+        clusterRetryStrategy: options.retryStrategy!,
+        redisOptions: { ...options, username, password },
+      }),
+  })
+
+/**
+ * Succeeds when `client` can serve every key: a node answers PING; a cluster, through the node asked,
+ * reports every slot served (`cluster_state:ok`).
+ */
+const answers = (client: Client) =>
+  client instanceof Cluster
+    ? attempt(() => client.cluster("INFO")).pipe(
+        Effect.filterOrFail(
+          (info) => info.includes("cluster_state:ok"),
+          (info) =>
+            new StoreUnavailable({ cause: `redis cluster not serving every slot: ${info.split("\r\n")[0]}` }),
+        ),
+      )
+    : attempt(() => client.ping())
 
 /** When the client is ready: now, or the next time it connects. */
 const ready = (client: Client) =>
@@ -56,24 +132,31 @@ const connect = (url: string, role: string) =>
   Effect.gen(function* () {
     const runFork = Runtime.runFork(yield* Effect.runtime<never>())
     const client = yield* Effect.acquireRelease(
-      Effect.sync(() => new Client(url, options)),
+      Effect.sync(() => clientFor(url)),
       (client) =>
-        Effect.promise(() => client.quit().catch(() => undefined)).pipe(
+        Effect.ignore(attempt(() => client.quit())).pipe(
           Effect.ensuring(Effect.sync(() => client.disconnect())),
         ),
     )
     // ioredis emits "error" on every failed reconnect; without a listener each one would crash the process.
-    let down = false
-    client.on("error", (error: Error) => {
-      if (down) return
-      down = true
-      runFork(Effect.logWarning(`redis ${role} connection down, reconnecting: ${error.message}`))
-    })
-    client.on("ready", () => {
-      if (!down) return
-      down = false
-      runFork(Effect.logInfo(`redis ${role} connection back`))
-    })
+    // A cluster stays ready while one node is down: it emits "node error" naming the node, and reconnects
+    // it as a new client, ready once that node answers again. Each outage is logged once per node.
+    const down = new Set<string>()
+    const to = (node: string) => (node === "" ? "" : ` to ${node}`)
+    const lost = (error: Error, node = "") => {
+      if (down.has(node)) return
+      down.add(node)
+      runFork(Effect.logWarning(`redis ${role} connection${to(node)} down, reconnecting: ${error.message}`))
+    }
+    const back = (node = "") => {
+      if (down.delete(node)) runFork(Effect.logInfo(`redis ${role} connection${to(node)} back`))
+    }
+    client.on("error", (error: Error) => lost(error))
+    client.on("ready", () => back())
+    client.on("node error", lost)
+    client.on("+node", (node: Node) =>
+      node.once("ready", () => back(`${node.options.host}:${node.options.port}`)),
+    )
     return client
   })
 
@@ -109,7 +192,7 @@ const make = (url: string) =>
       })
 
     const ping = Effect.zipRight(
-      attempt(() => commands.ping()),
+      answers(commands),
       Effect.suspend(() =>
         subscriber.status === "ready"
           ? Effect.void
@@ -128,7 +211,8 @@ const make = (url: string) =>
   })
 
 /**
- * One command connection and one subscriber connection to `url`. Building it never fails: with Redis
+ * One command connection and one subscriber connection to `url` (with a cluster: each to every node it
+ * needs). Building it never fails: with Redis
  * down the app starts anyway, every request fails with StoreUnavailable, and it recovers on its own.
  */
 export const layer = (url: string): Layer.Layer<Redis> => Layer.scoped(Redis, make(url))

@@ -9,18 +9,31 @@ import * as Store from "./TransferStore.js"
  */
 
 /**
- * Every key of a transfer expires with its record (`retentionMs` after its deadline or its end); the
- * deadline index a little after its longest-lived member. Tokens are keyed by their SHA-256 only.
+ * Every key of a transfer carries its nameplate as hash tag, so Redis Cluster keeps them in one slot and
+ * the scripts below may touch them together; its id and tokens start with the nameplate, so each key is
+ * found from whichever of them a request holds. Every key of a transfer expires with its record
+ * (`retentionMs` after its deadline or its end). The deadline index and the instances' heartbeats are
+ * keys of no transfer, each in a slot of its own. Tokens are keyed by their SHA-256 only.
  */
 export const key = {
-  transfer: (transferId: string) => `p2pal:transfer:${transferId}`,
-  nameplate: (nameplate: string) => `p2pal:nameplate:${nameplate}`,
-  token: (digest: string) => `p2pal:token:${digest}`,
-  mailbox: (transferId: string, side: Ids.Side) => `p2pal:mailbox:${transferId}:${side}`,
-  doorbell: (transferId: string, side: Ids.Side) => `p2pal:doorbell:${transferId}:${side}`,
+  transfer: (transferId: Ids.TransferId) => `p2pal:{${nameplateOf(transferId)}}:transfer:${transferId}`,
+  nameplate: (nameplate: Ids.Nameplate) => `p2pal:{${nameplate}}:nameplate`,
+  token: (nameplate: string, digest: string) => `p2pal:{${nameplate}}:token:${digest}`,
+  mailbox: (transferId: Ids.TransferId, side: Ids.Side) =>
+    `p2pal:{${nameplateOf(transferId)}}:mailbox:${transferId}:${side}`,
+  doorbell: (transferId: Ids.TransferId, side: Ids.Side) => `p2pal:doorbell:${transferId}:${side}`,
   deadlines: "p2pal:deadlines",
   instance: (instanceId: string) => `p2pal:instance:${instanceId}`,
 }
+
+/** `<nameplate>_<128 random bits>`: a transfer id or a token of the transfer holding `nameplate`. */
+export const idFor = (nameplate: Ids.Nameplate) => `${nameplate}_${Store.randomId()}`
+
+/** The nameplate an id or a token starts with (a nameplate has digits only; the first `_` ends it). */
+const nameplateOf = (id: string) => id.split("_", 1)[0]!
+
+/** The key of `token`, found from the token alone. */
+export const tokenKey = (token: Ids.Token) => key.token(nameplateOf(token), digest(token))
 
 /** A transfer's record; `tokens` are the SHA-256 digests of its tokens, so its keys can be extended. */
 export const TransferRecord = Schema.Struct({
@@ -37,32 +50,17 @@ export const digest = (token: Ids.Token) => createHash("sha256").update(token).d
 
 /**
  * Compare-and-set of a transfer's record: writes ARGV[2] only if the record KEYS[1] still reads ARGV[1]
- * ('' for none) and returns 0 otherwise. Creates the token keys KEYS[3..] with the values ARGV[7..], gives
- * every key of the transfer (KEYS[3..]) the record's TTL ARGV[3], and keeps the deadline index KEYS[2] in
- * step: member ARGV[5] is scored by its deadline ARGV[4] while live and removed once final (ARGV[4] ''),
- * and the index lives at least ARGV[6] more milliseconds.
+ * ('' for none) and returns 0 otherwise. Creates the token keys KEYS[2..] with the values ARGV[4..] and
+ * gives every key of the transfer (KEYS[2..]) the record's TTL ARGV[3].
  */
 export const WriteLua = `
 if (redis.call('GET', KEYS[1]) or '') ~= ARGV[1] then return 0 end
 local ttl = tonumber(ARGV[3])
 redis.call('SET', KEYS[1], ARGV[2], 'PX', ttl)
-for i = 7, #ARGV do redis.call('SET', KEYS[i - 4], ARGV[i]) end
-for i = 3, #KEYS do redis.call('PEXPIRE', KEYS[i], ttl) end
-if ARGV[4] == '' then
-  redis.call('ZREM', KEYS[2], ARGV[5])
-else
-  redis.call('ZADD', KEYS[2], ARGV[4], ARGV[5])
-  local indexTtl = tonumber(ARGV[6])
-  if redis.call('PTTL', KEYS[2]) < indexTtl then redis.call('PEXPIRE', KEYS[2], indexTtl) end
-end
+for i = 4, #ARGV do redis.call('SET', KEYS[i - 2], ARGV[i]) end
+for i = 2, #KEYS do redis.call('PEXPIRE', KEYS[i], ttl) end
 return 1
 `
-
-/**
- * The deadline index outlives its members' records by this much, so a sweep still finds a passed deadline
- * whose record is already gone (a retention shorter than the sweep interval, instances restarting).
- */
-const DeadlinesSlackMs = 60_000
 
 /** WriteLua's keys and arguments: store `record` with `newTokens` added, if the record still reads `expected`. */
 export const writeCall = (
@@ -76,26 +74,17 @@ export const writeCall = (
     ...record,
     tokens: [...record.tokens, ...newTokens.map((token) => token.digest)],
   }
-  const deadline = TransferState.isFinal(record.state.status) ? "" : String(record.state.expiresAt)
+  const tokenKey = (digest: string) => key.token(record.nameplate, digest)
   const keys = [
     key.transfer(transferId),
-    key.deadlines,
-    ...newTokens.map((token) => key.token(token.digest)),
+    ...newTokens.map((token) => tokenKey(token.digest)),
     key.nameplate(record.nameplate),
-    ...record.tokens.map(key.token),
+    ...record.tokens.map(tokenKey),
     key.mailbox(transferId, "sender"),
     key.mailbox(transferId, "receiver"),
   ]
-  const args = [
-    expected,
-    JSON.stringify(stored),
-    ttl,
-    deadline,
-    transferId,
-    ttl + DeadlinesSlackMs,
-    ...newTokens.map((token) => token.value),
-  ]
-  return { keys, args }
+  const raw = JSON.stringify(stored)
+  return { keys, args: [expected, raw, ttl, ...newTokens.map((token) => token.value)], raw }
 }
 
 /** The lowest stream id after `id` ("ms-seq", or "ms" for "ms-0"): XTRIM MINID keeps ids from it on. */
@@ -125,9 +114,9 @@ export interface TokenKey {
   readonly value: string
 }
 
-/** A fresh token for one side of one transfer, and the key that will stand for it. */
-export const issueToken = (transferId: Ids.TransferId, side: Ids.Side) => {
-  const token = Ids.Token.make(Store.randomId())
+/** A fresh token for one side of the transfer holding `nameplate`, and the key that will stand for it. */
+export const issueToken = (nameplate: Ids.Nameplate, transferId: Ids.TransferId, side: Ids.Side) => {
+  const token = Ids.Token.make(idFor(nameplate))
   const value = Schema.encodeSync(TokenJson)({ transferId, side })
   return { token, key: { digest: digest(token), value } satisfies TokenKey }
 }

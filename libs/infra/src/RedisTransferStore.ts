@@ -1,7 +1,8 @@
 import { randomInt } from "node:crypto"
 import { Ids, SignalApi, TransferState } from "@p2pal/domain"
-import { Clock, Effect, Either, Layer, Metric, Option, Queue, Schedule, Schema, Stream } from "effect"
+import { Clock, Effect, Either, Layer, Option, Queue, Schedule, Schema, Stream } from "effect"
 import { Redis } from "./Redis.js"
+import * as Deadlines from "./RedisDeadlines.js"
 import * as Layout from "./RedisLayout.js"
 import * as Store from "./TransferStore.js"
 
@@ -11,8 +12,6 @@ import * as Store from "./TransferStore.js"
  * forgotten); every waiting socket costs two commands per poll, so it is slow.
  */
 const PollMs = 20_000
-/** How often each instance looks for transfers whose deadline passed, to count them. */
-const SweepInterval = "1 second"
 const HeartbeatInterval = "5 seconds"
 const HeartbeatTtlMs = 15_000
 export interface Options {
@@ -40,16 +39,6 @@ const make = (options: Options) =>
     const ttlOf = (state: TransferState.TransferState, now: number) =>
       Math.ceil(Store.forgetAt(state, now, retentionMs) - now)
 
-    // Every instance sweeps; ZREM counts each removed member for exactly one of them.
-    const sweep = Effect.gen(function* () {
-      const now = yield* Clock.currentTimeMillis
-      const due = yield* redis.use((client) => client.zrangebyscore(Layout.key.deadlines, "-inf", now))
-      if (due.length === 0) return
-      const removed = yield* redis.use((client) => client.zrem(Layout.key.deadlines, ...due))
-      yield* Metric.incrementBy(Store.expiredTransfers, removed)
-    })
-    yield* Effect.forkScoped(Effect.repeat(Effect.ignore(sweep), Schedule.spaced(SweepInterval)))
-
     /** The record as stored (for compare-and-set) and decoded; None once forgotten. */
     const read = (transferId: Ids.TransferId) =>
       Effect.flatMap(
@@ -71,9 +60,11 @@ const make = (options: Options) =>
         }),
       )
 
+    const deadlines = yield* Deadlines.make(redis, read, ttlOf)
+
     /**
-     * Stores `record` with `newTokens` added, if the stored one still reads `expected`; false when another
-     * writer came first.
+     * Stores `record` with `newTokens` added, if the stored one still reads `expected`, then brings the
+     * deadline index in step; false when another writer came first.
      */
     const write = (
       transferId: Ids.TransferId,
@@ -81,19 +72,22 @@ const make = (options: Options) =>
       record: Layout.TransferRecord,
       newTokens: ReadonlyArray<Layout.TokenKey>,
       now: number,
-    ) => {
-      const { keys, args } = Layout.writeCall(
-        transferId,
-        expected,
-        record,
-        newTokens,
-        ttlOf(record.state, now),
-      )
-      return Effect.map(
-        redis.use((client) => client.eval(Layout.WriteLua, keys.length, ...keys, ...args)),
-        (written) => written === 1,
-      )
-    }
+    ) =>
+      Effect.gen(function* () {
+        const { keys, args, raw } = Layout.writeCall(
+          transferId,
+          expected,
+          record,
+          newTokens,
+          ttlOf(record.state, now),
+        )
+        const written = yield* redis.use((client) =>
+          client.eval(Layout.WriteLua, keys.length, ...keys, ...args),
+        )
+        if (written !== 1) return false
+        yield* deadlines.follow(transferId, { raw, record })
+        return true
+      })
 
     /**
      * Applies `event` with `TransferState.step` (the one state machine) and writes the result with
@@ -118,16 +112,17 @@ const make = (options: Options) =>
         }),
       )
 
-    /** Claims a free nameplate for `transferId`: a few random picks per length, shortest first. */
-    const allocate = (transferId: Ids.TransferId, ttlMs: number) =>
+    /** Claims a free nameplate for a new transfer: a few random picks per length, shortest first. */
+    const allocate = (ttlMs: number) =>
       Effect.gen(function* () {
         for (const digits of Store.NameplateDigits) {
           for (let i = 0; i < Store.NameplateTries; i++) {
-            const candidate = String(randomInt(10 ** (digits - 1), 10 ** digits))
+            const nameplate = Ids.Nameplate.make(String(randomInt(10 ** (digits - 1), 10 ** digits)))
+            const transferId = Ids.TransferId.make(Layout.idFor(nameplate))
             const claimed = yield* redis.use((client) =>
-              client.set(Layout.key.nameplate(candidate), transferId, "PX", ttlMs, "NX"),
+              client.set(Layout.key.nameplate(nameplate), transferId, "PX", ttlMs, "NX"),
             )
-            if (claimed === "OK") return Ids.Nameplate.make(candidate)
+            if (claimed === "OK") return { nameplate, transferId }
           }
         }
         return yield* new Store.NameplatesExhausted()
@@ -136,9 +131,8 @@ const make = (options: Options) =>
     const create = Effect.fn("TransferStore.create")(function* (ttlMs: number) {
       const now = yield* Clock.currentTimeMillis
       const state = TransferState.initial(now, ttlMs)
-      const transferId = Ids.TransferId.make(Store.randomId())
-      const nameplate = yield* allocate(transferId, ttlOf(state, now))
-      const sender = Layout.issueToken(transferId, "sender")
+      const { nameplate, transferId } = yield* allocate(ttlOf(state, now))
+      const sender = Layout.issueToken(nameplate, transferId, "sender")
       yield* write(transferId, "", { nameplate, tokens: [], state }, [sender.key], now)
       return {
         nameplate,
@@ -153,14 +147,14 @@ const make = (options: Options) =>
       const claimed = yield* redis.use((client) => client.get(Layout.key.nameplate(nameplate)))
       if (claimed === null) return yield* new Store.TransferNotFound()
       const transferId = Ids.TransferId.make(claimed)
-      const receiver = Layout.issueToken(transferId, "receiver")
+      const receiver = Layout.issueToken(nameplate, transferId, "receiver")
       const state = yield* apply(transferId, { _tag: "Join", at: now }, [receiver.key])
       return { transferId, receiverToken: receiver.token, expiresAt: state.expiresAt } satisfies Store.Joined
     })
 
     const authenticate = Effect.fn("TransferStore.authenticate")(function* (token: Ids.Token) {
       const now = yield* Clock.currentTimeMillis
-      const raw = yield* redis.use((client) => client.get(Layout.key.token(Layout.digest(token))))
+      const raw = yield* redis.use((client) => client.get(Layout.tokenKey(token)))
       if (raw === null) return yield* new Store.Unauthorized()
       const authenticated = yield* Effect.orDie(Schema.decode(Layout.TokenJson)(raw))
       const found = yield* read(authenticated.transferId)
@@ -254,10 +248,7 @@ const make = (options: Options) =>
       post,
       inbox,
       ping: redis.ping,
-      // The deadline index lists exactly the transfers not yet ended (a passed deadline is swept off it).
-      held: Effect.flatMap(Clock.currentTimeMillis, (now) =>
-        redis.use((client) => client.zcount(Layout.key.deadlines, now, "+inf")),
-      ),
+      held: deadlines.held,
     })
   })
 

@@ -47,8 +47,10 @@ export const transferStoreContract = (
         const now = yield* time.now
         const created = yield* store.create(TtlMs)
         expect(created.nameplate).toMatch(/^[1-9][0-9]$/)
-        expect(created.transferId).toMatch(/^[A-Za-z0-9_-]{22}$/)
-        expect(created.senderToken).toMatch(/^[A-Za-z0-9_-]{22}$/)
+        // 128 random bits; in Redis after the nameplate, so every key of the transfer is found in its slot.
+        const random = new RegExp(`^(${created.nameplate}_)?[A-Za-z0-9_-]{22}$`)
+        expect(created.transferId).toMatch(random)
+        expect(created.senderToken).toMatch(random)
         expect(created.senderToken).not.toBe(created.transferId)
         expect(created.expiresAt - now).toBeGreaterThanOrEqual(TtlMs)
         expect(created.expiresAt - now).toBeLessThan(TtlMs + 1_000)
