@@ -178,9 +178,7 @@ const sendSession = (
     // The claimer, and a receiver who tries the code later, learn that it is void.
     const voidCode = <A, E, R>(self: Effect.Effect<A, E, R>) =>
       Effect.tapError(self, (e) =>
-        e instanceof SignalRelay.ClaimAbandoned
-          ? SignalRelay.leave(session, "code-voided")
-          : Effect.void,
+        e instanceof SignalRelay.ClaimAbandoned ? SignalRelay.leave(session, "code-voided") : Effect.void,
       )
     yield* voidCode(SignalRelay.awaitPeer(options.server, session, options.ttl))
     const { sources } = options
