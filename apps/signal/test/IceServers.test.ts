@@ -2,7 +2,7 @@ import { createHmac } from "node:crypto"
 import { SignalApi } from "@p2pal/domain"
 import { Schema } from "effect"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
-import { bin, run, start } from "../../../test/support/Processes.js"
+import { bin, run, signalArgs, start } from "../../../test/support/Processes.js"
 import { joinTransfer, postJson, type Signal, startSignal } from "./harness.js"
 
 const Secret = "correct horse battery staple"
@@ -53,7 +53,7 @@ describe("p2pal-signal with --turn-url and --turn-secret", () => {
 
   it("takes TURN_URL and TURN_SECRET from the environment, and empty ones as unset (compose's default)", async () => {
     const withEnv = async (env: NodeJS.ProcessEnv) => {
-      const app = start(bin("p2pal-signal"), ["--port", "0", "--host", "127.0.0.1"], { env })
+      const app = start(bin("p2pal-signal"), signalArgs(["--port", "0", "--host", "127.0.0.1"]), { env })
       const [, url] = await app.line(/^p2pal-signal listening on (http:\/\/\S+)$/)
       const created = await fetch(new URL("/api/transfer", url), {
         method: "POST",
