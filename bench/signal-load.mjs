@@ -328,7 +328,16 @@ function post(url, body) {
   })
 }
 
+/**
+ * Closes the agent's idle connections before a phase: after a pause longer than the app's keep-alive
+ * timeout (5 s, as after the socket phase) the app may close one just as it is reused (ECONNRESET).
+ */
+function dropIdleConnections() {
+  for (const sockets of Object.values(agent.freeSockets)) sockets.forEach((socket) => socket.destroy())
+}
+
 async function createTransfers(url, count, failed) {
+  dropIdleConnections()
   const created = []
   const perSecond = await pool(count, async () => {
     const { status, text } = await post(`${url}/api/transfer`, { ttlSeconds: TtlSeconds })
@@ -429,6 +438,7 @@ async function measure(mode, { url, server: app, inspector }, redis) {
 
   const failedJoins = failures("failed joins")
   const joins = Math.min(wantedJoins, created.length)
+  dropIdleConnections()
   const joinsPerSecond = await pool(joins, async (i) => {
     const { status, text } = await post(`${url}/api/join`, { nameplate: created[i].nameplate })
     if (status !== 200) failedJoins.add(`${status} ${text}`)
