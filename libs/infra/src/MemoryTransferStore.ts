@@ -44,9 +44,13 @@ const wake = (mailbox: Mailbox) => {
   waiting.forEach((resume) => resume())
 }
 
-/** Until the next `wake` of `mailbox`. */
-const changed = (mailbox: Mailbox) =>
+/**
+ * Until `ready()` holds. Checked as the wait begins, not before: a fiber may yield between its own check
+ * and the wait, and a message posted then would ring no one.
+ */
+const until = (mailbox: Mailbox, ready: () => boolean) =>
   Effect.async<void>((resume) => {
+    if (ready()) return resume(Effect.void)
     const resumeOnce = () => resume(Effect.void)
     mailbox.waiting.add(resumeOnce)
     return Effect.sync(() => mailbox.waiting.delete(resumeOnce))
@@ -210,18 +214,23 @@ const make = Effect.gen(function* () {
         }
         // One pull loop, no fiber or queue of its own: a reader waiting on an empty mailbox holds only
         // its place in `waiting`.
-        const pull: Effect.Effect<Chunk.Chunk<Store.Delivery>, Option.Option<never>> = Effect.suspend(() => {
+        const unread = () => messages.length - Math.max(delivered - mailbox.dropped, 0)
+        const pull = Effect.suspend(() => {
           if (transfer.forgotten) return Effect.fail(Option.none())
           const from = Math.max(delivered, mailbox.dropped)
           const fresh = messages.slice(from - mailbox.dropped).map((message, i) => ({
             id: SignalApi.MessageId.make(String(from + i + 1)),
             message,
           }))
-          if (fresh.length === 0) return Effect.zipRight(changed(mailbox), pull)
           delivered = mailbox.dropped + messages.length
           return Effect.succeed(Chunk.unsafeFromArray(fresh))
         })
-        return Stream.repeatEffectChunkOption(pull)
+        return Stream.repeatEffectChunkOption(
+          Effect.zipRight(
+            until(mailbox, () => transfer.forgotten || unread() > 0),
+            pull,
+          ),
+        )
       }),
     )
 
