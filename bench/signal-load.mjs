@@ -1,18 +1,28 @@
 // Load on one signal app instance: how fast it creates and joins transfers, and what a waiting transfer
-// and an open WebSocket cost it in memory. Runs the built app (bin/p2pal-signal) with its in-memory store,
-// then with --redis against a redis-server started here on a free port, and prints one row per mode.
+// and an open WebSocket cost it in memory. Runs the built app (what bin/p2pal-signal runs) with its
+// in-memory store, then with --redis against a redis-server started here on a free port, and prints one
+// row per mode in each of two tables: throughput, then bytes per waiting transfer and per open socket.
 //
 //   npm run bench:signal -- [--transfers 10000] [--sockets 2000] [--joins 2000] [--only memory|redis]
+//                           [--heap-snapshots DIR] [--signal FILE]
+//
+// --heap-snapshots writes a V8 heap snapshot of the app after each phase (for bench/heap-diff.mjs);
+// --signal runs another build of the app (a copy of apps/signal/dist/bundle/main.js), to compare two
+// builds on the same machine in one sitting.
 //
 // Joins go to the first transfers created, whose senders hold the sockets: the usual order, a sender
 // waiting on its socket when the receiver joins. Fewer joins than transfers keep a run near two minutes
 // on a small machine, while every join still looks up a nameplate among all the waiting transfers.
 //
-// Memory is the process's resident set (VmRSS) after a phase minus before it, divided by the count. It
-// includes garbage not collected yet, so read it as an upper bound. With Redis the transfers live in
-// redis-server, whose resident set is measured the same way.
+// Memory is measured two ways, each as the difference across a phase divided by its count. "RSS" is the
+// process's resident set (VmRSS), garbage not collected yet included: an upper bound. "Retained" is what
+// is left after a full garbage collection, which the bench asks for through the V8 inspector (the app runs
+// with NODE_OPTIONS=--inspect on a loopback port picked by the kernel; the product has no such hook):
+// the V8 heap in use, the memory outside it that JS objects hold (Buffers, ws and ioredis internals), and
+// the resident set after that collection. With Redis the transfers live in redis-server, measured by its
+// resident set and by INFO memory's used_memory (what Redis counts its data as).
 import { spawn, spawnSync } from "node:child_process"
-import { accessSync, constants, readFileSync } from "node:fs"
+import { accessSync, constants, createWriteStream, mkdirSync, readFileSync } from "node:fs"
 import * as http from "node:http"
 import * as net from "node:net"
 import { delimiter, join } from "node:path"
@@ -38,6 +48,8 @@ const { values: flags } = parseArgs({
     sockets: { type: "string", default: "2000" },
     joins: { type: "string", default: "2000" },
     only: { type: "string" },
+    "heap-snapshots": { type: "string" },
+    signal: { type: "string", default: join(root, "apps/signal/dist/bundle/main.js") },
   },
 })
 const transfers = positive("--transfers", flags.transfers)
@@ -49,7 +61,7 @@ if (flags.only !== undefined && flags.only !== "memory" && flags.only !== "redis
 
 function usage(message) {
   process.stderr.write(
-    `${message}\nusage: npm run bench:signal -- [--transfers 10000] [--sockets 2000] [--joins 2000] [--only memory|redis]\n`,
+    `${message}\nusage: npm run bench:signal -- [--transfers 10000] [--sockets 2000] [--joins 2000] [--only memory|redis] [--heap-snapshots DIR] [--signal FILE]\n`,
   )
   process.exit(2)
 }
@@ -66,8 +78,8 @@ process.on("exit", () => children.forEach((proc) => proc.child.kill("SIGKILL")))
 process.on("SIGINT", () => process.exit(130))
 process.on("SIGTERM", () => process.exit(143))
 
-function start(name, command, args) {
-  const child = spawn(command, args, { cwd: root, stdio: ["ignore", "pipe", "pipe"] })
+function start(name, command, args, env = process.env) {
+  const child = spawn(command, args, { cwd: root, env, stdio: ["ignore", "pipe", "pipe"] })
   const proc = { child, name, stderr: "" }
   children.add(proc)
   child.stderr.setEncoding("utf8").on("data", (text) => (proc.stderr = (proc.stderr + text).slice(-2000)))
@@ -144,7 +156,18 @@ async function startRedis(binary) {
     if (performance.now() > deadline) throw new Error("redis-server did not answer PING within 10 s")
     await new Promise((resolve) => setTimeout(resolve, 50))
   }
-  return { redis, url: `redis://127.0.0.1:${port}` }
+  return { redis: Object.assign(redis, { port }), url: `redis://127.0.0.1:${port}` }
+}
+
+/** What redis-server counts its data as (INFO memory's used_memory), in bytes. */
+function redisUsedMemory(redis) {
+  const info = spawnSync("redis-cli", ["-p", String(redis.port), "info", "memory"], {
+    encoding: "utf8",
+    timeout: 5000,
+  })
+  const match = /^used_memory:(\d+)/m.exec(info.stdout ?? "")
+  if (!match) throw new Error(`redis-cli info memory answered: ${info.stdout}${info.stderr}`)
+  return Number(match[1])
 }
 
 /**
@@ -167,23 +190,33 @@ function limitFlags(help) {
 }
 
 async function helpText() {
-  const proc = start("p2pal-signal --help", join(root, "bin/p2pal-signal"), ["--help"])
+  const proc = start("p2pal-signal --help", process.execPath, [flags.signal, "--help"])
   const lines = []
   proc.lines.on("line", (line) => lines.push(line))
   await proc.exited
   return lines.join("\n")
 }
 
-/** Starts the app; resolves with its URL, or with the reason it did not start. */
+/**
+ * Starts the app with its inspector on a loopback port; resolves with its URL and an inspector session,
+ * or with the reason it did not start.
+ */
 async function startSignal(extraArgs) {
   const args = ["--port", "0", "--host", "127.0.0.1", ...extraArgs]
-  const server = start("p2pal-signal", join(root, "bin/p2pal-signal"), args)
+  const env = { ...process.env, NODE_OPTIONS: `${process.env.NODE_OPTIONS ?? ""} --inspect=127.0.0.1:0` }
+  const server = start("p2pal-signal", process.execPath, [flags.signal, ...args], env)
+  const inspectorUrl = new Promise((resolve) =>
+    server.child.stderr.on("data", () => {
+      const url = /Debugger listening on (ws:\/\/\S+)/.exec(server.stderr)?.[1]
+      if (url) resolve(url)
+    }),
+  )
   const listening = new Promise((resolve) =>
     server.lines.on("line", (line) => {
       const url = /^p2pal-signal listening on (http:\/\/\S+)/.exec(line)?.[1]
-      if (url) resolve({ server, url })
+      if (url) resolve(url)
     }),
-  )
+  ).then(async (url) => ({ server, url, inspector: await inspect(await inspectorUrl) }))
   const failed = server.exited.then(({ how }) => {
     const hint = /Cannot find module/.test(server.stderr) ? "\n(is it built? run `npm run build`)" : ""
     return { failure: `exited (${how}): ${server.stderr.trim().slice(-800)}${hint}` }
@@ -194,6 +227,57 @@ async function startSignal(extraArgs) {
   const result = await Promise.race([listening, failed, timedOut])
   if (result.failure) await stop(server)
   return result
+}
+
+/** A V8 inspector session: `send` calls a protocol method, `on` hears its events. */
+async function inspect(url) {
+  const socket = new WebSocket(url, { perMessageDeflate: false, maxPayload: 0 })
+  await new Promise((resolve, reject) => {
+    socket.once("open", resolve)
+    socket.once("error", reject)
+  })
+  const pending = new Map()
+  const listeners = new Map()
+  socket.on("message", (data) => {
+    const { id, method, params, result, error } = JSON.parse(data)
+    if (id === undefined) return listeners.get(method)?.(params)
+    const call = pending.get(id)
+    pending.delete(id)
+    if (error) call.reject(new Error(`${call.method}: ${error.message}`))
+    else call.resolve(result)
+  })
+  let lastId = 0
+  return {
+    send: (method, params = {}) =>
+      new Promise((resolve, reject) => {
+        pending.set(++lastId, { method, resolve, reject })
+        socket.send(JSON.stringify({ id: lastId, method, params }))
+      }),
+    on: (method, listener) => listeners.set(method, listener),
+  }
+}
+
+/**
+ * The app's memory after a full collection: V8 heap in use, memory outside it held by JS objects, and
+ * the resident set. The collection runs twice, so objects freed by the first one's finalizers go too.
+ */
+async function retained(inspector) {
+  await inspector.send("HeapProfiler.collectGarbage")
+  await inspector.send("HeapProfiler.collectGarbage")
+  const { result } = await inspector.send("Runtime.evaluate", {
+    expression: "JSON.stringify(process.memoryUsage())",
+    returnByValue: true,
+  })
+  const { heapUsed, external, rss } = JSON.parse(result.value)
+  return { heap: heapUsed, external, rss }
+}
+
+/** Writes a heap snapshot of the app to `file` (for DevTools' Memory tab or bench/heap-diff.mjs). */
+async function heapSnapshot(inspector, file) {
+  const out = createWriteStream(file)
+  inspector.on("HeapProfiler.addHeapSnapshotChunk", ({ chunk }) => out.write(chunk))
+  await inspector.send("HeapProfiler.takeHeapSnapshot", { reportProgress: false })
+  await new Promise((resolve, reject) => out.end((error) => (error ? reject(error) : resolve())))
 }
 
 /** Runs `task(i)` for i in [0, count) with at most InFlight at once; returns requests per second. */
@@ -244,7 +328,16 @@ function post(url, body) {
   })
 }
 
+/**
+ * Closes the agent's idle connections before a phase: after a pause longer than the app's keep-alive
+ * timeout (5 s, as after the socket phase) the app may close one just as it is reused (ECONNRESET).
+ */
+function dropIdleConnections() {
+  for (const sockets of Object.values(agent.freeSockets)) sockets.forEach((socket) => socket.destroy())
+}
+
 async function createTransfers(url, count, failed) {
+  dropIdleConnections()
   const created = []
   const perSecond = await pool(count, async () => {
     const { status, text } = await post(`${url}/api/transfer`, { ttlSeconds: TtlSeconds })
@@ -268,13 +361,58 @@ function openSocket(url, token) {
   })
 }
 
-async function measure(mode, url, app, redis) {
+/** CPU time the process has used (user + system), in clock ticks (1/100 s on Linux). */
+function cpuTicks(proc) {
+  const fields = readFileSync(`/proc/${proc.child.pid}/stat`, "utf8").split(") ")[1].split(" ")
+  return Number(fields[11]) + Number(fields[12])
+}
+
+/** Resolves once the app has been idle for a quarter second (at most 10 s): the last requests are done. */
+async function settled(app) {
+  const deadline = performance.now() + 10_000
+  for (let before = cpuTicks(app); performance.now() < deadline;) {
+    await new Promise((resolve) => setTimeout(resolve, 250))
+    const now = cpuTicks(app)
+    if (now - before <= 1) return
+    before = now
+  }
+}
+
+/**
+ * The app's and Redis's memory at the end of a phase: the app's resident set as the phase left it, then
+ * everything after a full collection (which is also where the next phase starts from).
+ */
+async function snapshot(app, inspector, redis, name) {
+  await settled(app)
+  const rssAsLeft = rss(app)
+  const after = await retained(inspector)
+  if (flags["heap-snapshots"] !== undefined) {
+    mkdirSync(flags["heap-snapshots"], { recursive: true })
+    await heapSnapshot(inspector, join(flags["heap-snapshots"], `${name}.heapsnapshot`))
+  }
+  return { rssAsLeft, ...after, redis: redis && { rss: rss(redis), used: redisUsedMemory(redis) } }
+}
+
+/** What a phase from `from` to `to` cost per item, for `count` items. */
+function cost(from, to, count) {
+  const per = (a, b) => (b - a) / Math.max(count, 1)
+  return {
+    rss: per(from.rss, to.rssAsLeft),
+    retainedRss: per(from.rss, to.rss),
+    heap: per(from.heap, to.heap),
+    external: per(from.external, to.external),
+    redisRss: to.redis && per(from.redis.rss, to.redis.rss),
+    redisUsed: to.redis && per(from.redis.used, to.redis.used),
+  }
+}
+
+async function measure(mode, { url, server: app, inspector }, redis) {
   const failedCreates = failures("failed creations")
   await createTransfers(url, WarmUp, failedCreates)
 
-  const before = { app: rss(app), redis: redis && rss(redis) }
+  const before = await snapshot(app, inspector, redis, `${mode}-0-warm`)
   const { created, perSecond: createsPerSecond } = await createTransfers(url, transfers, failedCreates)
-  const afterCreates = { app: rss(app), redis: redis && rss(redis) }
+  const afterCreates = await snapshot(app, inspector, redis, `${mode}-1-transfers`)
 
   const sockets = []
   const failedSockets = failures("failed sockets")
@@ -295,11 +433,12 @@ async function measure(mode, url, app, redis) {
       (error) => failedSockets.add(error.message),
     ),
   )
-  const afterSockets = rss(app)
+  const afterSockets = await snapshot(app, inspector, redis, `${mode}-2-sockets`)
   const held = sockets.filter((socket) => socket.readyState === WebSocket.OPEN).length
 
   const failedJoins = failures("failed joins")
   const joins = Math.min(wantedJoins, created.length)
+  dropIdleConnections()
   const joinsPerSecond = await pool(joins, async (i) => {
     const { status, text } = await post(`${url}/api/join`, { nameplate: created[i].nameplate })
     if (status !== 200) failedJoins.add(`${status} ${text}`)
@@ -318,11 +457,10 @@ async function measure(mode, url, app, redis) {
     mode,
     created: created.length,
     createsPerSecond,
-    appPerTransfer: (afterCreates.app - before.app) / Math.max(created.length, 1),
-    redisPerTransfer: redis && (afterCreates.redis - before.redis) / Math.max(created.length, 1),
+    perTransfer: cost(before, afterCreates, created.length),
     sockets: held,
     opensPerSecond,
-    appPerSocket: (afterSockets - afterCreates.app) / Math.max(held, 1),
+    perSocket: cost(afterCreates, afterSockets, held),
     joins,
     joinsPerSecond,
     digits: digits.length === 0 ? "-" : `${Math.min(...digits)}-${Math.max(...digits)}`,
@@ -353,7 +491,7 @@ async function runMode(mode, limits) {
       return undefined
     }
     try {
-      return await measure(mode, signal.url, signal.server, redis)
+      return await measure(mode, signal, redis)
     } finally {
       await stop(signal.server)
     }
@@ -362,45 +500,60 @@ async function runMode(mode, limits) {
   }
 }
 
-function printTable(results) {
-  const rows = [
-    [
-      "store",
-      "transfers",
-      "creates/s",
-      "app B/transfer",
-      "redis B/transfer",
-      "sockets",
-      "opens/s",
-      "app B/socket",
-      "joins",
-      "joins/s",
-      "nameplate digits",
-      "failed",
-    ],
-  ]
-  for (const r of results) {
-    rows.push([
-      r.mode,
-      String(r.created),
-      r.createsPerSecond.toFixed(0),
-      r.appPerTransfer.toFixed(0),
-      r.redisPerTransfer === undefined ? "-" : r.redisPerTransfer.toFixed(0),
-      String(r.sockets),
-      r.opensPerSecond.toFixed(0),
-      r.appPerSocket.toFixed(0),
-      String(r.joins),
-      r.joinsPerSecond.toFixed(0),
-      r.digits,
-      String(r.failed),
-    ])
-  }
+function printTable(rows) {
   const widths = rows[0].map((_, col) => Math.max(...rows.map((r) => r[col].length)))
   for (const r of rows) {
     console.log(
       r.map((cell, col) => (col === 0 ? cell.padEnd(widths[col]) : cell.padStart(widths[col]))).join("  "),
     )
   }
+}
+
+function printResults(results) {
+  printTable([
+    [
+      "store",
+      "transfers",
+      "creates/s",
+      "sockets",
+      "opens/s",
+      "joins",
+      "joins/s",
+      "nameplate digits",
+      "failed",
+    ],
+    ...results.map((r) => [
+      r.mode,
+      String(r.created),
+      r.createsPerSecond.toFixed(0),
+      String(r.sockets),
+      r.opensPerSecond.toFixed(0),
+      String(r.joins),
+      r.joinsPerSecond.toFixed(0),
+      r.digits,
+      String(r.failed),
+    ]),
+  ])
+  console.log("")
+  const bytes = (value) => (value === undefined ? "-" : value.toFixed(0))
+  printTable([
+    ["store", "bytes per", "app RSS", "retained RSS", "heap", "external", "redis RSS", "redis used_memory"],
+    ...results.flatMap((r) =>
+      [
+        ["waiting transfer", r.perTransfer],
+        ["open socket", r.perSocket],
+      ].map(([what, c]) => [
+        r.mode,
+        what,
+        bytes(c.rss),
+        bytes(c.retainedRss),
+        bytes(c.heap),
+        bytes(c.external),
+        bytes(c.redisRss),
+        bytes(c.redisUsed),
+      ]),
+    ),
+  ])
 }
 
 async function main() {
@@ -413,7 +566,7 @@ async function main() {
   }
   agent.destroy()
   if (results.length === 0) throw new Error("no mode ran")
-  printTable(results)
+  printResults(results)
 }
 
 main().catch((error) => {

@@ -1,6 +1,6 @@
 import { randomInt } from "node:crypto"
 import { Ids, SignalApi, TransferState } from "@p2pal/domain"
-import { Clock, Effect, Either, Layer, Metric, Option, Schedule, Stream, SubscriptionRef } from "effect"
+import { Chunk, Clock, Effect, Either, Layer, Metric, Option, Schedule, Stream } from "effect"
 import * as Store from "./TransferStore.js"
 
 const SweepInterval = "30 seconds"
@@ -20,7 +20,10 @@ interface Transfer {
   state: TransferState.TransferState
   /** When the sweep drops the record. */
   forgetAt: number
-  readonly mailboxes: Record<Ids.Side, Mailbox>
+  /** Set when the sweep drops the record: its readers' streams end. */
+  forgotten: boolean
+  /** Made at a side's first message or reader: a transfer waiting for its receiver holds none. */
+  readonly mailboxes: Partial<Record<Ids.Side, Mailbox>>
 }
 
 /** A side's messages not yet known to be seen; `messages[i]` has id `dropped + i + 1`. */
@@ -28,15 +31,30 @@ interface Mailbox {
   readonly messages: Array<string>
   /** How many messages before them the side has seen (it resumed after them), and are gone. */
   dropped: number
-  /** How many messages were ever posted; readers wait on its changes. `None` once the transfer is forgotten. */
-  readonly count: SubscriptionRef.SubscriptionRef<Option.Option<number>>
+  /** Readers waiting for a message or for the transfer to be forgotten; each is woken once, then removed. */
+  readonly waiting: Set<() => void>
 }
 
-const makeMailbox = Effect.map(SubscriptionRef.make(Option.some(0)), (count): Mailbox => ({
-  messages: [],
-  dropped: 0,
-  count,
-}))
+const mailboxOf = (transfer: Transfer, side: Ids.Side): Mailbox =>
+  (transfer.mailboxes[side] ??= { messages: [], dropped: 0, waiting: new Set() })
+
+const wake = (mailbox: Mailbox) => {
+  const waiting = [...mailbox.waiting]
+  mailbox.waiting.clear()
+  waiting.forEach((resume) => resume())
+}
+
+/**
+ * Until `ready()` holds. Checked as the wait begins, not before: a fiber may yield between its own check
+ * and the wait, and a message posted then would ring no one.
+ */
+const until = (mailbox: Mailbox, ready: () => boolean) =>
+  Effect.async<void>((resume) => {
+    if (ready()) return resume(Effect.void)
+    const resumeOnce = () => resume(Effect.void)
+    mailbox.waiting.add(resumeOnce)
+    return Effect.sync(() => mailbox.waiting.delete(resumeOnce))
+  })
 
 /** Every operation checks and updates the maps with no yield in between, so concurrent fibers cannot interleave. */
 const make = Effect.gen(function* () {
@@ -67,17 +85,16 @@ const make = Effect.gen(function* () {
     messages.reduce((sum, message) => sum + message.length, 0)
 
   const forget = (transfer: Transfer) => {
-    for (const mailbox of Object.values(transfer.mailboxes)) mailboxChars -= sizeOf(mailbox.messages)
+    transfer.forgotten = true
     transfers.delete(transfer.transferId)
     byNameplate.delete(transfer.nameplate)
     countNameplate(transfer.nameplate, -1)
     byToken.delete(transfer.senderToken)
     if (transfer.receiverToken !== undefined) byToken.delete(transfer.receiverToken)
-    return Effect.forEach(
-      Object.values(transfer.mailboxes),
-      (mailbox) => SubscriptionRef.set(mailbox.count, Option.none()),
-      { discard: true },
-    )
+    for (const mailbox of Object.values(transfer.mailboxes)) {
+      mailboxChars -= sizeOf(mailbox.messages)
+      wake(mailbox)
+    }
   }
 
   const sweep = Effect.gen(function* () {
@@ -86,7 +103,7 @@ const make = Effect.gen(function* () {
     // Counted when forgotten rather than at the deadline: the same transfers, once each, a retention later.
     const expired = due.filter((transfer) => TransferState.observe(transfer.state, now).status === "expired")
     yield* Metric.incrementBy(Store.expiredTransfers, expired.length)
-    yield* Effect.forEach(due, forget, { discard: true })
+    due.forEach(forget)
   })
   yield* Effect.forkScoped(Effect.repeat(sweep, Schedule.spaced(SweepInterval)))
 
@@ -110,7 +127,6 @@ const make = Effect.gen(function* () {
 
   const create = Effect.fn("TransferStore.create")(function* (ttlMs: number) {
     const now = yield* Clock.currentTimeMillis
-    const mailboxes = { sender: yield* makeMailbox, receiver: yield* makeMailbox }
     const nameplate = pickNameplate()
     if (nameplate === undefined) return yield* new Store.NameplatesExhausted()
     const state = TransferState.initial(now, ttlMs)
@@ -121,7 +137,8 @@ const make = Effect.gen(function* () {
       receiverToken: undefined,
       state,
       forgetAt: Store.forgetAt(state, now, Store.RetentionMs),
-      mailboxes,
+      forgotten: false,
+      mailboxes: {},
     }
     transfers.set(transfer.transferId, transfer)
     byNameplate.set(nameplate, transfer)
@@ -176,36 +193,43 @@ const make = Effect.gen(function* () {
     const now = yield* Clock.currentTimeMillis
     const transfer = yield* lookup(transferId)
     yield* Store.ensureOpen(transfer.state, now)
-    const mailbox = transfer.mailboxes[to]
+    const mailbox = mailboxOf(transfer, to)
     if (mailbox.messages.length >= Store.MailboxCapacity || mailboxChars + message.length > MailboxesMaxChars)
       return yield* new Store.MailboxFull()
     mailbox.messages.push(message)
     mailboxChars += message.length
-    yield* SubscriptionRef.set(mailbox.count, Option.some(mailbox.dropped + mailbox.messages.length))
+    wake(mailbox)
   })
 
   const inbox = (transferId: Ids.TransferId, side: Ids.Side, after: SignalApi.MessageId | undefined) =>
     Stream.unwrap(
       Effect.map(lookup(transferId), (transfer) => {
-        const mailbox = transfer.mailboxes[side]
-        const { messages, count } = mailbox
+        const mailbox = mailboxOf(transfer, side)
+        const { messages } = mailbox
         let delivered = after === undefined ? 0 : Number.parseInt(after, 10)
         const seen = Math.min(delivered - mailbox.dropped, messages.length)
         if (seen > 0) {
           mailboxChars -= sizeOf(messages.splice(0, seen))
           mailbox.dropped += seen
         }
-        return count.changes.pipe(
-          Stream.takeWhile(Option.isSome),
-          Stream.mapConcat((): Array<Store.Delivery> => {
-            const from = Math.max(delivered, mailbox.dropped)
-            const fresh = messages.slice(from - mailbox.dropped).map((message, i) => ({
-              id: SignalApi.MessageId.make(String(from + i + 1)),
-              message,
-            }))
-            delivered = mailbox.dropped + messages.length
-            return fresh
-          }),
+        // One pull loop, no fiber or queue of its own: a reader waiting on an empty mailbox holds only
+        // its place in `waiting`.
+        const unread = () => messages.length - Math.max(delivered - mailbox.dropped, 0)
+        const pull = Effect.suspend(() => {
+          if (transfer.forgotten) return Effect.fail(Option.none())
+          const from = Math.max(delivered, mailbox.dropped)
+          const fresh = messages.slice(from - mailbox.dropped).map((message, i) => ({
+            id: SignalApi.MessageId.make(String(from + i + 1)),
+            message,
+          }))
+          delivered = mailbox.dropped + messages.length
+          return Effect.succeed(Chunk.unsafeFromArray(fresh))
+        })
+        return Stream.repeatEffectChunkOption(
+          Effect.zipRight(
+            until(mailbox, () => transfer.forgotten || unread() > 0),
+            pull,
+          ),
         )
       }),
     )

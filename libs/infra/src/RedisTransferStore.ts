@@ -1,15 +1,16 @@
 import { randomInt } from "node:crypto"
 import { Ids, SignalApi, TransferState } from "@p2pal/domain"
-import { Clock, Effect, Either, Layer, Option, Queue, Schedule, Schema, Stream } from "effect"
+import { Chunk, Clock, Effect, Either, Layer, Option, Queue, Schedule, Schema, Stream } from "effect"
 import { Redis } from "./Redis.js"
 import * as Deadlines from "./RedisDeadlines.js"
 import * as Layout from "./RedisLayout.js"
 import * as Store from "./TransferStore.js"
 
 /**
- * How often an inbox reads its mailbox with no doorbell. Doorbells lost while the subscriber reconnects
- * are rung again when it is back, so this is a last resort (and how a reader learns its transfer was
- * forgotten); every waiting socket costs two commands per poll, so it is slow.
+ * How often the inboxes read their mailboxes with no doorbell. Doorbells lost while the subscriber
+ * reconnects are rung again when it is back, so this is a last resort (and how a reader learns its
+ * transfer was forgotten); every waiting socket costs two commands per poll, so it is slow. One timer
+ * rings every inbox of the instance, rather than one timer each.
  */
 const PollMs = 20_000
 const HeartbeatInterval = "5 seconds"
@@ -38,6 +39,11 @@ const make = (options: Options) =>
     /** How long every key of a transfer in `state` (as of `now`) lives. */
     const ttlOf = (state: TransferState.TransferState, now: number) =>
       Math.ceil(Store.forgetAt(state, now, retentionMs) - now)
+
+    /** Each open inbox's doorbell, rung by the poll. */
+    const inboxes = new Set<() => void>()
+    const poll = Effect.sync(() => inboxes.forEach((ring) => ring()))
+    yield* Effect.forkScoped(Effect.repeat(poll, Schedule.spaced(options.pollMs ?? PollMs)))
 
     /** The record as stored (for compare-and-set) and decoded; None once forgotten. */
     const read = (transferId: Ids.TransferId) =>
@@ -195,9 +201,12 @@ const make = (options: Options) =>
       Stream.unwrapScoped(
         Effect.gen(function* () {
           const rings = yield* Queue.sliding<void>(1)
+          const ring = () => Queue.unsafeOffer(rings, undefined)
           // Subscribed before the first read, so a message posted in between still rings.
-          yield* redis.subscribe(Layout.key.doorbell(transferId, side), () =>
-            Queue.unsafeOffer(rings, undefined),
+          yield* redis.subscribe(Layout.key.doorbell(transferId, side), ring)
+          yield* Effect.acquireRelease(
+            Effect.sync(() => inboxes.add(ring)),
+            () => Effect.sync(() => inboxes.delete(ring)),
           )
           let cursor = after
           // The side has seen everything up to `after`: those messages go, and their room with them.
@@ -223,20 +232,20 @@ const make = (options: Options) =>
               message: fields[1]!,
             }))
             cursor = deliveries.at(-1)?.id ?? cursor
-            return Option.some(deliveries)
+            return Option.some(Chunk.unsafeFromArray(deliveries))
           })
           const first = yield* next
           if (Option.isNone(first)) return yield* new Store.TransferNotFound()
-          const wakeUps = Stream.merge(
-            Stream.fromQueue(rings),
-            Stream.fromSchedule(Schedule.spaced(options.pollMs ?? PollMs)),
+          // One pull loop, no fiber of its own: a waiting reader holds only its queue of one ring.
+          const later = Stream.repeatEffectChunkOption(
+            Effect.zipRight(Queue.take(rings), next).pipe(
+              Effect.mapError(Option.some),
+              Effect.flatMap(
+                Option.match({ onNone: () => Effect.fail(Option.none()), onSome: Effect.succeed }),
+              ),
+            ),
           )
-          const later = wakeUps.pipe(
-            Stream.mapEffect(() => next),
-            Stream.takeWhile(Option.isSome),
-            Stream.mapConcat(Option.getOrElse(() => [])),
-          )
-          return Stream.concat(Stream.fromIterable(first.value), later)
+          return Stream.concat(Stream.fromChunk(first.value), later)
         }),
       )
 
